@@ -1,0 +1,26 @@
+# prunelimit: reproduce "How Sparse Can We Prune A Deep Network: A Fundamental Limit Perspective"
+# (Zhang, Zhang, Sun, Liu; NeurIPS 2024; arXiv 2306.05857).
+#
+#   snakemake --cores all                                        # the mini preset (config.yaml)
+#   snakemake --cores all --configfile workflow/presets/paper.yaml   # the paper's 8 tasks
+#   snakemake --cores all results/mini/tables/training.md        # one target and what it needs
+
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        get_final_output(),
+    default_target: True

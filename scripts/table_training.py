@@ -1,0 +1,9 @@
+"""Rule `table_training`: the training table from every metrics.json."""
+
+from prunelimit.io import load_json
+from prunelimit.runlog import rule_context
+from prunelimit.tables import training_table, write_table
+
+with rule_context(snakemake.log[0]):  # noqa: F821
+    table = training_table([load_json(p) for p in snakemake.input.metrics])  # noqa: F821
+    write_table(table, snakemake.output.csv, snakemake.output.md, snakemake.output.tex)  # noqa: F821

@@ -1,0 +1,384 @@
+"""Datasets: preparation to one array file each, and loading as device tensors.
+
+Prepared files (``results/<preset>/data/<dataset>.npz``) hold ``x_train, y_train, x_test,
+y_test`` with images as ``(N, C, H, W)`` uint8 (1-D signals as float32 ``(N, 1, 1, L)``),
+plus ``mean``/``std`` per channel and ``num_classes``.
+
+Sources:
+- ``digits``: scikit-learn's bundled 8×8 digits, seeded stratified split (no network).
+- ``mnist1d``: an MNIST-1D-style generator of our own (after Greydanus 2020, "Scaling down deep
+  learning"), seeded: 10 template signals, randomly padded, scaled, sheared, translated, with
+  correlated and white noise, resampled to 40 points.
+- ``cifar10``, ``cifar100``, ``tinyimagenet``: downloaded from the configured URL (streamed,
+  resumable, md5-verified, renamed into place when complete) and parsed from their archives.
+- ``synth_cifar10``, ``synth_cifar100``, ``synth_tinyimagenet``: tiny random data of the paper
+  datasets' shapes, for smoke runs of the paper architectures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .io import PrunelimitError, atomic_path, save_npz
+
+# Official archives and checksums (the same constants torchvision uses).
+OFFICIAL_SOURCES = {
+    "cifar10": {
+        "url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "md5": "c58f30108f718f92721af3b95e74349a",
+    },
+    "cifar100": {
+        "url": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "md5": "eb9058c3a382ffc7106e4002c42a8d85",
+    },
+    "tinyimagenet": {
+        "url": "http://cs231n.stanford.edu/tiny-imagenet-200.zip",
+        "md5": "90528d7ca1a48142e341f4ef8d21d0de",
+    },
+}
+DOWNLOADED = tuple(OFFICIAL_SOURCES)
+SYNTHETIC_SHAPES = {
+    "synth_cifar10": ((3, 32, 32), 10),
+    "synth_cifar100": ((3, 32, 32), 100),
+    "synth_tinyimagenet": ((3, 64, 64), 200),
+}
+DATASETS = ("digits", "mnist1d", *DOWNLOADED, *SYNTHETIC_SHAPES)
+
+
+# ---------------------------------------------------------------------------------------------
+# Download: streamed, resumable, md5-verified, atomic
+# ---------------------------------------------------------------------------------------------
+
+
+def md5sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, dest: str | os.PathLike, md5: str | None, progress: bool = True, timeout: float = 60) -> Path:
+    """Download ``url`` to ``dest``.
+
+    Streams into ``dest.part``; an existing ``.part`` is resumed with an HTTP Range request (a
+    server that ignores it restarts the file). The file is renamed to ``dest`` only once its
+    length matches the announced one and its md5 matches; otherwise the partial file is removed
+    (wrong md5) or kept for resuming (truncated transfer) and a clear error is raised.
+    """
+    from tqdm import tqdm
+
+    dest = Path(dest)
+    if dest.exists() and (md5 is None or md5sum(dest) == md5):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:  # range not satisfiable: the part file is already whole
+            response = None
+        else:
+            raise PrunelimitError(f"download of {url} failed: HTTP {err.code} {err.reason}") from None
+    except (urllib.error.URLError, OSError) as err:
+        raise PrunelimitError(f"download of {url} failed: {getattr(err, 'reason', err)}") from None
+
+    if response is not None:
+        with response:
+            resumed = response.status == 206
+            if not resumed:
+                have = 0
+            length = response.headers.get("Content-Length")
+            expected = have + int(length) if length is not None else None
+            with open(part, "ab" if resumed else "wb") as fh, tqdm(
+                total=expected, initial=have, unit="B", unit_scale=True, desc=dest.name, disable=not progress
+            ) as bar:
+                try:
+                    while block := response.read(1 << 16):
+                        fh.write(block)
+                        bar.update(len(block))
+                except (OSError, urllib.error.URLError) as err:
+                    raise PrunelimitError(
+                        f"download of {url} was interrupted ({err}); rerun to resume from {part}"
+                    ) from None
+        got = part.stat().st_size
+        if expected is not None and got < expected:
+            raise PrunelimitError(
+                f"download of {url} is truncated: {got} of {expected} bytes; rerun to resume from {part}"
+            )
+    if md5 is not None:
+        actual = md5sum(part)
+        if actual != md5:
+            part.unlink()
+            raise PrunelimitError(f"md5 mismatch for {url}: expected {md5}, got {actual}; the partial file was removed")
+    os.replace(part, dest)
+    return dest
+
+
+# ---------------------------------------------------------------------------------------------
+# Archive parsers (the real formats)
+# ---------------------------------------------------------------------------------------------
+
+
+def _unpickle(raw: bytes, what: str) -> dict:
+    try:
+        return pickle.loads(raw, encoding="bytes")
+    except Exception as err:  # noqa: BLE001
+        raise PrunelimitError(f"corrupt CIFAR batch {what}: {err}") from None
+
+
+def parse_cifar(archive: str | os.PathLike, name: str) -> dict[str, np.ndarray]:
+    """Parse the python-pickle CIFAR-10 / CIFAR-100 ``.tar.gz`` into uint8 (N, 3, 32, 32) arrays."""
+    if name == "cifar10":
+        folder, train_members, test_members, label_key = (
+            "cifar-10-batches-py",
+            [f"data_batch_{i}" for i in range(1, 6)],
+            ["test_batch"],
+            b"labels",
+        )
+    else:
+        folder, train_members, test_members, label_key = ("cifar-100-python", ["train"], ["test"], b"fine_labels")
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            def read(members: list[str]) -> tuple[np.ndarray, np.ndarray]:
+                xs, ys = [], []
+                for member in members:
+                    fh = tar.extractfile(f"{folder}/{member}")
+                    if fh is None:
+                        raise PrunelimitError(f"{archive}: {folder}/{member} is not a file")
+                    batch = _unpickle(fh.read(), f"{archive}:{member}")
+                    xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+                    ys.append(np.asarray(batch[label_key], dtype=np.int64))
+                return np.concatenate(xs), np.concatenate(ys)
+
+            x_train, y_train = read(train_members)
+            x_test, y_test = read(test_members)
+    except (tarfile.TarError, EOFError, OSError, KeyError) as err:
+        raise PrunelimitError(f"corrupt or incomplete archive {archive}: {err}") from None
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
+            "num_classes": np.int64(10 if name == "cifar10" else 100)}
+
+
+def parse_tinyimagenet(archive: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Parse ``tiny-imagenet-200.zip``: train/<wnid>/images/*.JPEG and val/ with its annotations.
+
+    The official test split has no labels, so the labelled validation split is the test set.
+    """
+    from PIL import Image
+
+    def decode(raw: bytes) -> np.ndarray:
+        img = Image.open(io.BytesIO(raw)).convert("RGB")
+        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+
+    root = "tiny-imagenet-200"
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            wnids = zf.read(f"{root}/wnids.txt").decode().split()
+            index = {w: i for i, w in enumerate(wnids)}
+            x_train, y_train, x_test, y_test = [], [], [], []
+            names = sorted(zf.namelist())
+            for name in names:
+                parts = name.split("/")
+                if len(parts) == 5 and parts[1] == "train" and parts[3] == "images" and parts[4].endswith(".JPEG"):
+                    x_train.append(decode(zf.read(name)))
+                    y_train.append(index[parts[2]])
+            annotations = zf.read(f"{root}/val/val_annotations.txt").decode().splitlines()
+            for line in annotations:
+                if not line.strip():
+                    continue
+                fields = line.split("\t")
+                x_test.append(decode(zf.read(f"{root}/val/images/{fields[0]}")))
+                y_test.append(index[fields[1]])
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError) as err:
+        raise PrunelimitError(f"corrupt or incomplete archive {archive}: {err}") from None
+    if not x_train or not x_test:
+        raise PrunelimitError(f"archive {archive} holds no TinyImageNet images")
+    return {"x_train": np.stack(x_train), "y_train": np.asarray(y_train, np.int64),
+            "x_test": np.stack(x_test), "y_test": np.asarray(y_test, np.int64),
+            "num_classes": np.int64(len(wnids))}
+
+
+# ---------------------------------------------------------------------------------------------
+# Local datasets
+# ---------------------------------------------------------------------------------------------
+
+
+def make_digits(seed: int = 0, test_fraction: float = 0.2) -> dict[str, np.ndarray]:
+    """scikit-learn's 8×8 digits (values 0–16) as uint8 0–255, stratified seeded split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (N, 1, 8, 8)
+    y = bunch.target.astype(np.int64)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=test_fraction, random_state=seed, stratify=y
+    )
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test, "num_classes": np.int64(10)}
+
+
+# Ten hand-made 12-point templates, one per class (our own shapes, in the spirit of MNIST-1D).
+_MNIST1D_TEMPLATES = np.array([
+    [5, 6, 6.5, 6.75, 7, 7, 7, 7, 6.75, 6.5, 6, 5],
+    [5, 3, 3, 3.4, 3.8, 4.2, 4.6, 5, 5.4, 5.8, 5, 5],
+    [5, 6, 6.5, 6.5, 6, 5.25, 4.75, 4, 3.5, 3.5, 4, 5],
+    [5, 6, 6.5, 6.5, 6, 5, 5, 6, 6.5, 6.5, 6, 5],
+    [5, 4.4, 3.8, 3.2, 2.6, 2.6, 5, 5, 5, 5, 5, 5],
+    [5, 3, 3, 3, 3, 5, 6, 6.5, 6.5, 6, 4.5, 5],
+    [5, 4, 3.5, 3.25, 3, 3, 3, 3, 3.25, 3.5, 4, 5],
+    [5, 7, 7, 6.6, 6.2, 5.8, 5.4, 5, 4.6, 4.2, 5, 5],
+    [5, 4, 3.5, 3.5, 4, 5, 5, 4, 3.5, 3.5, 4, 5],
+    [5, 4, 3.5, 3.5, 4, 5, 5, 5, 5, 4.7, 4.3, 5],
+]) - 5.0
+
+
+def make_mnist1d(n_train: int = 4000, n_test: int = 1000, length: int = 40, seed: int = 0) -> dict[str, np.ndarray]:
+    """Generate MNIST-1D-style signals (float32 ``(N, 1, 1, length)``), balanced classes, seeded."""
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    labels = np.arange(n) % 10
+    rng.shuffle(labels)
+    grid = np.linspace(-1, 1, length)
+    signals = np.empty((n, length), np.float32)
+    for i, label in enumerate(labels):
+        template = _MNIST1D_TEMPLATES[label]
+        pad = rng.integers(18, 30)  # total zero padding: the digit covers a random share of the window
+        left = rng.integers(0, pad + 1)
+        x = np.concatenate([np.zeros(left), template, np.zeros(pad - left)])
+        t = np.linspace(-1, 1, len(x))
+        scale = rng.uniform(0.8, 1.2)
+        shear = rng.uniform(-0.6, 0.6)
+        shift = rng.uniform(-0.15, 0.15)
+        y = scale * np.interp(grid, t + shift, x) + shear * grid
+        corr = np.convolve(rng.normal(size=length + 8), np.ones(9) / 9, mode="valid")  # correlated noise
+        signals[i] = (y + 0.25 * corr + 0.05 * rng.normal(size=length)).astype(np.float32)
+    x_all = signals[:, None, None, :]
+    return {"x_train": x_all[:n_train], "y_train": labels[:n_train].astype(np.int64),
+            "x_test": x_all[n_train:], "y_test": labels[n_train:].astype(np.int64), "num_classes": np.int64(10)}
+
+
+def make_synthetic(name: str, n_train: int = 64, n_test: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random uint8 images with the shape and class count of a paper dataset (smoke runs only)."""
+    shape, classes = SYNTHETIC_SHAPES[name]
+    rng = np.random.default_rng(seed)
+    return {"x_train": rng.integers(0, 256, (n_train, *shape), dtype=np.uint8),
+            "y_train": rng.integers(0, classes, n_train).astype(np.int64),
+            "x_test": rng.integers(0, 256, (n_test, *shape), dtype=np.uint8),
+            "y_test": rng.integers(0, classes, n_test).astype(np.int64), "num_classes": np.int64(classes)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Preparation entry point and loading
+# ---------------------------------------------------------------------------------------------
+
+
+def _with_stats(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    x = arrays["x_train"].astype(np.float64)
+    if arrays["x_train"].dtype == np.uint8:
+        x = x / 255.0
+    arrays["mean"] = x.mean(axis=(0, 2, 3)).astype(np.float32)
+    arrays["std"] = x.std(axis=(0, 2, 3)).astype(np.float32)
+    return arrays
+
+
+def prepare_dataset(name: str, out: str | os.PathLike, options: dict | None = None,
+                    cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """Build ``out`` (.npz) for dataset ``name`` from its source; the file appears only when whole."""
+    options = dict(options or {})
+    if name == "digits":
+        arrays = make_digits(seed=options.get("seed", 0), test_fraction=options.get("test_fraction", 0.2))
+    elif name == "mnist1d":
+        arrays = make_mnist1d(options.get("n_train", 4000), options.get("n_test", 1000),
+                              options.get("length", 40), options.get("seed", 0))
+    elif name in SYNTHETIC_SHAPES:
+        arrays = make_synthetic(name, options.get("n_train", 64), options.get("n_test", 32), options.get("seed", 0))
+    elif name in DOWNLOADED:
+        source = {**OFFICIAL_SOURCES[name], **{k: v for k, v in options.items() if k in ("url", "md5")}}
+        cache = Path(cache_dir or Path(out).parent / "downloads")
+        archive = download(source["url"], cache / Path(source["url"]).name, source["md5"], progress=progress)
+        arrays = parse_tinyimagenet(archive) if name == "tinyimagenet" else parse_cifar(archive, name)
+    else:
+        raise PrunelimitError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    save_npz(out, **_with_stats(arrays))
+    return Path(out)
+
+
+@dataclass
+class TensorData:
+    """A dataset resident on one device: normalised float inputs and int64 labels."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+
+    @property
+    def in_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    def to(self, device: torch.device | str) -> "TensorData":
+        return TensorData(self.x_train.to(device), self.y_train.to(device), self.x_test.to(device),
+                          self.y_test.to(device), self.num_classes)
+
+
+def load_tensors(path: str | os.PathLike, device: torch.device | str = "cpu") -> TensorData:
+    """Load a prepared .npz as normalised float32 tensors on ``device``."""
+    path = Path(path)
+    if not path.exists():
+        raise PrunelimitError(f"missing dataset file: {path}")
+    try:
+        with np.load(path) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError) as err:
+        raise PrunelimitError(f"cannot read dataset file {path}: {err}") from None
+    needed = {"x_train", "y_train", "x_test", "y_test", "mean", "std", "num_classes"}
+    if not needed <= set(arrays):
+        raise PrunelimitError(f"dataset file {path} lacks arrays {sorted(needed - set(arrays))}")
+    mean = torch.from_numpy(arrays["mean"]).view(1, -1, 1, 1)
+    std = torch.from_numpy(arrays["std"]).clamp_min(1e-8).view(1, -1, 1, 1)
+
+    def norm(x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(x).float()
+        if x.dtype == np.uint8:
+            t = t / 255.0
+        return ((t - mean) / std).contiguous()
+
+    return TensorData(norm(arrays["x_train"]), torch.from_numpy(arrays["y_train"]).long(),
+                      norm(arrays["x_test"]), torch.from_numpy(arrays["y_test"]).long(),
+                      int(arrays["num_classes"])).to(device)
+
+
+def augment_batch(x: torch.Tensor, padding: int, generator: torch.Generator, flip: bool = True) -> torch.Tensor:
+    """Random crop (zero padding ``padding``) and horizontal flip of a whole batch, on its device.
+
+    Crops are shifted views of one padded batch gathered with per-sample offsets; flips select by a
+    random mask (the cifar10-airbench approach).
+    """
+    n, _, h, w = x.shape
+    if padding > 0:
+        padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
+        dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
+        dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device)[None])  # (n, h)
+        cols = (dx[:, None] + torch.arange(w, device=x.device)[None])  # (n, w)
+        idx_n = torch.arange(n, device=x.device)[:, None, None]
+        x = padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    if flip:
+        mask = (torch.rand(n, generator=generator) < 0.5).to(x.device).view(n, 1, 1, 1)
+        x = torch.where(mask, x.flip(3), x)
+    return x.contiguous()

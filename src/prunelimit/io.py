@@ -1,0 +1,106 @@
+"""Atomic file output and checkpoint loading with clear errors.
+
+Every output is written to a temporary name beside its destination and renamed only once it is
+complete, so a killed job never leaves a half-written file that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class PrunelimitError(RuntimeError):
+    """A user-facing error: bad input named in one sentence, no traceback needed."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path in the destination's folder; rename it to ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def save_json(obj: Any, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default, allow_nan=False) + "\n")
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise PrunelimitError(f"missing file: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise PrunelimitError(f"{path} is not valid JSON: {err}") from None
+
+
+def save_torch(obj: Any, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:  # a file object stops numpy from appending ".npz"
+            np.savez(fh, **arrays)
+
+
+def load_state_dict(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load a state_dict checkpoint (``weights_only=True``) into ``model`` or say what is wrong."""
+    path = Path(path)
+    if not path.exists():
+        raise PrunelimitError(f"missing checkpoint: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad checkpoint
+        raise PrunelimitError(f"cannot read checkpoint {path}: {err}") from None
+    if not isinstance(state, dict):
+        raise PrunelimitError(f"checkpoint {path} is not a state_dict (got {type(state).__name__})")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing[:3]}{'…' if len(missing) > 3 else ''}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected[:3]}{'…' if len(unexpected) > 3 else ''}")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"shape mismatch at {k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}")
+        raise PrunelimitError(f"checkpoint {path} does not fit the model: " + "; ".join(parts))
+    model.load_state_dict(state)
+    return model

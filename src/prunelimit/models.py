@@ -1,0 +1,300 @@
+"""Model registry: the paper's architectures, sized for any input shape the datasets give.
+
+Every model takes ``in_shape = (C, H, W)`` (1-D signals arrive as ``(1, 1, L)``) and
+``num_classes``. Architectures follow the official code (QiaozheZhang/Global-One-shot-Pruning,
+``model.py``); CNNs adapt to small inputs without changing the layer list: pooling is skipped
+once the feature map is 1 pixel, AlexNet resizes its input (the paper upsamples CIFAR to 224).
+
+The prunable parameters (conv and linear weights; never biases or BatchNorm) are defined once,
+in :func:`prunable_parameters`, and every later stage (L1 penalty, Hessian, pruning, baselines)
+goes through it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+InShape = tuple[int, int, int]
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------------
+
+
+class PoolIfLarger(nn.Module):
+    """Max-pool (k, s) unless the map is already smaller than the kernel (small inputs)."""
+
+    def __init__(self, kernel_size: int = 2, stride: int = 2):
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] < self.kernel_size or x.shape[-2] < self.kernel_size:
+            return x
+        return F.max_pool2d(x, self.kernel_size, self.stride)
+
+
+def _scaled(channels: int, width: float) -> int:
+    return max(1, int(round(channels * width)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fully connected nets (official code: FC = "FC5", FC12)
+# ---------------------------------------------------------------------------------------------
+
+FC5_HIDDEN = (1000, 600, 300, 100)
+FC12_HIDDEN = (1000, 900, 800, 750, 700, 650, 600, 500, 400, 200, 100)
+
+
+class MLP(nn.Module):
+    """Flatten, then Linear-ReLU blocks, then a linear classifier (all with biases)."""
+
+    def __init__(self, in_shape: InShape, num_classes: int, hidden: tuple[int, ...]):
+        super().__init__()
+        sizes = [math.prod(in_shape), *hidden]
+        layers: list[nn.Module] = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+        layers.append(nn.Linear(sizes[-1], num_classes))
+        self.linear = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))
+
+
+def fc5(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
+    """FC5: in→1000→600→300→100→out (official ``FC``); ``width`` scales the hidden sizes."""
+    return MLP(in_shape, num_classes, tuple(_scaled(h, width) for h in FC5_HIDDEN))
+
+
+def fc12(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
+    """FC12: in→1000→900→…→100→out (official ``FC12``)."""
+    return MLP(in_shape, num_classes, tuple(_scaled(h, width) for h in FC12_HIDDEN))
+
+
+def mlp(in_shape: InShape, num_classes: int, hidden: list[int] | tuple[int, ...] = (32, 16)) -> nn.Module:
+    """A small MLP whose exact Hessian is computable (validation tasks)."""
+    return MLP(in_shape, num_classes, tuple(hidden))
+
+
+# ---------------------------------------------------------------------------------------------
+# AlexNet (official code, no BN; CIFAR upsampled to 224 → 256×5×5 features)
+# ---------------------------------------------------------------------------------------------
+
+
+class AlexNet(nn.Module):
+    def __init__(self, in_shape: InShape, num_classes: int, width: float = 1.0, resize: int = 224):
+        super().__init__()
+        c = [_scaled(n, width) for n in (96, 256, 384, 384, 256)]
+        self.resize = resize
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_shape[0], c[0], kernel_size=11, stride=4, padding=1),
+            nn.ReLU(),
+            PoolIfLarger(3, 2),
+            nn.Conv2d(c[0], c[1], 5, padding=2),
+            nn.ReLU(),
+            PoolIfLarger(3, 2),
+            nn.Conv2d(c[1], c[2], 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c[2], c[3], 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c[3], c[4], 3, padding=1),
+            nn.ReLU(),
+            PoolIfLarger(3, 2),
+            nn.AdaptiveAvgPool2d((5, 5)),  # identity at the paper's 224 input
+        )
+        hidden = _scaled(4096, width)
+        self.linear = nn.Sequential(
+            nn.Linear(c[4] * 25, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.resize, self.resize):
+            x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", align_corners=False)
+        return self.linear(self.conv(x).flatten(1))
+
+
+def alexnet(in_shape: InShape, num_classes: int, width: float = 1.0, resize: int = 224) -> nn.Module:
+    return AlexNet(in_shape, num_classes, width, resize)
+
+
+# ---------------------------------------------------------------------------------------------
+# VGG16 (conv-BN-ReLU, one linear classifier, as in the official code)
+# ---------------------------------------------------------------------------------------------
+
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+class VGG(nn.Module):
+    def __init__(self, in_shape: InShape, num_classes: int, width: float = 1.0):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_shape[0]
+        for item in VGG16_CFG:
+            if item == "M":
+                layers.append(PoolIfLarger(2, 2))
+            else:
+                out = _scaled(int(item), width)
+                layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU()]
+                channels = out
+        layers.append(nn.AdaptiveAvgPool2d(1))  # 1×1 already at 32×32; pools larger inputs
+        self.conv = nn.Sequential(*layers)
+        self.linear = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.conv(x).flatten(1))
+
+
+def vgg16(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
+    return VGG(in_shape, num_classes, width)
+
+
+# ---------------------------------------------------------------------------------------------
+# ResNet18 / ResNet50, CIFAR style (3×3 stem, no max-pool; kuangliu/pytorch-cifar layout)
+# ---------------------------------------------------------------------------------------------
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = _shortcut(in_planes, planes, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.shortcut = _shortcut(in_planes, planes * 4, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + self.shortcut(x))
+
+
+def _shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Module:
+    if stride == 1 and in_planes == out_planes:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(in_planes, out_planes, 1, stride, bias=False), nn.BatchNorm2d(out_planes))
+
+
+class ResNet(nn.Module):
+    def __init__(self, block: type, num_blocks: tuple[int, ...], in_shape: InShape, num_classes: int, width: float):
+        super().__init__()
+        planes = [_scaled(p, width) for p in (64, 128, 256, 512)]
+        self.in_planes = planes[0]
+        self.conv1 = nn.Conv2d(in_shape[0], planes[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes[0])
+        stages = []
+        for i, (p, n) in enumerate(zip(planes, num_blocks)):
+            stride = 1 if i == 0 else 2
+            blocks = []
+            for s in [stride] + [1] * (n - 1):
+                blocks.append(block(self.in_planes, p, s))
+                self.in_planes = p * block.expansion
+            stages.append(nn.Sequential(*blocks))
+        self.layers = nn.Sequential(*stages)
+        self.linear = nn.Linear(self.in_planes, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layers(out)
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.linear(out)
+
+
+def resnet18(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
+    return ResNet(BasicBlock, (2, 2, 2, 2), in_shape, num_classes, width)
+
+
+def resnet50(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
+    return ResNet(Bottleneck, (3, 4, 6, 3), in_shape, num_classes, width)
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry, initialisation, prunable parameters
+# ---------------------------------------------------------------------------------------------
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "fc5": fc5,
+    "fc12": fc12,
+    "mlp": mlp,
+    "alexnet": alexnet,
+    "vgg16": vgg16,
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+}
+
+
+def init_weights(model: nn.Module) -> None:
+    """Kaiming-normal (fan_in, ReLU gain) weights, zero biases, BN at (1, 0) (official code)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in", nonlinearity="leaky_relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def build_model(name: str, in_shape: InShape, num_classes: int, seed: int | None = None, **kwargs) -> nn.Module:
+    """Build registry model ``name``; with ``seed``, the initialisation is reproducible."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = MODELS[name](tuple(in_shape), num_classes, **kwargs)
+    if seed is not None:
+        torch.manual_seed(seed)
+    init_weights(model)
+    return model
+
+
+def prunable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The weights pruning acts on: every conv and linear weight, first and last layer included.
+
+    Biases and BatchNorm parameters are never pruned (official code). The order is the module
+    order, fixed, so flat vectors over these parameters are comparable across stages.
+    """
+    return [
+        (f"{name}.weight" if name else "weight", m.weight)
+        for name, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
+
+
+def count_prunable(model: nn.Module) -> int:
+    return sum(p.numel() for _, p in prunable_parameters(model))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

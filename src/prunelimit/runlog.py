@@ -1,0 +1,46 @@
+"""Running library code as a pipeline rule: log to the rule's log file, one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+from .io import PrunelimitError
+
+USER_ERRORS = (PrunelimitError, FloatingPointError, FileNotFoundError)
+
+
+@contextlib.contextmanager
+def rule_context(log_path: str | os.PathLike | None, threads: int | None = None) -> Iterator[logging.Logger]:
+    """Send stdout/stderr (progress bars included) to ``log_path``; turn user errors into one line.
+
+    A :class:`PrunelimitError`, NaN loss or missing file ends the job with exit code 1 and a single
+    ``error: …`` line in the log and on the console, instead of a traceback.
+    """
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    console = sys.__stderr__
+    log_file = open(log_path, "w", buffering=1) if log_path else None  # noqa: SIM115
+    old_out, old_err = sys.stdout, sys.stderr
+    if log_file:
+        sys.stdout = sys.stderr = log_file
+    logger = logging.getLogger("prunelimit")
+    logger.handlers[:] = [logging.StreamHandler(sys.stderr)]
+    logger.setLevel(logging.INFO)
+    try:
+        yield logger
+    except USER_ERRORS as err:
+        message = f"error: {err}"
+        print(message, file=sys.stderr)
+        if log_file and console:
+            print(message, file=console)
+        raise SystemExit(1) from None
+    finally:
+        sys.stdout, sys.stderr = old_out, old_err
+        if log_file:
+            log_file.close()

@@ -1,0 +1,256 @@
+"""Training: one masked SGD loop for dense, L1 (LOMP), iterative pruning and every baseline.
+
+Data live as tensors on the device; batches come from a seeded permutation and are augmented
+as whole batches. Each epoch ends with an atomic checkpoint (model, optimiser, RNG, history)
+from which a killed run resumes to the same final weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import TensorData, augment_batch
+from .io import PrunelimitError, save_torch
+from .models import prunable_parameters
+
+Masks = dict[str, torch.Tensor]
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 128  # official code: 128 for every task
+    lr: float = 0.01  # peak learning rate after warm-up
+    momentum: float = 0.9
+    weight_decay: float = 0.0  # l2 coefficient through SGD (the paper's runs use 0)
+    l1: float = 0.0  # λ of the L1 penalty λ·Σ|w| over the prunable weights (LOMP)
+    schedule: str = "constant"  # constant | cosine | multistep
+    milestones: list[int] = field(default_factory=list)  # multistep epochs
+    gamma: float = 0.1  # multistep factor
+    warmup_epochs: int = 0  # linear warm-up to lr
+    seed: int = 0
+    augment: bool = False  # random crop (padding crop_padding) + horizontal flip
+    crop_padding: int = 4
+    max_steps: int | None = None  # stop after this many optimiser steps (smoke runs)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise PrunelimitError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def lr_at(cfg: TrainConfig, epoch: int) -> float:
+    """Learning rate for ``epoch`` (0-based): linear warm-up, then the chosen schedule."""
+    if epoch < cfg.warmup_epochs:
+        return cfg.lr * (epoch + 1) / cfg.warmup_epochs
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "cosine":
+        span = max(1, cfg.epochs - cfg.warmup_epochs)
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / span))
+    if cfg.schedule == "multistep":
+        return cfg.lr * cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+    raise PrunelimitError(f"unknown schedule {cfg.schedule!r}; use constant, cosine or multistep")
+
+
+def l1_penalty(model: nn.Module) -> torch.Tensor:
+    return sum(p.abs().sum() for _, p in prunable_parameters(model))  # type: ignore[return-value]
+
+
+def training_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, l1: float) -> torch.Tensor:
+    """Cross-entropy (mean over the batch) plus λ·Σ|w| over the prunable weights."""
+    loss = F.cross_entropy(model(x), y)
+    if l1:
+        loss = loss + l1 * l1_penalty(model)
+    return loss
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (eval mode, no regulariser)."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        out = model(x[i:i + batch_size])
+        total_loss += F.cross_entropy(out, y[i:i + batch_size], reduction="sum").item()
+        correct += (out.argmax(1) == y[i:i + batch_size]).sum().item()
+    model.train(was_training)
+    return total_loss / len(x), correct / len(x)
+
+
+@torch.no_grad()
+def per_batch_loss_std(model: nn.Module, data: TensorData, batch_size: int = 128, l1: float = 0.0,
+                       seed: int = 0) -> float:
+    """Standard deviation of the training loss over minibatches (the ε of the theory, official code).
+
+    Evaluated in eval mode on a seeded permutation of the un-augmented training set, with the
+    loss the model was trained on (cross-entropy + L1 term); incomplete last batches are dropped.
+    """
+    was_training = model.training
+    model.eval()
+    order = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(seed)).to(data.x_train.device)
+    penalty = l1 * l1_penalty(model).item() if l1 else 0.0
+    losses = []
+    for i in range(0, len(order) - batch_size + 1, batch_size):
+        idx = order[i:i + batch_size]
+        losses.append(F.cross_entropy(model(data.x_train[idx]), data.y_train[idx]).item() + penalty)
+    model.train(was_training)
+    if len(losses) < 2:
+        raise PrunelimitError(f"need at least 2 batches of {batch_size} to measure the loss spread, "
+                              f"have {len(data.x_train)} training samples")
+    return float(torch.tensor(losses, dtype=torch.float64).std().item())
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, masks: Masks | None) -> None:
+    if not masks:
+        return
+    for name, p in prunable_parameters(model):
+        if name in masks:
+            p.mul_(masks[name].to(p.dtype))
+
+
+@dataclass
+class TrainResult:
+    history: list[dict]
+    wall_time: float
+    steps: int
+
+
+def train(model: nn.Module, data: TensorData, cfg: TrainConfig, *, masks: Masks | None = None,
+          checkpoint: str | os.PathLike | None = None, progress: bool = True, desc: str = "train",
+          on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train ``model`` in place with SGD on ``data`` under ``cfg``.
+
+    ``masks`` (name → 0/1 tensor over the prunable weights) are applied before training and after
+    every optimiser step, so pruned weights stay exactly zero. With ``checkpoint``, state is saved
+    atomically after each epoch and a run finding that file resumes from it; the file is removed
+    when training completes.
+    """
+    from tqdm import tqdm
+
+    device = data.x_train.device
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    generator = torch.Generator().manual_seed(cfg.seed)  # CPU generator: identical streams on any device
+    history: list[dict] = []
+    start_epoch, steps, elapsed = 0, 0, 0.0
+    ckpt_path = Path(checkpoint) if checkpoint else None
+    if ckpt_path and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state.get("config") != asdict(cfg):
+            raise PrunelimitError(f"resume checkpoint {ckpt_path} was written with another training config; delete it")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["rng"])
+        start_epoch, steps, elapsed, history = state["epoch"], state["steps"], state["elapsed"], state["history"]
+    apply_masks(model, masks)
+    n = len(data.x_train)
+    batches_per_epoch = max(1, n // cfg.batch_size)
+    t0 = time.perf_counter()
+    bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=desc, unit="epoch", disable=not progress, leave=False)
+    for epoch in range(start_epoch, cfg.epochs):
+        lr = lr_at(cfg, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        model.train()
+        order = torch.randperm(n, generator=generator).to(device)
+        running, seen = 0.0, 0
+        for b in range(batches_per_epoch):
+            if cfg.max_steps is not None and steps >= cfg.max_steps:
+                break
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            x, y = data.x_train[idx], data.y_train[idx]
+            if cfg.augment:
+                x = augment_batch(x, cfg.crop_padding, generator)
+            loss = training_loss(model, x, y, cfg.l1)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"{desc}: training loss is {loss.item()} at epoch {epoch + 1}, batch {b + 1} "
+                    f"(lr={lr:g}); lower the learning rate or check the data"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            apply_masks(model, masks)
+            steps += 1
+            running += loss.item() * len(idx)
+            seen += len(idx)
+        record = {"epoch": epoch + 1, "lr": lr, "train_loss_running": running / max(seen, 1)}
+        if on_epoch is not None:
+            on_epoch(epoch, record)
+        history.append(record)
+        bar.update(1)
+        bar.set_postfix(loss=f"{record['train_loss_running']:.4f}")
+        if ckpt_path:
+            save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": generator.get_state(),
+                        "epoch": epoch + 1, "steps": steps, "elapsed": elapsed + time.perf_counter() - t0,
+                        "history": history, "config": asdict(cfg)}, ckpt_path)
+        if cfg.max_steps is not None and steps >= cfg.max_steps:
+            break
+    bar.close()
+    if ckpt_path and ckpt_path.exists():
+        ckpt_path.unlink()
+    return TrainResult(history=history, wall_time=elapsed + time.perf_counter() - t0, steps=steps)
+
+
+# ---------------------------------------------------------------------------------------------
+# Task level: build, train, measure, save (what the pipeline's train rule calls)
+# ---------------------------------------------------------------------------------------------
+
+
+def train_task(spec: dict, data: TensorData, model_out: str | os.PathLike, metrics_out: str | os.PathLike,
+               checkpoint: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """Train the task ``spec`` (see :func:`prunelimit.config.task_spec`) and write its outputs.
+
+    Writes ``model_out`` (state_dict) and ``metrics_out`` (metadata, losses, accuracies, ε, time).
+    """
+    from .io import save_json
+    from .models import build_model, count_parameters, count_prunable
+
+    cfg = TrainConfig.from_dict(spec["train"])
+    model = build_model(spec["model"], data.in_shape, data.num_classes, seed=cfg.seed,
+                        **spec.get("model_args", {})).to(data.x_train.device)
+    result = train(model, data, cfg, checkpoint=checkpoint, progress=progress, desc=f"{spec['task']}/{spec['variant']}")
+    train_loss, train_acc = evaluate(model, data.x_train, data.y_train)
+    test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
+    metrics = {
+        "task": spec["task"], "variant": spec["variant"], "model": spec["model"],
+        "model_args": spec.get("model_args", {}), "dataset": spec["dataset"],
+        "in_shape": list(data.in_shape), "num_classes": data.num_classes,
+        "n_params": count_parameters(model), "n_prunable": count_prunable(model),
+        "train": asdict(cfg),
+        "train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc,
+        # ε of the theory: spread of the per-batch training loss (official code: batch 128)
+        "loss_std": per_batch_loss_std(model, data, batch_size=min(128, len(data.x_train) // 2), l1=cfg.l1,
+                                       seed=cfg.seed),
+        "l1_penalty": l1_penalty(model).item(), "epochs_run": len(result.history), "steps": result.steps,
+        "wall_time_s": result.wall_time, "history": result.history,
+    }
+    save_torch(model.state_dict(), model_out)
+    save_json(metrics, metrics_out)
+    return metrics
+
+
+def load_trained(model_path: str | os.PathLike, metrics_path: str | os.PathLike,
+                 device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild a trained model from its metrics.json metadata and load its state_dict."""
+    from .io import load_json, load_state_dict
+    from .models import build_model
+
+    meta = load_json(metrics_path)
+    model = build_model(meta["model"], tuple(meta["in_shape"]), meta["num_classes"], **meta.get("model_args", {}))
+    load_state_dict(model, model_path)
+    return model.to(device).eval(), meta

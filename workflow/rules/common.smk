@@ -1,0 +1,38 @@
+# Shared set-up: config validation, names, wildcard constraints and input functions.
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the library, also when not pip-installed
+from prunelimit.config import task_spec  # noqa: E402
+
+RESULTS = f"results/{config['preset']}"
+TASKS = list(config["tasks"])
+VARIANTS = list(config["variants"])
+DATASETS = sorted({t["dataset"] for t in config["tasks"].values()})
+THEORY_VARIANT = "l1" if "l1" in VARIANTS else VARIANTS[0]  # the theory and LOMP use the L1 model
+
+
+wildcard_constraints:
+    task="|".join(TASKS),
+    variant="|".join(VARIANTS),
+    dataset="|".join(DATASETS),
+
+
+def dataset_of(wildcards):
+    return f"{RESULTS}/data/{config['tasks'][wildcards.task]['dataset']}.npz"
+
+
+def trained(task, variant=THEORY_VARIANT):
+    base = f"{RESULTS}/train/{task}/{variant}"
+    return {"model": f"{base}/model.pt", "metrics": f"{base}/metrics.json"}
+
+
+def get_final_output():
+    return [
+        *expand(f"{RESULTS}/train/{{task}}/{{variant}}/model.pt", task=TASKS, variant=VARIANTS),
+        *expand(f"{RESULTS}/tables/training.{{ext}}", ext=["csv", "md", "tex"]),
+    ]

@@ -1,0 +1,14 @@
+# Datasets: one uint8 (or float32 for 1-D signals) array file per dataset.
+
+
+rule dataset:
+    output:
+        f"{RESULTS}/data/{{dataset}}.npz",
+    log:
+        f"{RESULTS}/logs/data/{{dataset}}.log",
+    params:
+        options=lambda w: config["datasets"].get(w.dataset, {}),
+        cache=f"{RESULTS}/data/downloads",
+    retries: 2  # a dropped connection resumes from the .part file
+    script:
+        "../../scripts/prepare_dataset.py"
