@@ -12,3 +12,6 @@ rule table_training:
         f"{RESULTS}/logs/tables/training.log",
     script:
         "../../scripts/table_training.py"
+
+
+FINAL_OUTPUTS += expand(f"{RESULTS}/tables/training.{{ext}}", ext=["csv", "md", "tex"])

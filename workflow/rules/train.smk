@@ -20,3 +20,6 @@ rule train:
         gpu=1,
     script:
         "../../scripts/train.py"
+
+
+FINAL_OUTPUTS += expand(f"{RESULTS}/train/{{task}}/{{variant}}/model.pt", task=TASKS, variant=VARIANTS)

@@ -1,0 +1,1 @@
+# baselines stage rules (see workflow/rules/common.smk for names and input functions).

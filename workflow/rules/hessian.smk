@@ -1,0 +1,1 @@
+# hessian stage rules (see workflow/rules/common.smk for names and input functions).

@@ -1,0 +1,1 @@
+# prune stage rules (see workflow/rules/common.smk for names and input functions).

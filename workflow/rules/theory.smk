@@ -1,0 +1,1 @@
+# theory stage rules (see workflow/rules/common.smk for names and input functions).
