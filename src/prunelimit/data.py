@@ -57,6 +57,22 @@ SYNTHETIC_SHAPES = {
 DATASETS = ("digits", "mnist1d", *DOWNLOADED, *SYNTHETIC_SHAPES)
 
 
+def dataset_shape(name: str, options: dict | None = None) -> tuple[tuple[int, int, int], int]:
+    """Input shape (C, H, W) and class count of dataset ``name`` without building it."""
+    options = options or {}
+    if name == "digits":
+        return (1, 8, 8), 10
+    if name == "mnist1d":
+        return (1, 1, int(options.get("length", 40))), 10
+    if name in ("cifar10", "cifar100"):
+        return (3, 32, 32), 10 if name == "cifar10" else 100
+    if name == "tinyimagenet":
+        return (3, 64, 64), 200
+    if name in SYNTHETIC_SHAPES:
+        return SYNTHETIC_SHAPES[name]
+    raise PrunelimitError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Download: streamed, resumable, md5-verified, atomic
 # ---------------------------------------------------------------------------------------------
