@@ -11,7 +11,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# config.yaml is the default preset. A preset given with --configfile is complete and replaces it
+# (Snakemake would otherwise deep-merge the two and the mini tasks would leak into the paper DAG).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"

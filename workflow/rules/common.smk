@@ -26,6 +26,11 @@ wildcard_constraints:
     dataset="|".join(DATASETS),
 
 
+def hessian_settings(task):
+    """The hessian section with the task's own overrides (e.g. AlexNet's 96 Lanczos steps)."""
+    return {**config.get("hessian", {}), **config["tasks"][task].get("hessian", {})}
+
+
 def dataset_of(wildcards):
     return f"{RESULTS}/data/{config['tasks'][wildcards.task]['dataset']}.npz"
 
