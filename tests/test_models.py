@@ -1,0 +1,81 @@
+"""Model registry: every model on every input shape, the paper's parameter counts, init, prunables."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from prunelimit.models import MODELS, build_model, count_parameters, count_prunable, prunable_parameters
+
+# (C, H, W) of digits, MNIST-1D, CIFAR, TinyImageNet
+SHAPES = [(1, 8, 8), (1, 1, 40), (3, 32, 32), (3, 64, 64)]
+SMALL = {"alexnet": {"width": 0.125, "resize": 64}, "vgg16": {"width": 0.125},
+         "resnet18": {"width": 0.125}, "resnet50": {"width": 0.125}, "fc12": {"width": 0.25}}
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_forward_every_model_every_shape(name, shape):
+    model = build_model(name, shape, 7, seed=0, **SMALL.get(name, {})).eval()
+    out = model(torch.randn(3, *shape))
+    assert out.shape == (3, 7)
+    assert torch.isfinite(out).all()
+
+
+def _fc_param_count(sizes):
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def test_paper_parameter_counts_on_cifar_input():
+    # Official code (model.py): FC = 3072-1000-600-300-100-10, FC12 = 3072-1000-900-…-100-10, with biases.
+    assert count_parameters(build_model("fc5", (3, 32, 32), 10)) == _fc_param_count([3072, 1000, 600, 300, 100, 10])
+    fc12 = [3072, 1000, 900, 800, 750, 700, 650, 600, 500, 400, 200, 100, 10]
+    assert count_parameters(build_model("fc12", (3, 32, 32), 10)) == _fc_param_count(fc12)
+    assert count_parameters(build_model("fc5", (3, 32, 32), 10)) == 3_885_010
+
+
+def test_alexnet_at_paper_resolution_has_official_feature_size():
+    model = build_model("alexnet", (3, 32, 32), 10)
+    assert model.linear[0].in_features == 256 * 5 * 5  # official: nn.Linear(256*5*5, 4096)
+    feats = model.conv(torch.randn(1, 3, 224, 224))
+    assert feats.shape == (1, 256, 5, 5)
+
+
+def test_resnet_parameter_counts_match_cifar_resnets():
+    # kuangliu/pytorch-cifar ResNet18 on CIFAR-10 has 11,173,962 parameters; ResNet50 23,520,842.
+    assert count_parameters(build_model("resnet18", (3, 32, 32), 10)) == 11_173_962
+    assert count_parameters(build_model("resnet50", (3, 32, 32), 10)) == 23_520_842
+
+
+def test_prunable_parameters_are_conv_and_linear_weights_only():
+    model = build_model("vgg16", (3, 32, 32), 10, width=0.125)
+    names = [n for n, _ in prunable_parameters(model)]
+    assert all(n.endswith("weight") for n in names)
+    modules = dict(model.named_modules())
+    assert all(isinstance(modules[n.rsplit(".", 1)[0]], (nn.Conv2d, nn.Linear)) for n in names)
+    n_conv_linear = sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())
+    assert len(names) == n_conv_linear  # first conv and last linear included
+    expected = sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    assert count_prunable(model) == expected < count_parameters(model)
+
+
+def test_kaiming_normal_init_zero_bias():
+    model = build_model("fc5", (3, 32, 32), 10, seed=3)
+    first = model.linear[0]
+    assert torch.all(first.bias == 0)
+    std = first.weight.std().item()
+    assert std == pytest.approx(math.sqrt(2.0 / 3072), rel=0.02)  # kaiming normal, ReLU gain, fan_in
+
+
+def test_seeded_build_is_reproducible_and_seed_sensitive():
+    a = build_model("mlp", (1, 8, 8), 10, seed=1)
+    b = build_model("mlp", (1, 8, 8), 10, seed=1)
+    c = build_model("mlp", (1, 8, 8), 10, seed=2)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(a.linear[0].weight, c.linear[0].weight)
+
+
+def test_unknown_model_name_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown model 'resnet19'"):
+        build_model("resnet19", (3, 32, 32), 10)
