@@ -1,0 +1,59 @@
+"""End to end: the whole default (mini) DAG once, then the smoke preset of every paper architecture."""
+
+import json
+import time
+
+import pandas as pd
+import pytest
+
+from pipeline_utils import ROOT, load_config, snakemake
+
+
+@pytest.fixture(scope="module")
+def mini_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("mini")
+    start = time.perf_counter()
+    snakemake(workdir, "--cores", "all")
+    elapsed = time.perf_counter() - start
+    print(f"\nmini pipeline, cold: {elapsed:.0f} s")
+    return workdir, elapsed
+
+
+def test_mini_pipeline_builds_every_final_target(mini_run):
+    workdir, _ = mini_run
+    config = load_config()
+    results = workdir / "results" / "mini"
+    for task in config["tasks"]:
+        for variant in config["variants"]:
+            metrics = json.loads((results / "train" / task / variant / "metrics.json").read_text())
+            assert metrics["test_acc"] > 0.5, (task, variant, metrics["test_acc"])
+            assert metrics["loss_std"] > 0
+            assert (results / "train" / task / variant / "model.pt").stat().st_size > 0
+            assert (results / "logs" / "train" / f"{task}_{variant}.log").exists()
+    table = pd.read_csv(results / "tables" / "training.csv")
+    assert len(table) == len(config["tasks"]) * len(config["variants"])
+    assert {"task", "variant", "params", "epochs", "lr", "l1", "test_acc", "wall_time_s"} <= set(table.columns)
+    assert (results / "tables" / "training.md").read_text().startswith("| task")
+    assert "\\toprule" in (results / "tables" / "training.tex").read_text()
+
+
+def test_second_run_has_nothing_to_do(mini_run):
+    workdir, _ = mini_run
+    proc = snakemake(workdir, "-n", timeout=300)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_no_temporary_or_resume_files_are_left(mini_run):
+    workdir, _ = mini_run
+    leftovers = [p for p in (workdir / "results").rglob("*") if p.name.endswith((".tmp", ".part", ".resume.pt"))]
+    assert leftovers == []
+
+
+def test_smoke_preset_runs_every_paper_architecture(tmp_path):
+    smoke = ROOT / "workflow" / "presets" / "smoke.yaml"
+    snakemake(tmp_path, "--cores", "all", configfile=smoke)
+    config = load_config("workflow/presets/smoke.yaml")
+    assert {t["model"] for t in config["tasks"].values()} == {"fc5", "fc12", "alexnet", "vgg16", "resnet18", "resnet50"}
+    assert {t["dataset"] for t in config["tasks"].values()} == {"synth_cifar10", "synth_cifar100", "synth_tinyimagenet"}
+    table = pd.read_csv(tmp_path / "results" / "smoke" / "tables" / "training.csv")
+    assert len(table) == 2 * len(config["tasks"])
