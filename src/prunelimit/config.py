@@ -9,8 +9,8 @@ import torch
 from .io import PrunelimitError
 
 
-def task_spec(config: dict, task: str, variant: str) -> dict:
-    """The resolved recipe of ``task`` trained as ``variant`` (``dense`` or ``l1``)."""
+def task_spec(config: dict, task: str, variant: str, seed: int | None = None) -> dict:
+    """The resolved recipe of ``task`` trained as ``variant`` (``dense`` or ``l1``), optionally reseeded."""
     tasks = config["tasks"]
     if task not in tasks:
         raise PrunelimitError(f"unknown task {task!r}; tasks in the config: {', '.join(tasks)}")
@@ -19,6 +19,9 @@ def task_spec(config: dict, task: str, variant: str) -> dict:
     entry = tasks[task]
     train = {**copy.deepcopy(config.get("train_defaults", {})), **copy.deepcopy(entry.get("train", {}))}
     train["l1"] = float(entry.get("l1", 0.0)) if variant == "l1" else 0.0
+    if seed is not None:
+        train["seed"] = int(seed)
+        variant = f"{variant}_seed{seed}"
     return {"task": task, "variant": variant, "model": entry["model"], "dataset": entry["dataset"],
             "model_args": copy.deepcopy(entry.get("model_args", {})), "train": train}
 

@@ -40,3 +40,30 @@ def training_table(metrics: list[dict]) -> pd.DataFrame:
             "wall_time_s": m["wall_time_s"],
         })
     return pd.DataFrame(rows).sort_values(["task", "variant"]).reset_index(drop=True)
+
+
+def total_variation(a, b, bins: int = 200) -> float:
+    """TV distance ½·Σ|p − q| between the histograms of samples ``a`` and ``b`` on a common grid."""
+    import numpy as np
+
+    lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    p = np.histogram(a, edges)[0] / len(a)
+    q = np.histogram(b, edges)[0] / len(b)
+    return 0.5 * float(np.abs(p - q).sum())
+
+
+def tv_distance_table(runs: dict[str, dict[int, "object"]], bins: int = 200) -> pd.DataFrame:
+    """Per task, every pair of seeds: TV distance of the weight histograms and of |w| histograms."""
+    import itertools
+
+    import numpy as np
+
+    rows = []
+    for task, by_seed in runs.items():
+        for (s1, w1), (s2, w2) in itertools.combinations(sorted(by_seed.items()), 2):
+            rows.append({"task": task, "seed_a": s1, "seed_b": s2, "n_weights": len(w1),
+                         "tv_weights": total_variation(w1, w2, bins),
+                         "tv_log_abs_weights": total_variation(np.log10(np.abs(w1) + 1e-12),
+                                                               np.log10(np.abs(w2) + 1e-12), bins)})
+    return pd.DataFrame(rows)

@@ -13,7 +13,7 @@ RESULTS = f"results/{config['preset']}"
 TASKS = list(config["tasks"])
 VARIANTS = list(config["variants"])
 DATASETS = sorted({t["dataset"] for t in config["tasks"].values()})
-for _section in ("iterative", "baselines"):
+for _section in ("iterative", "baselines", "tv_distance"):
     _unknown = sorted(set(config.get(_section, {}).get("tasks", [])) - set(TASKS))
     if _unknown:
         raise ValueError(f"config key {_section}.tasks names unknown task(s) {_unknown}; tasks: {TASKS}")
