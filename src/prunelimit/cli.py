@@ -1,0 +1,273 @@
+"""``prunelimit``: command-line tools. ``prunelimit predict`` predicts the pruning limit of a model.
+
+The prediction runs through :func:`prunelimit.theory.predict_from_model`, the same function the
+pipeline's theory rule calls, so a checkpoint gets the same answer here and in the pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .io import PrunelimitError
+
+DATA_FORMAT = """\
+data files: a .npz (numpy) or .pt (torch.save of a dict) holding
+  x_train  inputs, shape (N, ...) matching the model's input (float, or uint8 images scaled to [0,1])
+  y_train  integer class labels, shape (N,)
+  x_test, y_test  optional; needed only by --verify
+Inputs are used as given (no normalisation), except uint8 arrays, which are divided by 255.
+A registry dataset name (digits, mnist1d, cifar10, ...) is prepared into --data-dir first."""
+
+EXIT_USAGE = 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading the user's model, checkpoint and data
+# ---------------------------------------------------------------------------------------------
+
+
+def _import_callable(spec: str):
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        raise PrunelimitError(f"--model {spec!r}: use a registry name or MODULE:CALLABLE (or path/to/file.py:CALLABLE)")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.exists():
+                raise PrunelimitError(f"--model: no such file {module_name}")
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+        else:
+            module = importlib.import_module(module_name)
+    except PrunelimitError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any import failure is the user's module
+        raise PrunelimitError(f"--model: cannot import module {module_name!r}: {type(err).__name__}: {err}") from None
+    if not hasattr(module, attr):
+        raise PrunelimitError(f"--model: module {module_name!r} has no attribute {attr!r}")
+    return getattr(module, attr)
+
+
+def build_user_model(spec: str, in_shape: tuple[int, ...], num_classes: int, model_args: dict) -> nn.Module:
+    """A registry model by name, or any importable callable returning an nn.Module."""
+    from .models import MODELS, build_model
+
+    if ":" not in spec:
+        if spec not in MODELS:
+            raise PrunelimitError(f"--model: unknown model {spec!r}; registry models: {', '.join(sorted(MODELS))}, "
+                                  "or give MODULE:CALLABLE")
+        return build_model(spec, in_shape, num_classes, **model_args)
+    factory = _import_callable(spec)
+    try:
+        model = factory(**model_args)
+    except Exception as err:  # noqa: BLE001
+        raise PrunelimitError(f"--model: calling {spec} failed: {type(err).__name__}: {err}") from None
+    if not isinstance(model, nn.Module):
+        raise PrunelimitError(f"--model: {spec} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def load_data(source: str, data_dir: str, device: torch.device):
+    """A registry dataset (prepared on first use) or a .npz/.pt file in the documented format."""
+    from .data import DATASETS, TensorData, load_tensors, prepare_dataset
+
+    if source in DATASETS:
+        path = Path(data_dir) / f"{source}.npz"
+        if not path.exists():
+            prepare_dataset(source, path)
+        return load_tensors(path, device)
+    path = Path(source)
+    if not path.exists():
+        raise PrunelimitError(f"--data: {source!r} is neither a registry dataset ({', '.join(DATASETS)}) nor a file")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path) as npz:
+                arrays = {k: torch.from_numpy(npz[k]) for k in npz.files}
+        elif path.suffix == ".pt":
+            arrays = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise PrunelimitError(f"--data: {source} must be a .npz or .pt file")
+    except PrunelimitError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        raise PrunelimitError(f"--data: cannot read {source}: {err}") from None
+    if not isinstance(arrays, dict) or not {"x_train", "y_train"} <= set(arrays):
+        raise PrunelimitError(f"--data: {source} must hold x_train and y_train (and optionally x_test, y_test)")
+
+    def inputs(x):
+        x = torch.as_tensor(x)
+        return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+
+    x_train, y_train = inputs(arrays["x_train"]), torch.as_tensor(arrays["y_train"]).long()
+    if x_train.shape[0] != y_train.shape[0] or y_train.dim() != 1:
+        raise PrunelimitError(f"--data: x_train has {x_train.shape[0]} samples but y_train has shape "
+                              f"{tuple(y_train.shape)}; need one label per sample")
+    x_test = inputs(arrays["x_test"]) if "x_test" in arrays else x_train[:0]
+    y_test = torch.as_tensor(arrays["y_test"]).long() if "y_test" in arrays else y_train[:0]
+    if x_test.shape[0] != y_test.shape[0]:
+        raise PrunelimitError(f"--data: x_test has {x_test.shape[0]} samples but y_test has {y_test.shape[0]}")
+    num_classes = int(max(y_train.max().item(), y_test.max().item() if len(y_test) else 0)) + 1
+    return TensorData(x_train, y_train, x_test, y_test, num_classes).to(device)
+
+
+def check_model_fits_data(model: nn.Module, data) -> None:
+    try:
+        with torch.no_grad():
+            out = model.eval()(data.x_train[:2])
+    except Exception as err:  # noqa: BLE001
+        raise PrunelimitError(f"--data: inputs of shape {tuple(data.x_train.shape[1:])} do not fit the model: "
+                              f"{type(err).__name__}: {str(err).splitlines()[0]}") from None
+    if out.dim() != 2 or out.shape[1] < data.num_classes:
+        raise PrunelimitError(f"--data: the model outputs shape {tuple(out.shape)} but the labels need "
+                              f"{data.num_classes} classes")
+
+
+# ---------------------------------------------------------------------------------------------
+# predict
+# ---------------------------------------------------------------------------------------------
+
+
+def predict(args: argparse.Namespace) -> dict:
+    from .config import resolve_device
+    from .hessian import spectrum_of_trained
+    from .io import load_state_dict
+    from .theory import hessian_rows, predict_from_model
+
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    device = resolve_device(args.device)
+    data = load_data(args.data, args.data_dir, device)
+    timings["load_data"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    model_args = json.loads(args.model_args) if args.model_args else {}
+    model = build_user_model(args.model, tuple(data.in_shape), data.num_classes, model_args)
+    load_state_dict(model, args.checkpoint)
+    model = model.to(device).eval()
+    check_model_fits_data(model, data)
+    timings["load_model"] = time.perf_counter() - t
+
+    hessian_cfg = {"params": args.params, "n_runs": args.runs, "n_iter": args.iters, "seed": args.seed,
+                   "chunk_size": args.chunk_size, "n_bins": args.bins, "sigma2": args.sigma2}
+    theory_cfg = {"epsilon": args.epsilon, "eta": args.eta, "zero_row_threshold": args.zero_row_threshold,
+                  "row_levels": args.row_levels, "scales": [1.0]}
+    progress = not args.no_progress
+    t = time.perf_counter()
+    slq = spectrum_of_trained(model, data, hessian_cfg, progress=progress)
+    timings["slq"] = time.perf_counter() - t
+    t = time.perf_counter()
+    rows = hessian_rows(model, data, hessian_cfg=hessian_cfg, theory_cfg=theory_cfg, progress=progress)
+    timings["hessian_rows"] = time.perf_counter() - t
+    t = time.perf_counter()
+    result = predict_from_model(model, data, hessian_cfg=hessian_cfg, theory_cfg=theory_cfg, l1=args.l1,
+                                spectrum=slq.quadrature(), rows=rows, seed=args.seed)
+    timings["theory"] = time.perf_counter() - t
+    # the k-th largest Ritz value averaged over runs (every run resolves the top of the spectrum)
+    ritz = np.sort(np.asarray(slq.ritz_values), axis=1)[:, ::-1]
+    top = ritz[:, : args.top].mean(axis=0)
+    summary = {
+        "predicted_sparsity": result["predicted_sparsity"], "predicted_density": result["predicted_density"],
+        "lower_sparsity": result["lower_sparsity"], "upper_sparsity": result["upper_sparsity"],
+        "gap": result["gap"], "epsilon": result["epsilon"], "epsilon_source": result["epsilon_source"],
+        "D": result["D"], "zero_fraction": result["zero_fraction"],
+        "top_eigenvalues": top.tolist(),
+    }
+    if args.verify:
+        from .prune import sweep_and_threshold
+
+        if len(data.x_test) == 0:
+            raise PrunelimitError("--verify needs x_test and y_test in the data")
+        t = time.perf_counter()
+        _, actual = sweep_and_threshold(model, data, points=args.sweep_points, tolerance=args.tolerance,
+                                        resolution=0.001, progress=progress)
+        timings["verify"] = time.perf_counter() - t
+        summary["actual_sparsity"] = actual["actual_sparsity"]
+        summary["dense_test_acc"] = actual["dense_test_acc"]
+    summary["timings_s"] = timings
+    return summary
+
+
+def _print_summary(s: dict) -> None:
+    print(f"predicted pruning limit: sparsity {s['predicted_sparsity']:.4f} "
+          f"(keep {100 * s['predicted_density']:.2f}% of {s['D']} weights)")
+    print(f"kinematic bounds:        [{s['lower_sparsity']:.4f}, {s['upper_sparsity']:.4f}]  gap Δ = {s['gap']:.4f}")
+    print(f"loss tolerance ε:        {s['epsilon']:.4g} ({s['epsilon_source']})")
+    print(f"zero-eigenvalue share:   {s['zero_fraction']:.4f}")
+    print("top eigenvalues:         " + ", ".join(f"{v:.4g}" for v in s["top_eigenvalues"]))
+    if "actual_sparsity" in s:
+        print(f"actual (one-shot sweep): sparsity {s['actual_sparsity']:.4f} at dense test accuracy "
+              f"{s['dense_test_acc']:.4f}")
+    print("wall time:               " + ", ".join(f"{k} {v:.1f}s" for k, v in s["timings_s"].items()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="prunelimit",
+        description="Tools of prunelimit, the reproduction of 'How Sparse Can We Prune A Deep Network' (NeurIPS 2024).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser(
+        "predict", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="predict the pruning limit of a trained model from its weights and Hessian spectrum",
+        description="Predict the largest fraction of weights one-shot global magnitude pruning can remove "
+                    "without losing performance (Zhang et al., NeurIPS 2024), with kinematic bounds, from the "
+                    "trained weights and the SLQ Hessian spectrum of the training loss. No pruning sweep.",
+        epilog=DATA_FORMAT)
+    p.add_argument("--model", required=True, help="registry name (fc5, fc12, mlp, alexnet, vgg16, resnet18, resnet50) "
+                   "or MODULE:CALLABLE / path/to/file.py:CALLABLE returning an nn.Module")
+    p.add_argument("--model-args", default=None, help="JSON keyword arguments for the model constructor, e.g. '{\"width\": 0.5}'")
+    p.add_argument("--checkpoint", required=True, help="state_dict file (torch.save(model.state_dict())), loaded with weights_only=True")
+    p.add_argument("--data", required=True, help="registry dataset name or a .npz/.pt file (format below)")
+    p.add_argument("--data-dir", default="results/cli/data", help="where registry datasets are prepared (default: %(default)s)")
+    p.add_argument("--l1", type=float, default=0.0, help="L1 coefficient the model was trained with; part of the loss whose spread is ε (default: 0)")
+    p.add_argument("--epsilon", type=float, default=None, help="loss tolerance ε; default: std of the per-batch training loss")
+    p.add_argument("--runs", type=int, default=10, help="SLQ runs (default: %(default)s)")
+    p.add_argument("--iters", type=int, default=48, help="Lanczos iterations per run (default: %(default)s)")
+    p.add_argument("--params", choices=["prunable", "all"], default="prunable",
+                   help="parameters that are pruned and the Hessian is taken over: conv/linear weights (default) or all")
+    p.add_argument("--chunk-size", type=int, default=0, help="samples per HVP chunk, 0 = whole set at once (default: 0)")
+    p.add_argument("--row-levels", type=int, default=20, help="sparsity levels of the zero-eigenvalue estimate from Hessian rows (default: %(default)s)")
+    p.add_argument("--zero-row-threshold", type=float, default=1e-7, help="L1 norm below which a Hessian row is zero (default: %(default)s)")
+    p.add_argument("--eta", type=float, default=0.05, help="failure probability of the kinematic bounds (default: %(default)s)")
+    p.add_argument("--bins", type=int, default=10000, help="grid of the smoothed density (comparison only; default: %(default)s)")
+    p.add_argument("--sigma2", type=float, default=1e-5, help="smoothing kernel variance factor (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the SLQ start vectors and the ε batch order (default: 0)")
+    p.add_argument("--top", type=int, default=5, help="how many top eigenvalues to print (default: %(default)s)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="compute device (default: auto)")
+    p.add_argument("--verify", action="store_true", help="also run the one-shot pruning sweep and print the actual threshold")
+    p.add_argument("--tolerance", type=float, default=0.0, help="with --verify: accuracy drop still counted as no loss (default: 0)")
+    p.add_argument("--sweep-points", type=int, default=41, help="with --verify: sweep sparsities before the bisection (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "predict":
+            summary = predict(args)
+            if args.json:
+                print(json.dumps(summary, indent=2))
+            else:
+                _print_summary(summary)
+    except (PrunelimitError, FloatingPointError, json.JSONDecodeError) as err:
+        print(f"prunelimit: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
