@@ -18,6 +18,7 @@ Sources:
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import os
 import pickle
@@ -110,7 +111,7 @@ def download(url: str, dest: str | os.PathLike, md5: str | None, progress: bool 
             response = None
         else:
             raise PrunelimitError(f"download of {url} failed: HTTP {err.code} {err.reason}") from None
-    except (urllib.error.URLError, OSError) as err:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:  # HTTPException: bad status line
         raise PrunelimitError(f"download of {url} failed: {getattr(err, 'reason', err)}") from None
 
     if response is not None:
@@ -127,7 +128,7 @@ def download(url: str, dest: str | os.PathLike, md5: str | None, progress: bool 
                     while block := response.read(1 << 16):
                         fh.write(block)
                         bar.update(len(block))
-                except (OSError, urllib.error.URLError) as err:
+                except (OSError, urllib.error.URLError, http.client.HTTPException) as err:  # IncompleteRead (chunked)
                     raise PrunelimitError(
                         f"download of {url} was interrupted ({err}); rerun to resume from {part}"
                     ) from None
@@ -177,8 +178,14 @@ def parse_cifar(archive: str | os.PathLike, name: str) -> dict[str, np.ndarray]:
                     if fh is None:
                         raise PrunelimitError(f"{archive}: {folder}/{member} is not a file")
                     batch = _unpickle(fh.read(), f"{archive}:{member}")
-                    xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-                    ys.append(np.asarray(batch[label_key], dtype=np.int64))
+                    x = np.asarray(batch[b"data"], dtype=np.uint8)
+                    y = np.asarray(batch[label_key], dtype=np.int64)
+                    if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or y.shape != (len(x),):
+                        raise PrunelimitError(
+                            f"corrupt or incomplete archive {archive}: {folder}/{member} holds data of shape "
+                            f"{x.shape} and {y.size} labels (expected (N, 3072) and N labels)")
+                    xs.append(x.reshape(-1, 3, 32, 32))
+                    ys.append(y)
                 return np.concatenate(xs), np.concatenate(ys)
 
             x_train, y_train = read(train_members)
@@ -196,8 +203,10 @@ def parse_tinyimagenet(archive: str | os.PathLike) -> dict[str, np.ndarray]:
     """
     from PIL import Image
 
-    def decode(raw: bytes) -> np.ndarray:
+    def decode(raw: bytes, member: str) -> np.ndarray:
         img = Image.open(io.BytesIO(raw)).convert("RGB")
+        if img.size != (64, 64):
+            raise PrunelimitError(f"corrupt archive {archive}: {member} is {img.size[0]}x{img.size[1]}, not 64x64")
         return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
 
     root = "tiny-imagenet-200"
@@ -210,14 +219,15 @@ def parse_tinyimagenet(archive: str | os.PathLike) -> dict[str, np.ndarray]:
             for name in names:
                 parts = name.split("/")
                 if len(parts) == 5 and parts[1] == "train" and parts[3] == "images" and parts[4].endswith(".JPEG"):
-                    x_train.append(decode(zf.read(name)))
+                    x_train.append(decode(zf.read(name), name))
                     y_train.append(index[parts[2]])
             annotations = zf.read(f"{root}/val/val_annotations.txt").decode().splitlines()
             for line in annotations:
                 if not line.strip():
                     continue
                 fields = line.split("\t")
-                x_test.append(decode(zf.read(f"{root}/val/images/{fields[0]}")))
+                member = f"{root}/val/images/{fields[0]}"
+                x_test.append(decode(zf.read(member), member))
                 y_test.append(index[fields[1]])
     except (zipfile.BadZipFile, KeyError, OSError, EOFError) as err:
         raise PrunelimitError(f"corrupt or incomplete archive {archive}: {err}") from None

@@ -67,3 +67,42 @@ def tv_distance_table(runs: dict[str, dict[int, "object"]], bins: int = 200) -> 
                          "tv_log_abs_weights": total_variation(np.log10(np.abs(w1) + 1e-12),
                                                                np.log10(np.abs(w2) + 1e-12), bins)})
     return pd.DataFrame(rows)
+
+
+def lomp_vs_baselines_table(results: list[dict], dense_acc: dict[str, float] | None = None,
+                            methods: list[str] | None = None) -> pd.DataFrame:
+    """LOMP vs Rare Gems, IMP, Smart-Ratio: top-1 test accuracy (%) per task and sparsity.
+
+    ``results`` are the baseline JSON dicts (keys method, task, sparsity, seed, test_acc);
+    ``dense_acc`` maps task → the dense model's test accuracy. Cells read "mean ± std (n)" over
+    seeds (population std over the n seeds; "mean (1)" for a single run, e.g. LOMP, which prunes
+    the one trained L1 model and has no seed of its own).
+    """
+    from .io import PrunelimitError
+
+    labels = {"lomp": "LOMP", "rare_gems": "Rare Gems", "imp": "IMP", "smart_ratio": "Smart-Ratio"}
+    methods = methods or [m for m in labels if any(r["method"] == m for r in results)]
+    if not results:
+        raise PrunelimitError("no baseline results to tabulate")
+    df = pd.DataFrame(results)
+    missing = {"method", "task", "sparsity", "seed", "test_acc"} - set(df.columns)
+    if missing:
+        raise PrunelimitError(f"baseline results lack keys {sorted(missing)}")
+
+    def cell(values: pd.Series) -> str:
+        if values.empty:
+            return ""
+        pct = 100.0 * values.to_numpy(dtype=float)
+        if len(pct) == 1:
+            return f"{pct[0]:.2f} (1)"
+        return f"{pct.mean():.2f} ± {pct.std(ddof=0):.2f} ({len(pct)})"
+
+    rows = []
+    for (task, sparsity), group in df.groupby(["task", "sparsity"], sort=True):
+        row = {"task": task, "sparsity_%": f"{100 * sparsity:g}", "density_%": f"{100 * (1 - sparsity):g}"}
+        if dense_acc is not None:
+            row["dense"] = f"{100 * dense_acc[task]:.2f}" if task in dense_acc else ""
+        for m in methods:
+            row[labels.get(m, m)] = cell(group.loc[group["method"] == m, "test_acc"])
+        rows.append(row)
+    return pd.DataFrame(rows)

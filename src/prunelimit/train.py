@@ -41,6 +41,7 @@ class TrainConfig:
     augment: bool = False  # random crop (padding crop_padding) + horizontal flip
     crop_padding: int = 4
     max_steps: int | None = None  # stop after this many optimiser steps (smoke runs)
+    start_epoch: int = 0  # first epoch run; the schedule continues from it (IMP rewinding)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -146,7 +147,7 @@ def train(model: nn.Module, data: TensorData, cfg: TrainConfig, *, masks: Masks 
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed)  # CPU generator: identical streams on any device
     history: list[dict] = []
-    start_epoch, steps, elapsed = 0, 0, 0.0
+    start_epoch, steps, elapsed = cfg.start_epoch, 0, 0.0
     ckpt_path = Path(checkpoint) if checkpoint else None
     if ckpt_path and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)

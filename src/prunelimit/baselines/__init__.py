@@ -1,0 +1,110 @@
+"""LOMP and the baselines it is compared with (IMP, Rare Gems, Smart-Ratio), one result dict each.
+
+- ``lomp``: the L1-trained model one-shot magnitude pruned at the sparsity, no retraining — the
+  paper's method, as the official code evaluates it (``get_sparse_model`` then ``validate``;
+  QiaozheZhang/Global-One-shot-Pruning ``trainer.py``: no fine-tuning step exists there).
+- ``imp``: :mod:`.imp` (one trajectory per seed serves every target sparsity).
+- ``rare_gems``: :mod:`.rare_gems`.
+- ``smart_ratio``: :mod:`.smart_ratio` (random masks with its layer ratios, trained from scratch).
+
+Every trained baseline goes through :func:`prunelimit.train.train` with its masks (applied before
+training and after every optimiser step). Results share the keys: method, task, sparsity, seed,
+kept, n_prunable, density, test_acc, test_loss, train_acc, train_loss, wall_time_s, source.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from torch import nn
+
+from ..data import TensorData
+from ..io import PrunelimitError
+from ..models import build_model, prunable_parameters
+from ..prune import apply_pruning, check_sparsity, count_kept
+from ..train import TrainConfig, evaluate, train
+from . import imp, rare_gems, smart_ratio
+
+METHODS = ("lomp", "imp", "rare_gems", "smart_ratio")
+LABELS = {"lomp": "LOMP", "rare_gems": "Rare Gems", "imp": "IMP", "smart_ratio": "Smart-Ratio"}
+SOURCES = {
+    "lomp": "[code] QiaozheZhang/Global-One-shot-Pruning get_sparse_model: one-shot global magnitude, no retraining",
+    "imp": "[code] facebookresearch/open_lth lottery + sparse_global (rewinding); round schedule [ours]",
+    "rare_gems": "[code] ksreenivasan/pruning_is_enough hc_iter + finetune; exact per-step counts [ours]",
+    "smart_ratio": "[code] JingtongSu/sanity-checking-pruning SmartRatio.py; water-filling overflow [ours]",
+}
+
+
+def lomp(model: nn.Module, data: TensorData, sparsity: float) -> dict:
+    """Prune the (L1-trained) ``model`` in place at ``sparsity`` and evaluate it, no retraining."""
+    s = check_sparsity(sparsity)
+    masks = apply_pruning(model, s)
+    total = sum(m.numel() for m in masks.values())
+    kept = count_kept(masks)
+    test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
+    train_loss, train_acc = evaluate(model, data.x_train, data.y_train)
+    return {"sparsity": s, "kept": kept, "n_prunable": total, "density": kept / total, "test_acc": test_acc,
+            "test_loss": test_loss, "train_acc": train_acc, "train_loss": train_loss}
+
+
+def run_smart_ratio(spec: dict, data: TensorData, sparsity: float, seed: int, *, classifier_ratio: float = 0.3,
+                    progress: bool = False) -> dict:
+    """Smart-Ratio masks (seeded), a fresh model (seeded), trained from scratch under the masks."""
+    s = check_sparsity(sparsity)
+    cfg = replace(TrainConfig.from_dict({**spec["train"], "l1": 0.0}), seed=int(seed))
+    model = build_model(spec["model"], data.in_shape, data.num_classes, seed=int(seed),
+                        **spec.get("model_args", {})).to(data.x_train.device)
+    residual = smart_ratio.is_residual(spec["model"])
+    masks = smart_ratio.smart_ratio_masks(model, s, int(seed), classifier_ratio=classifier_ratio, residual=residual)
+    train(model, data, cfg, masks=masks, progress=progress, desc="Smart-Ratio")
+    test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
+    train_loss, train_acc = evaluate(model, data.x_train, data.y_train)
+    sizes = [p.numel() for _, p in prunable_parameters(model)]
+    kept = count_kept(masks)
+    zero_ok = all(bool((p.detach()[masks[n] == 0] == 0).all()) for n, p in prunable_parameters(model))
+    return {"sparsity": s, "kept": kept, "n_prunable": sum(sizes), "density": kept / sum(sizes),
+            "test_acc": test_acc, "test_loss": test_loss, "train_acc": train_acc, "train_loss": train_loss,
+            "layers": smart_ratio.describe(sizes, s, classifier_ratio=classifier_ratio, residual=residual),
+            "classifier_ratio": classifier_ratio, "residual": residual, "masked_weights_zero": zero_ok}
+
+
+def run_baseline(method: str, spec: dict, data: TensorData, sparsity: float, seed: int, options: dict | None = None,
+                 *, model: nn.Module | None = None, progress: bool = False) -> dict:
+    """One result of ``method`` on task ``spec`` at ``sparsity`` with ``seed``.
+
+    ``options`` is the method's config block (``baselines.<method>``); ``model`` is the trained
+    L1 model for ``lomp``. IMP here runs a trajectory to this sparsity alone; use
+    :func:`imp.run_imp` to serve several sparsities from one trajectory.
+    """
+    options = dict(options or {})
+    start = time.perf_counter()
+    if method == "lomp":
+        if model is None:
+            raise PrunelimitError("LOMP needs the trained L1 model (pass model=...)")
+        result = lomp(model, data, sparsity)
+    elif method == "imp":
+        result = imp.run_imp(spec, data, [sparsity], seed, progress=progress, **options)[0]
+    elif method == "rare_gems":
+        result = rare_gems.run_rare_gems(spec, data, sparsity, seed, progress=progress, **options)
+    elif method == "smart_ratio":
+        result = run_smart_ratio(spec, data, sparsity, seed, progress=progress, **options)
+    else:
+        raise PrunelimitError(f"unknown baseline method {method!r}; known: {', '.join(METHODS)}")
+    return finish(result, method, spec, seed, options, time.perf_counter() - start)
+
+
+def run_imp_trajectory(spec: dict, data: TensorData, sparsities: list[float], seed: int, options: dict | None = None,
+                       *, progress: bool = False) -> list[dict]:
+    """One IMP trajectory (``seed``) through every target sparsity; one finished result per target."""
+    options = dict(options or {})
+    start = time.perf_counter()
+    results = imp.run_imp(spec, data, sparsities, seed, progress=progress, **options)
+    wall = time.perf_counter() - start
+    return [finish(r, "imp", spec, seed, options, wall) for r in results]
+
+
+def finish(result: dict, method: str, spec: dict, seed: int, options: dict, wall_time: float) -> dict:
+    """Add provenance (method, task, seed, options, source, time) to a result dict."""
+    return {"method": method, "task": spec["task"], "model": spec["model"], "dataset": spec["dataset"],
+            "seed": int(seed), **result, "options": options, "source": SOURCES[method], "wall_time_s": wall_time}

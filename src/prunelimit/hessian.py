@@ -1,0 +1,520 @@
+"""The training-loss Hessian as a linear operator, and its spectrum by stochastic Lanczos quadrature.
+
+- :class:`HessianOperator`: products H·v of the Hessian of the full-training-set loss (mean
+  cross-entropy, model in eval mode) with respect to the prunable weights (default) or all
+  parameters. When the data fit, the gradient graph is built once and every product is one
+  backward pass through it (measured ≈1.9 gradients on CPU); otherwise the data are chunked.
+- :func:`lanczos`: Lanczos tridiagonalisation with full reorthogonalisation, its basis in one
+  preallocated matrix.
+- :func:`slq`: stochastic Lanczos quadrature (Ubaru, Chen & Saad 2017, "Fast estimation of
+  tr(f(A)) via stochastic Lanczos quadrature"; PyHessian's ``density``, Yao et al. 2020):
+  Rademacher start vectors, Ritz values as nodes, squared first eigenvector components as weights.
+  The result is an :class:`SLQResult`; :meth:`SLQResult.quadrature` turns it into the
+  :class:`~prunelimit.spectrum.Quadrature` every spectral functional is computed from
+  (tr f(H) ≈ D · mean over runs of Σ_j τ_j f(θ_j), :meth:`~prunelimit.spectrum.Quadrature.trace_f`).
+- :func:`exact_hessian`, :func:`exact_eigenvalues`: the dense Hessian of small models (validation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .io import PrunelimitError, save_npz
+from .models import prunable_parameters
+from .spectrum import Quadrature, absolute_spectrum, from_slq, smoothed_density
+
+PARAM_SETS = ("prunable", "all")
+EXACT_MAX_DIM = 20_000  # dense Hessians beyond this are refused (20k² float64 = 3.2 GB)
+
+
+class LinearOperator(Protocol):
+    """What :func:`lanczos` needs: a dimension and a product with a flat vector."""
+
+    dim: int
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor: ...
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Hessian operator
+# ---------------------------------------------------------------------------------------------
+
+
+class HessianOperator:
+    """Hessian-vector products of the mean cross-entropy over ``(x, y)`` at the model's weights.
+
+    ``params``: ``"prunable"`` (conv and linear weights, :func:`prunelimit.models.prunable_parameters`;
+    D is their count) or ``"all"`` (every parameter that requires grad). BatchNorm uses its running
+    statistics (eval mode), so the loss is a fixed function of the weights, summed over samples.
+    The L1 term λ·Σ|w| of LOMP training is omitted: it is piecewise linear, so its Hessian is zero
+    wherever it exists and it adds exactly zero to every product.
+
+    ``chunk_size = 0`` (or ≥ N): one forward and one ``create_graph`` backward at construction; each
+    product is then a single backward through that cached graph. Otherwise every product re-runs
+    forward and double backward over chunks of ``chunk_size`` samples, each weighted by
+    n_chunk/N, and sums them (for data whose graph does not fit in memory).
+
+    The operator holds the weights as they are at construction; changing them in place afterwards
+    invalidates the cached graph (autograd then refuses the product).
+    """
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: str = "prunable",
+                 chunk_size: int = 0, vmap_matmat: bool = False):
+        if params not in PARAM_SETS:
+            raise PrunelimitError(f"hessian params must be one of {PARAM_SETS}, got {params!r}")
+        if chunk_size < 0:
+            raise PrunelimitError(f"hessian chunk_size must be ≥ 0 (0 = all samples at once), got {chunk_size}")
+        if x.ndim < 2 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
+            raise PrunelimitError(f"Hessian data need inputs (N, ...) and labels (N,) with N ≥ 1, "
+                                  f"got {tuple(x.shape)} and {tuple(y.shape)}")
+        named = (prunable_parameters(model) if params == "prunable"
+                 else [(n, p) for n, p in model.named_parameters() if p.requires_grad])
+        if not named:
+            raise PrunelimitError(f"model {type(model).__name__} has no {params} parameters to take a Hessian over")
+        self.model = model
+        self.param_set = params
+        self.names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.shapes = [p.shape for p in self.params]
+        self.sizes = [p.numel() for p in self.params]
+        self.dim = sum(self.sizes)
+        self.dtype, self.device = self.params[0].dtype, self.params[0].device
+        self.x, self.y = x.to(self.device, self.dtype), y.to(self.device)
+        self.n = len(x)
+        self.chunk_size = self.n if chunk_size == 0 or chunk_size >= self.n else int(chunk_size)
+        self.cached = self.chunk_size == self.n
+        self.vmap_matmat = vmap_matmat and self.cached
+        self.products = 0  # Hessian-vector products computed so far (columns of matmat included)
+        with _eval_mode(model):
+            if self.cached:
+                loss = F.cross_entropy(model(self.x), self.y)
+                self._check_loss(loss)
+                grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+                # a weight the loss does not depend on (unused module) has a zero row and column
+                self._live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
+                self._grads = [grads[i] for i in self._live]
+            else:
+                with torch.no_grad():
+                    loss = sum(F.cross_entropy(model(xc), yc, reduction="sum") for xc, yc in self._chunks()) / self.n
+                self._check_loss(loss)
+        self.loss = loss.item()
+
+    def _check_loss(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise PrunelimitError(f"the training loss at the given weights is {loss.item()} (not finite); "
+                                  f"the Hessian is undefined there: check the checkpoint and the data")
+
+    def _chunks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for i in range(0, self.n, self.chunk_size):
+            yield self.x[i:i + self.chunk_size], self.y[i:i + self.chunk_size]
+
+    # --- flat vectors <-> per-parameter tensors -------------------------------------------------
+
+    def _as_vector(self, v: torch.Tensor) -> torch.Tensor:
+        if not isinstance(v, torch.Tensor) or v.shape != (self.dim,):
+            shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            raise PrunelimitError(f"Hessian products need a flat vector of shape ({self.dim},), got {shape}")
+        return v.to(self.device, self.dtype).contiguous()
+
+    def _split(self, v: torch.Tensor) -> list[torch.Tensor]:
+        return [t.view(s) for t, s in zip(v.split(self.sizes), self.shapes)]
+
+    def _flatten(self, parts: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
+        """Concatenate one tensor per parameter; ``None`` (no dependence) becomes zeros."""
+        return torch.cat([torch.zeros(s, dtype=self.dtype, device=self.device) if t is None else t.reshape(-1)
+                          for t, s in zip(parts, self.sizes)])
+
+    def flat_params(self) -> torch.Tensor:
+        """The weights the Hessian is taken over, concatenated in module order (a detached copy)."""
+        return torch.cat([p.detach().reshape(-1) for p in self.params])
+
+    # --- products --------------------------------------------------------------------------------
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """H·v for a flat vector ``v`` of shape (D,); returns (D,) in the parameters' dtype."""
+        v = self._as_vector(v)
+        self.products += 1
+        if self.cached:
+            if not self._grads:
+                return torch.zeros_like(v)
+            parts = self._split(v)
+            hv = torch.autograd.grad(self._grads, self.params, grad_outputs=[parts[i] for i in self._live],
+                                     retain_graph=True, allow_unused=True)
+            return self._flatten(hv)
+        return self._chunked_matvec(v)
+
+    def _chunked_matvec(self, v: torch.Tensor) -> torch.Tensor:
+        parts = self._split(v)
+        total = torch.zeros_like(v)
+        with _eval_mode(self.model):
+            for xc, yc in self._chunks():
+                # sum-reduced over the chunk and divided by N: each chunk carries weight n_chunk/N
+                loss = F.cross_entropy(self.model(xc), yc, reduction="sum") / self.n
+                grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+                live = [i for i, g in enumerate(grads) if g is not None and g.requires_grad]
+                if not live:
+                    continue
+                hv = torch.autograd.grad([grads[i] for i in live], self.params,
+                                         grad_outputs=[parts[i] for i in live], allow_unused=True)
+                total += self._flatten(hv)
+        return total
+
+    def matmat(self, V: torch.Tensor) -> torch.Tensor:
+        """H·V for columns ``V`` of shape (D, k); returns (D, k).
+
+        Columns go one by one through :meth:`matvec`: on CPU a vmap-batched backward
+        (``is_grads_batched``) measured 1.1–1.4× slower per product on the mini models
+        (benchmarks/hessian.py prints both). ``vmap_matmat=True`` selects the batched form
+        (cached graph only), e.g. to try on a GPU.
+        """
+        if not isinstance(V, torch.Tensor) or V.ndim != 2 or V.shape[0] != self.dim:
+            shape = tuple(V.shape) if isinstance(V, torch.Tensor) else type(V).__name__
+            raise PrunelimitError(f"Hessian matmat needs columns of shape ({self.dim}, k), got {shape}")
+        V = V.to(self.device, self.dtype)
+        if self.vmap_matmat and self._grads:
+            k = V.shape[1]
+            self.products += k
+            rows = V.t().contiguous()  # (k, D): the batch dimension first
+            parts = [t.reshape(k, *s) for t, s in zip(rows.split(self.sizes, dim=1), self.shapes)]
+            hv = torch.autograd.grad(self._grads, self.params, grad_outputs=[parts[i] for i in self._live],
+                                     retain_graph=True, allow_unused=True, is_grads_batched=True)
+            out = torch.zeros(k, self.dim, dtype=self.dtype, device=self.device)
+            offset = 0
+            for h, size in zip(hv, self.sizes):
+                if h is not None:
+                    out[:, offset:offset + size] = h.reshape(k, -1)
+                offset += size
+            return out.t()
+        return torch.stack([self.matvec(V[:, j]) for j in range(V.shape[1])], dim=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Lanczos and stochastic Lanczos quadrature
+# ---------------------------------------------------------------------------------------------
+
+
+def lanczos(op: LinearOperator, n_iter: int, v0: torch.Tensor, *, basis: torch.Tensor | None = None,
+            on_step: Callable[[], None] | None = None,
+            return_basis: bool = False) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """Lanczos tridiagonalisation of ``op`` from ``v0`` with full reorthogonalisation.
+
+    Returns the diagonal ``alphas`` (m,) and off-diagonal ``betas`` (m−1,) of the tridiagonal
+    T = QᵀHQ (float64), m ≤ min(n_iter, D); m < n_iter when the Krylov space is exhausted
+    (β ≈ 0: an invariant subspace, whose Ritz values are then exact eigenvalues).
+
+    The basis lives in one (m, D) matrix (``basis``, preallocated by the caller to reuse it across
+    runs, or allocated here). After the three-term recurrence each new vector is orthogonalised
+    against the whole basis by classical Gram–Schmidt, in place (two matrix–vector products), and
+    once more when that removed more than 1 − 1/√2 of its norm ("twice is enough": Daniel, Gragg,
+    Kaufman & Stewart 1976; Parlett, *The Symmetric Eigenvalue Problem*, §6.9). PyHessian instead
+    orthogonalises against a Python list of per-layer tensors, vector by vector.
+    """
+    dim = op.dim
+    if n_iter < 1:
+        raise PrunelimitError(f"Lanczos needs n_iter ≥ 1, got {n_iter}")
+    k = min(int(n_iter), dim)
+    if v0.shape != (dim,):
+        raise PrunelimitError(f"Lanczos start vector must have shape ({dim},), got {tuple(v0.shape)}")
+    if basis is None:
+        basis = torch.empty(k, dim, dtype=v0.dtype, device=v0.device)
+    elif basis.shape[0] < k or basis.shape[1] != dim:
+        raise PrunelimitError(f"Lanczos basis buffer {tuple(basis.shape)} is too small for ({k}, {dim})")
+    norm = torch.linalg.vector_norm(v0)
+    if not torch.isfinite(norm) or norm == 0:
+        raise PrunelimitError("Lanczos start vector is zero or not finite")
+    eps = torch.finfo(basis.dtype).eps
+    basis[0] = v0 / norm
+    alphas: list[float] = []
+    betas: list[float] = []
+    scale = 0.0  # running estimate of ‖T‖, the yardstick of breakdown
+    for j in range(k):
+        q = basis[j]
+        w = op.matvec(q).to(basis.dtype)
+        if not torch.isfinite(w).all():
+            raise PrunelimitError(f"Hessian-vector product {j + 1} is not finite")
+        alpha = torch.dot(w, q).item()
+        w.sub_(q, alpha=alpha)
+        if j > 0:
+            w.sub_(basis[j - 1], alpha=betas[-1])
+        active = basis[:j + 1]  # (j+1, D)
+        before = torch.linalg.vector_norm(w)
+        for _ in range(2):
+            h = torch.mv(active, w)  # components along the basis: (j+1,)
+            w.addmv_(active.t(), h, alpha=-1.0)
+            alpha += h[j].item()  # Rayleigh quotient refined by what the recurrence left along q_j
+            after = torch.linalg.vector_norm(w)
+            if after > before / math.sqrt(2):
+                break
+            before = after
+        alphas.append(alpha)
+        beta = after.item()
+        scale = max(scale, abs(alpha) + beta + (betas[-1] if betas else 0.0))
+        if on_step is not None:
+            on_step()
+        if j == k - 1:
+            break
+        if beta <= 100 * eps * max(scale, 1e-300) * math.sqrt(j + 1):
+            break  # breakdown: the Krylov space is invariant
+        betas.append(beta)
+        basis[j + 1] = w / beta
+    alpha_arr, beta_arr = np.asarray(alphas, np.float64), np.asarray(betas, np.float64)
+    if return_basis:
+        return alpha_arr, beta_arr, basis[:len(alphas)]
+    return alpha_arr, beta_arr
+
+
+def tridiagonal_ritz(alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ritz values θ_j (ascending) and weights τ_j = (first component of eigenvector j)² of T."""
+    m = len(alphas)
+    T = np.diag(np.asarray(alphas, np.float64))
+    if m > 1:
+        T += np.diag(betas, 1) + np.diag(betas, -1)
+    theta, vecs = np.linalg.eigh(T)
+    return theta, vecs[0] ** 2
+
+
+def rademacher(dim: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A vector of independent ±1 entries from ``generator`` (on the CPU: identical on any device)."""
+    return torch.randint(0, 2, (dim,), generator=generator).to(dtype).mul_(2).sub_(1)
+
+
+@dataclass(frozen=True)
+class SLQResult:
+    """Stochastic Lanczos quadrature of one Hessian: per run, the Ritz nodes and their weights.
+
+    Runs that stopped early (breakdown) are padded to k columns with zero weights (their node is
+    repeated) and zero α, β; ``steps`` holds each run's true length.
+    """
+
+    ritz_values: np.ndarray  # (runs, k) Ritz values θ_j of each run's tridiagonal
+    ritz_weights: np.ndarray  # (runs, k) τ_j = squared first components of its eigenvectors; rows sum to 1
+    alphas: np.ndarray  # (runs, k) diagonals of the tridiagonals
+    betas: np.ndarray  # (runs, k − 1) off-diagonals
+    dim: int  # D, the dimension of the Hessian
+    settings: dict = field(default_factory=dict)  # how it was made (params, runs, iterations, seed, …)
+    steps: np.ndarray | None = None  # (runs,) Lanczos steps actually taken
+
+    def __post_init__(self) -> None:
+        vals = np.atleast_2d(np.asarray(self.ritz_values, np.float64))
+        wts = np.atleast_2d(np.asarray(self.ritz_weights, np.float64))
+        alphas = np.atleast_2d(np.asarray(self.alphas, np.float64))
+        runs, k = vals.shape
+        betas = np.asarray(self.betas, np.float64)
+        betas = betas.reshape(runs, -1) if betas.size else np.zeros((runs, 0))
+        steps = np.full(runs, k, np.int64) if self.steps is None else np.asarray(self.steps, np.int64).ravel()
+        problems = []
+        if wts.shape != vals.shape or alphas.shape != vals.shape:
+            problems.append(f"ritz_values {vals.shape}, ritz_weights {wts.shape} and alphas {alphas.shape} differ")
+        elif betas.shape != (runs, k - 1):
+            problems.append(f"betas {betas.shape} should be {(runs, k - 1)}")
+        elif steps.shape != (runs,) or steps.min() < 1 or steps.max() > k:
+            problems.append(f"steps {steps.tolist()} should be {runs} counts in [1, {k}]")
+        elif not (np.isfinite(vals).all() and np.isfinite(wts).all()):
+            problems.append("Ritz values or weights are not finite")
+        elif (wts < -1e-12).any() or np.abs(wts.sum(axis=1) - 1).max() > 1e-6:
+            problems.append(f"Ritz weights of each run must sum to 1 (got {wts.sum(axis=1).round(6).tolist()})")
+        if int(self.dim) < k:
+            problems.append(f"dimension {self.dim} is smaller than the {k} Lanczos steps")
+        if problems:
+            raise PrunelimitError("inconsistent SLQ result: " + "; ".join(problems))
+        object.__setattr__(self, "ritz_values", vals)
+        object.__setattr__(self, "ritz_weights", wts)
+        object.__setattr__(self, "alphas", alphas)
+        object.__setattr__(self, "betas", betas)
+        object.__setattr__(self, "steps", steps)
+        object.__setattr__(self, "dim", int(self.dim))
+
+    @property
+    def n_runs(self) -> int:
+        return self.ritz_values.shape[0]
+
+    def quadrature(self, absolute: bool = False) -> Quadrature:
+        """The runs pooled into one quadrature rule (weights averaged over runs).
+
+        ``absolute=True`` folds negative eigenvalues onto |λ| (:func:`spectrum.absolute_spectrum`).
+        """
+        q = from_slq(self.ritz_values, self.ritz_weights, self.dim)
+        return absolute_spectrum(q) if absolute else q
+
+    def trace_f(self, f: Callable[[np.ndarray], np.ndarray], absolute: bool = False) -> float:
+        """SLQ estimate of tr f(H) = D · mean over runs of Σ_j τ_j f(θ_j) (:meth:`Quadrature.trace_f`)."""
+        return self.quadrature(absolute).trace_f(f)
+
+    def density(self, n_bins: int = 10000, sigma2: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+        """Gaussian-smoothed density on a grid (plots and the official-code comparison only)."""
+        return smoothed_density(self.quadrature(), n_bins=n_bins, sigma2=sigma2)
+
+    def save(self, path: str | os.PathLike, n_bins: int | None = None, sigma2: float | None = None) -> None:
+        """Write an .npz atomically; with ``n_bins`` and ``sigma2`` the smoothed density goes along."""
+        arrays = {"ritz_values": self.ritz_values, "ritz_weights": self.ritz_weights, "alphas": self.alphas,
+                  "betas": self.betas, "steps": self.steps, "dim": np.int64(self.dim),
+                  "settings": np.array(json.dumps(self.settings, sort_keys=True))}
+        if n_bins is not None and sigma2 is not None:
+            arrays["grid"], arrays["density"] = self.density(n_bins, sigma2)
+        save_npz(path, **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SLQResult":
+        path = Path(path)
+        if not path.exists():
+            raise PrunelimitError(f"missing SLQ result file: {path}")
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError, EOFError) as err:
+            raise PrunelimitError(f"cannot read SLQ result {path}: {err}") from None
+        needed = {"ritz_values", "ritz_weights", "alphas", "betas", "steps", "dim", "settings"}
+        if not needed <= set(arrays):
+            raise PrunelimitError(f"SLQ result {path} lacks arrays {sorted(needed - set(arrays))}")
+        try:
+            settings = json.loads(str(arrays["settings"]))
+            return cls(arrays["ritz_values"], arrays["ritz_weights"], arrays["alphas"], arrays["betas"],
+                       int(arrays["dim"]), settings, arrays["steps"])
+        except (PrunelimitError, ValueError) as err:
+            raise PrunelimitError(f"SLQ result {path} is inconsistent: {err}") from None
+
+
+def slq(op: LinearOperator, n_runs: int, n_iter: int, seed: int = 0, progress: bool = True) -> SLQResult:
+    """Stochastic Lanczos quadrature: ``n_runs`` Lanczos runs of ``n_iter`` steps from Rademacher vectors.
+
+    Start vectors come from one CPU generator seeded with ``seed`` (run r uses the r-th draw), so
+    results are identical on rerun. The runs go one after another, sharing one basis buffer:
+    batching them through :meth:`HessianOperator.matmat` measured slower on CPU (see matmat).
+    """
+    from tqdm import tqdm
+
+    if n_runs < 1 or n_iter < 1:
+        raise PrunelimitError(f"SLQ needs n_runs ≥ 1 and n_iter ≥ 1, got n_runs={n_runs}, n_iter={n_iter}")
+    dim = op.dim
+    k = min(int(n_iter), dim)
+    dtype = getattr(op, "dtype", torch.float32)
+    device = getattr(op, "device", torch.device("cpu"))
+    generator = torch.Generator().manual_seed(int(seed))
+    basis = torch.empty(k, dim, dtype=dtype, device=device)
+    vals, wts = np.zeros((n_runs, k)), np.zeros((n_runs, k))
+    alphas, betas = np.zeros((n_runs, k)), np.zeros((n_runs, max(k - 1, 0)))
+    steps = np.zeros(n_runs, np.int64)
+    products_before = getattr(op, "products", 0)
+    t0 = time.perf_counter()
+    with tqdm(total=n_runs * k, desc="SLQ", unit="HVP", disable=not progress, leave=False) as bar:
+        for r in range(n_runs):
+            v0 = rademacher(dim, generator, dtype).to(device)
+            a, b = lanczos(op, k, v0, basis=basis, on_step=lambda: bar.update(1))
+            m = len(a)
+            bar.update(k - m)  # a run that broke down early skips its remaining steps
+            theta, tau = tridiagonal_ritz(a, b)
+            vals[r, :m], wts[r, :m], alphas[r, :m], betas[r, :m - 1] = theta, tau, a, b
+            vals[r, m:] = theta[-1]  # padding: a repeated node with zero weight
+            steps[r] = m
+    settings = {"n_runs": int(n_runs), "n_iter": int(n_iter), "seed": int(seed), "dim": dim,
+                "elapsed_s": time.perf_counter() - t0, "dtype": str(dtype).removeprefix("torch."),
+                "device": str(device)}
+    if isinstance(op, HessianOperator):
+        settings.update({"params": op.param_set, "chunk_size": op.chunk_size if not op.cached else 0,
+                         "n_samples": op.n, "loss": op.loss,
+                         "products": op.products - products_before})
+    return SLQResult(vals, wts, alphas, betas, dim, settings, steps)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dense Hessian (validation on small models)
+# ---------------------------------------------------------------------------------------------
+
+
+def exact_hessian(op: HessianOperator, max_dim: int = EXACT_MAX_DIM, block: int = 256) -> torch.Tensor:
+    """The dense (D, D) Hessian in float64, column blocks of basis vectors through ``op.matmat``.
+
+    Symmetrised as (H + Hᵀ)/2 (the products are symmetric up to rounding).
+    """
+    dim = op.dim
+    if dim > max_dim:
+        raise PrunelimitError(f"the exact Hessian of {dim} parameters is too large (limit {max_dim}); use SLQ")
+    H = torch.empty(dim, dim, dtype=torch.float64)
+    for start in range(0, dim, block):
+        stop = min(start + block, dim)
+        E = torch.zeros(dim, stop - start, dtype=op.dtype, device=op.device)
+        E[torch.arange(start, stop), torch.arange(stop - start)] = 1.0
+        H[:, start:stop] = op.matmat(E).to("cpu", torch.float64)
+    return (H + H.t()) / 2
+
+
+def exact_eigenvalues(op: HessianOperator, max_dim: int = EXACT_MAX_DIM) -> np.ndarray:
+    """All D eigenvalues of the Hessian, ascending, by a float64 symmetric eigensolver."""
+    return torch.linalg.eigvalsh(exact_hessian(op, max_dim)).numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipeline entry points
+# ---------------------------------------------------------------------------------------------
+
+
+def _operator(model: nn.Module, data, hessian_cfg: dict) -> HessianOperator:
+    return HessianOperator(model, data.x_train, data.y_train, params=hessian_cfg.get("params", "prunable"),
+                           chunk_size=int(hessian_cfg.get("chunk_size", 0)))
+
+
+def spectrum_of_trained(model: nn.Module, data, hessian_cfg: dict, progress: bool = True) -> SLQResult:
+    """SLQ spectrum of the training-loss Hessian of a trained ``model`` on ``data.x_train``.
+
+    ``hessian_cfg`` is the config's ``hessian:`` section (keys used: params, n_runs, n_iter, seed,
+    chunk_size; the others are ignored).
+    """
+    missing = {"n_runs", "n_iter"} - set(hessian_cfg)
+    if missing:
+        raise PrunelimitError(f"hessian config lacks {sorted(missing)}")
+    op = _operator(model, data, hessian_cfg)
+    return slq(op, int(hessian_cfg["n_runs"]), int(hessian_cfg["n_iter"]), seed=int(hessian_cfg.get("seed", 0)),
+               progress=progress)
+
+
+def exact_spectrum_of_trained(model: nn.Module, data, hessian_cfg: dict) -> tuple[np.ndarray, dict]:
+    """All eigenvalues of the same Hessian as :func:`spectrum_of_trained` (small models only)."""
+    op = _operator(model, data, hessian_cfg)
+    t0 = time.perf_counter()
+    eigenvalues = exact_eigenvalues(op)
+    settings = {"params": op.param_set, "dim": op.dim, "n_samples": op.n, "loss": op.loss,
+                "dtype": str(op.dtype).removeprefix("torch."), "elapsed_s": time.perf_counter() - t0}
+    return eigenvalues, settings
+
+
+def save_exact(path: str | os.PathLike, eigenvalues: np.ndarray, settings: dict) -> None:
+    save_npz(path, eigenvalues=np.asarray(eigenvalues, np.float64),
+             settings=np.array(json.dumps(settings, sort_keys=True)))
+
+
+def load_exact(path: str | os.PathLike) -> np.ndarray:
+    """Eigenvalues saved by :func:`save_exact` (ascending), checked."""
+    path = Path(path)
+    if not path.exists():
+        raise PrunelimitError(f"missing exact spectrum file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            eigenvalues = np.asarray(npz["eigenvalues"], np.float64)
+    except (OSError, ValueError, EOFError, KeyError) as err:
+        raise PrunelimitError(f"cannot read exact spectrum {path}: {err}") from None
+    if eigenvalues.ndim != 1 or eigenvalues.size == 0 or not np.isfinite(eigenvalues).all():
+        raise PrunelimitError(f"exact spectrum {path} must hold a non-empty finite 1-D array of eigenvalues")
+    return eigenvalues

@@ -1,0 +1,341 @@
+"""Hessian operator, Lanczos and SLQ against dense float64 Hessians from torch.func.hessian."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from prunelimit.data import TensorData, load_tensors, prepare_dataset
+from prunelimit.hessian import (
+    HessianOperator,
+    SLQResult,
+    exact_eigenvalues,
+    exact_hessian,
+    exact_spectrum_of_trained,
+    lanczos,
+    load_exact,
+    save_exact,
+    slq,
+    spectrum_of_trained,
+)
+from prunelimit.io import PrunelimitError, save_json, save_torch
+from prunelimit.models import build_model, count_prunable, prunable_parameters
+from prunelimit.spectrum import from_eigenvalues
+from prunelimit.train import TrainConfig, load_trained, train
+
+N_SAMPLES = 300  # a subset of digits keeps every dense Hessian small and fast
+N_CNN = 120  # float64 convolutions are slow on CPU: the CNN's Hessians use fewer samples
+
+
+class TinyCNN(nn.Module):
+    """Two conv-BN-ReLU blocks and a classifier: BatchNorm checks that products use eval mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2),  # 8×8 → 6×6 → 3×3
+            nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        )
+        self.linear = nn.Linear(4, 10)
+
+    def forward(self, x):
+        return self.linear(self.conv(x).flatten(1))
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    path = prepare_dataset("digits", tmp_path_factory.mktemp("data") / "digits.npz", progress=False)
+    full = load_tensors(path)
+    return TensorData(full.x_train[:N_SAMPLES], full.y_train[:N_SAMPLES], full.x_test, full.y_test, 10)
+
+
+def _trained(kind, digits):
+    torch.manual_seed(0)
+    model = build_model("mlp", (1, 8, 8), 10, seed=0, hidden=[12, 8]) if kind == "mlp" else TinyCNN()
+    train(model, digits, TrainConfig(epochs=8, lr=0.05, batch_size=64, seed=0), progress=False)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def nets(digits):
+    """Briefly trained nets in float64, with the float64 samples their Hessians are taken over."""
+    x64, y = digits.x_train.double(), digits.y_train
+    return {"mlp": (_trained("mlp", digits).double(), x64, y),
+            "cnn": (_trained("cnn", digits).double(), x64[:N_CNN], y[:N_CNN])}
+
+
+def dense_hessian(model, x, y, params):
+    """Independent ground truth: torch.func.hessian (forward-over-reverse) of a flat-vector loss."""
+    model.eval()
+    named = prunable_parameters(model) if params == "prunable" else list(model.named_parameters())
+    names = [n for n, _ in named]
+    shapes, sizes = [p.shape for _, p in named], [p.numel() for _, p in named]
+    fixed = {**{k: v.detach() for k, v in model.named_parameters()}, **dict(model.named_buffers())}
+    theta0 = torch.cat([p.detach().reshape(-1) for _, p in named])
+
+    def loss(theta):
+        parts = {n: t.view(s) for n, t, s in zip(names, theta.split(sizes), shapes)}
+        return F.cross_entropy(functional_call(model, {**fixed, **parts}, (x,)), y)
+
+    return torch.func.hessian(loss)(theta0)
+
+
+@pytest.fixture(scope="module")
+def references(nets):
+    return {(kind, params): dense_hessian(*nets[kind], params)
+            for kind in ("mlp", "cnn") for params in ("prunable", "all")}
+
+
+def _rel(a, b):
+    return (torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b)).item()
+
+
+# ---------------------------------------------------------------------------------------------
+# Products
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+@pytest.mark.parametrize("params", ["prunable", "all"])
+def test_hvp_matches_dense_float64_hessian(kind, params, nets, references):
+    model, x, y = nets[kind]
+    model.train()  # the operator must switch to eval mode (BN running statistics) by itself
+    op = HessianOperator(model, x, y, params=params)
+    assert model.training  # … and leave the caller's mode as it was
+    model.eval()
+    H = references[kind, params]
+    assert op.dim == H.shape[0]
+    assert op.dim == (count_prunable(model) if params == "prunable" else sum(p.numel() for p in model.parameters()))
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        v = torch.randn(op.dim, generator=gen, dtype=torch.float64)
+        assert _rel(op.matvec(v), H @ v) < 1e-5
+    V = torch.randn(op.dim, 4, generator=gen, dtype=torch.float64)
+    assert _rel(op.matmat(V), H @ V) < 1e-5
+
+
+def test_flat_params_follow_prunable_order(nets):
+    model, x, y = nets["mlp"]
+    op = HessianOperator(model, x, y)
+    expected = torch.cat([p.detach().flatten() for _, p in prunable_parameters(model)])
+    assert torch.equal(op.flat_params(), expected)
+    assert op.params == [p for _, p in prunable_parameters(model)]
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_chunked_products_equal_unchunked(kind, nets):
+    model, x, y = nets[kind]
+    whole = HessianOperator(model, x, y, params="all")
+    chunked = HessianOperator(model, x, y, params="all", chunk_size=70)  # unequal chunks: 4 × 70 + 20 (mlp), 70 + 50 (cnn)
+    assert not chunked.cached and whole.cached
+    assert chunked.loss == pytest.approx(whole.loss, rel=1e-12)
+    v = torch.randn(whole.dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    assert _rel(chunked.matvec(v), whole.matvec(v)) < 1e-10
+
+
+def test_vmap_matmat_equals_column_loop(nets):
+    model, x, y = nets["mlp"]
+    looped, batched = HessianOperator(model, x, y), HessianOperator(model, x, y, vmap_matmat=True)
+    V = torch.randn(looped.dim, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    assert _rel(batched.matmat(V), looped.matmat(V)) < 1e-10
+    assert batched.products == looped.products == 5
+
+
+def test_exact_hessian_and_eigenvalues(nets, references):
+    model, x, y = nets["mlp"]
+    op = HessianOperator(model, x, y)
+    H = exact_hessian(op, block=300)  # several column blocks
+    ref = references["mlp", "prunable"]
+    assert torch.equal(H, H.t())
+    assert _rel(H, ref) < 1e-8
+    eig = exact_eigenvalues(op)
+    assert np.all(np.diff(eig) >= 0)
+    np.testing.assert_allclose(eig, torch.linalg.eigvalsh(ref).numpy(), atol=1e-8 * np.abs(eig).max())
+    with pytest.raises(PrunelimitError, match="too large"):
+        exact_hessian(op, max_dim=op.dim - 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Lanczos and SLQ
+# ---------------------------------------------------------------------------------------------
+
+
+def test_lanczos_top_ritz_values_match_top_eigenvalues(nets, references):
+    model, x, y = nets["mlp"]
+    op = HessianOperator(model, x, y)
+    v0 = torch.randn(op.dim, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    alphas, betas, Q = lanczos(op, 150, v0, return_basis=True)
+    assert len(alphas) == 150 and len(betas) == 149
+    eye = torch.eye(len(alphas), dtype=torch.float64)
+    assert torch.linalg.matrix_norm(Q @ Q.t() - eye) < 1e-10  # full reorthogonalisation keeps Q orthonormal
+    H = references["mlp", "prunable"]
+    T = torch.diag(torch.from_numpy(alphas)) + torch.diag(torch.from_numpy(betas), 1) + torch.diag(
+        torch.from_numpy(betas), -1)
+    assert _rel(Q @ H @ Q.t(), T) < 1e-8  # the tridiagonal is the projection of H onto the Krylov basis
+    ritz = np.linalg.eigvalsh(T.numpy())
+    eig = torch.linalg.eigvalsh(H).numpy()
+    np.testing.assert_allclose(ritz[-3:], eig[-3:], rtol=1e-6)
+    np.testing.assert_allclose(ritz[0], eig[0], rtol=1e-6)  # the extreme negative one converges too
+
+
+class Diagonal:
+    """A diagonal operator with few distinct eigenvalues: the Krylov space is exhausted early."""
+
+    def __init__(self, diag):
+        self.diag = diag
+        self.dim, self.dtype = len(diag), diag.dtype
+
+    def matvec(self, v):
+        return self.diag * v
+
+
+def test_lanczos_stops_on_breakdown_with_exact_ritz_values():
+    diag = torch.tensor([3.0, 3.0, -1.0, 0.5, 0.5, 0.5, 3.0, -1.0], dtype=torch.float64)
+    alphas, betas = lanczos(Diagonal(diag), 8, torch.ones(8, dtype=torch.float64))
+    assert len(alphas) == 3  # three distinct eigenvalues
+    theta = np.linalg.eigvalsh(np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1))
+    np.testing.assert_allclose(theta, [-1.0, 0.5, 3.0], atol=1e-12)
+    result = slq(Diagonal(diag), n_runs=2, n_iter=6, progress=False)
+    assert result.steps.tolist() == [3, 3] and result.ritz_values.shape == (2, 6)
+    # Gauss quadrature on an exhausted Krylov space is exact for any f (here: per start vector)
+    q = result.quadrature()
+    assert q.trace_f(np.ones_like) == pytest.approx(8.0)
+    np.testing.assert_allclose(result.ritz_values[:, :3], [[-1.0, 0.5, 3.0]] * 2, atol=1e-12)
+
+
+def test_slq_stiff_direction_count_within_10_percent_of_exact(digits):
+    """D − tr f(H) with f(λ) = 1/(1 + R²|λ|/(2ε)), R spanning the spectrum, 10 runs of 48 steps."""
+    model = _trained("mlp", digits)  # float32, as in the pipeline
+    op = HessianOperator(model, digits.x_train, digits.y_train)
+    result = slq(op, n_runs=10, n_iter=48, seed=0, progress=False)
+    exact = from_eigenvalues(np.abs(torch.linalg.eigvalsh(
+        dense_hessian(model.double(), digits.x_train.double(), digits.y_train, "prunable")).numpy()))
+    eps = 1e-3
+    lam = np.sort(exact.nodes)[::-1]
+    for rank in (3, 10, 30, 100, 300):  # R² puts the knee of f at the rank-th largest |λ|
+        R2 = 2 * eps / lam[rank]
+        f = lambda l: 1.0 / (1.0 + R2 * np.abs(l) / (2 * eps))  # noqa: E731
+        stiff_exact = exact.dim - exact.trace_f(f)
+        stiff_slq = result.dim - result.trace_f(f, absolute=True)
+        assert stiff_slq == pytest.approx(stiff_exact, rel=0.10), rank
+    assert result.trace_f(np.ones_like) == pytest.approx(op.dim)
+
+
+def test_slq_is_reproducible_and_round_trips(nets, tmp_path):
+    model, x, y = nets["mlp"]
+    op = HessianOperator(model, x, y)
+    a = slq(op, n_runs=3, n_iter=20, seed=7, progress=False)
+    b = slq(op, n_runs=3, n_iter=20, seed=7, progress=False)
+    c = slq(op, n_runs=3, n_iter=20, seed=8, progress=False)
+    assert np.array_equal(a.ritz_values, b.ritz_values) and not np.array_equal(a.ritz_values, c.ritz_values)
+    assert a.ritz_values.shape == a.ritz_weights.shape == (3, 20) and a.betas.shape == (3, 19)
+    np.testing.assert_allclose(a.ritz_weights.sum(axis=1), 1.0, atol=1e-12)
+    assert a.settings["params"] == "prunable" and a.settings["products"] == 3 * 20
+    a.save(tmp_path / "slq.npz", n_bins=500, sigma2=1e-5)
+    back = SLQResult.load(tmp_path / "slq.npz")
+    for name in ("ritz_values", "ritz_weights", "alphas", "betas", "steps"):
+        assert np.array_equal(getattr(back, name), getattr(a, name))
+    assert back.dim == a.dim and back.settings == json.loads(json.dumps(a.settings))
+    with np.load(tmp_path / "slq.npz") as npz:
+        grid, density = npz["grid"], npz["density"]
+    assert grid.shape == density.shape == (500,) and np.trapezoid(density, grid) == pytest.approx(1.0)
+
+
+def test_slq_load_rejects_missing_and_inconsistent_files(nets, tmp_path):
+    with pytest.raises(PrunelimitError, match="missing SLQ result"):
+        SLQResult.load(tmp_path / "absent.npz")
+    model, x, y = nets["mlp"]
+    good = slq(HessianOperator(model, x, y), n_runs=2, n_iter=5, progress=False)
+    arrays = {"ritz_values": good.ritz_values, "ritz_weights": good.ritz_weights[:, :4], "alphas": good.alphas,
+              "betas": good.betas, "steps": good.steps, "dim": good.dim, "settings": np.array("{}")}
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(PrunelimitError, match="bad.npz.*ritz_weights"):
+        SLQResult.load(tmp_path / "bad.npz")
+    np.savez(tmp_path / "short.npz", ritz_values=good.ritz_values)
+    with pytest.raises(PrunelimitError, match="lacks arrays"):
+        SLQResult.load(tmp_path / "short.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not an npz")
+    with pytest.raises(PrunelimitError, match="cannot read"):
+        SLQResult.load(tmp_path / "junk.npz")
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk_size", [0, 100])
+def test_nan_loss_at_the_weights_is_refused(digits, chunk_size):
+    model = build_model("mlp", (1, 8, 8), 10, seed=0, hidden=[12, 8])
+    with torch.no_grad():
+        prunable_parameters(model)[1][1][0, 0] = float("nan")
+    with pytest.raises(PrunelimitError, match="loss at the given weights is nan"):
+        HessianOperator(model, digits.x_train, digits.y_train, chunk_size=chunk_size)
+
+
+def test_checkpoint_not_matching_the_model_is_refused(tmp_path):
+    model = build_model("mlp", (1, 8, 8), 10, seed=0, hidden=[12, 8])
+    save_torch(model.state_dict(), tmp_path / "model.pt")
+    save_json({"model": "mlp", "model_args": {"hidden": [16, 8]}, "in_shape": [1, 8, 8], "num_classes": 10},
+              tmp_path / "metrics.json")
+    with pytest.raises(PrunelimitError, match=r"model\.pt does not fit the model: shape mismatch at linear\.0"):
+        load_trained(tmp_path / "model.pt", tmp_path / "metrics.json")
+
+
+def test_bad_arguments_name_the_culprit(nets):
+    model, x, y = nets["mlp"]
+    with pytest.raises(PrunelimitError, match="params must be one of"):
+        HessianOperator(model, x, y, params="weights")
+    with pytest.raises(PrunelimitError, match="chunk_size"):
+        HessianOperator(model, x, y, chunk_size=-1)
+    with pytest.raises(PrunelimitError, match="labels"):
+        HessianOperator(model, x, y[:-1])
+    op = HessianOperator(model, x, y)
+    with pytest.raises(PrunelimitError, match=rf"shape \({op.dim},\)"):
+        op.matvec(torch.zeros(op.dim + 1, dtype=torch.float64))
+    with pytest.raises(PrunelimitError, match="matmat"):
+        op.matmat(torch.zeros(op.dim, dtype=torch.float64))
+    with pytest.raises(PrunelimitError, match="zero"):
+        lanczos(op, 5, torch.zeros(op.dim, dtype=torch.float64))
+    with pytest.raises(PrunelimitError, match="n_runs"):
+        slq(op, n_runs=0, n_iter=5, progress=False)
+    with pytest.raises(PrunelimitError, match="lacks"):
+        spectrum_of_trained(model, TensorData(x, y, x, y, 10), {"n_runs": 2})
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipeline entry points
+# ---------------------------------------------------------------------------------------------
+
+
+def test_spectrum_of_trained_and_exact_agree_on_the_trace(digits, tmp_path):
+    model = _trained("mlp", digits)
+    cfg = {"params": "prunable", "n_runs": 4, "n_iter": 30, "seed": 0, "chunk_size": 0, "n_bins": 100}
+    result = spectrum_of_trained(model, digits, cfg, progress=False)
+    assert result.dim == count_prunable(model) and result.settings["n_runs"] == 4
+    eigenvalues, settings = exact_spectrum_of_trained(model, digits, cfg)
+    save_exact(tmp_path / "exact.npz", eigenvalues, settings)
+    back = load_exact(tmp_path / "exact.npz")
+    assert np.array_equal(back, eigenvalues) and back.size == result.dim
+    # tr H by SLQ is Hutchinson's estimate over 4 Rademacher vectors: within 4 of its standard
+    # deviations, sqrt(2(‖H‖²_F − Σ H_ii²)/runs) ≤ sqrt(2 Σ λ²/runs), of the exact trace
+    bound = 4 * np.sqrt(2 * np.sum(eigenvalues**2) / 4)
+    assert abs(result.trace_f(lambda l: l) - eigenvalues.sum()) < bound < abs(eigenvalues.sum())
+    assert result.quadrature().lambda_max == pytest.approx(eigenvalues.max(), rel=1e-4)
+    with pytest.raises(PrunelimitError, match="missing exact spectrum"):
+        load_exact(tmp_path / "absent.npz")
+
+
+def test_spectrum_plot_is_written(nets, tmp_path):
+    from prunelimit.figures import plot_hessian_spectrum
+
+    model, x, y = nets["mlp"]
+    result = slq(HessianOperator(model, x, y), n_runs=2, n_iter=10, progress=False)
+    out = tmp_path / "spectrum.png"
+    plot_hessian_spectrum(result, out, title="mlp", n_bins=200, sigma2=1e-5)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+    assert not list(tmp_path.glob(".*tmp"))  # written atomically

@@ -1,0 +1,365 @@
+"""Theory: Gaussian width against closed forms and Monte Carlo, R(s) against brute force, the fixed
+point against a grid search, kinematic bounds in closed form, Hessian rows against a dense Hessian,
+bad ε and bad spectrum files."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from prunelimit import theory
+from prunelimit.data import TensorData
+from prunelimit.io import PrunelimitError, save_json
+from prunelimit.models import build_model, prunable_parameters
+from prunelimit.prune import MagnitudeRanking, keep_count
+from prunelimit.spectrum import Quadrature, from_eigenvalues
+
+
+def _single(lam: float, dim: int) -> Quadrature:
+    return Quadrature(np.array([lam]), np.array([1.0]), dim)
+
+
+# ---------------------------------------------------------------------------------------------
+# Closed forms of the width functional
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("radius", [0.0, 0.1, 1.0, 7.5])
+def test_equal_eigenvalues_ball_closed_form(radius):
+    # All λ equal: the sublevel set is a ball of radius r = √(2ε/λ); w²/D = r²/(R² + r²) = 1/(1 + R²λ/2ε).
+    lam, eps, dim = 0.37, 0.02, 500
+    expected = 1.0 / (1.0 + radius**2 * lam / (2 * eps))
+    assert theory.gaussian_width_sq(from_eigenvalues(np.full(dim, lam)), radius, eps) == pytest.approx(expected, 1e-12)
+    r_sq = theory.ellipsoid_radii_sq(np.full(3, -lam), eps)  # sign does not matter: |λ|
+    assert np.allclose(r_sq, 2 * eps / lam)
+    assert np.allclose(theory.projected_ellipsoid_axes(r_sq, radius) ** 2, expected)
+
+
+def test_equal_axes_ellipsoid_is_scale_free_in_r_over_radius():
+    # An axis-aligned ellipsoid with equal axes r seen from R depends only on r/R.
+    eps = 0.5
+    for r, radius in [(1.0, 2.0), (3.0, 6.0), (0.01, 0.02)]:
+        lam = 2 * eps / r**2
+        assert theory.gaussian_width_sq(_single(lam, 10), radius, eps) == pytest.approx(0.2, 1e-12)
+
+
+def test_subspace_limit_counts_zero_directions():
+    # λ ∈ {0, ∞}: zero directions contribute 1 each, infinite ones 0 — the statistical dimension of a
+    # k-dimensional subspace is k, at every R > 0.
+    dim, k = 400, 123
+    lam = np.concatenate([np.zeros(k), np.full(dim - k, 1e300)])
+    for radius in (1e-3, 1.0, 1e3):
+        assert theory.gaussian_width_sq(from_eigenvalues(lam), radius, 0.1) * dim == pytest.approx(k, abs=1e-6)
+    # the same through the zero mass f₀ = k/D added to a spectrum of infinite eigenvalues
+    q = theory.theory_spectrum(_single(1e300, dim), k / dim)
+    assert theory.gaussian_width_sq(q, 1.0, 0.1) * dim == pytest.approx(k, abs=1e-6)
+    assert theory.gaussian_width_sq(q, 0.0, 0.1) == pytest.approx(1.0)  # R = 0: the whole space
+
+
+def test_negative_eigenvalues_enter_by_magnitude():
+    q = Quadrature(np.array([-2.0, 3.0]), np.array([0.5, 0.5]), 10)
+    expected = 0.5 / (1 + 2.0 / 0.2) + 0.5 / (1 + 3.0 / 0.2)
+    assert theory.gaussian_width_sq(theory.theory_spectrum(q, 0.0), 1.0, 0.1) == pytest.approx(expected)
+
+
+def test_circular_cone_statistical_dimension_monte_carlo():
+    # Equal axes r at distance R: the cone over the projected set is the circular cone of angle
+    # α = arctan(r/R) in R^{D+1}; its statistical dimension δ = E‖Π_C(g)‖² (Amelunxen et al. 2014)
+    # lies within [w², w² + 1] of the formula D r²/(R² + r²) = D sin²α.
+    rng = np.random.default_rng(0)
+    dim, n = 200, 400_000
+    g0 = rng.standard_normal(n)
+    t = np.sqrt(rng.chisquare(dim, n))  # norm of the D orthogonal components
+    for ratio in (0.3, 1.0, 3.0):  # r / R
+        alpha = math.atan(ratio)
+        phi = np.arctan2(t, g0)  # angle of g from the cone axis
+        norm_sq = g0**2 + t**2
+        proj_sq = np.where(phi <= alpha, norm_sq,
+                           np.where(phi >= alpha + math.pi / 2, 0.0, norm_sq * np.cos(phi - alpha) ** 2))
+        delta, se = proj_sq.mean(), proj_sq.std() / math.sqrt(n)
+        formula = theory.gaussian_width_sq(_single(2 * 0.5 / ratio**2, dim), 1.0, 0.5) * dim
+        assert formula == pytest.approx(dim * math.sin(alpha) ** 2)
+        assert -4 * se <= delta - formula <= 1 + 4 * se, (ratio, delta, formula)
+
+
+def test_projection_of_ellipsoid_onto_sphere_is_the_ellipsoid_rho():
+    # Boundary points y of E = {Σ y²/r² ≤ 1}, seen from distance R and projected radially, satisfy
+    # Σ z²(1 + R²/r²) = 1 (the derivation in theory.projected_ellipsoid_axes).
+    rng = np.random.default_rng(1)
+    r = 10 ** rng.uniform(-1, 1, 50)
+    radius = 1.7
+    u = rng.standard_normal((1000, 50))
+    y = r * u / np.linalg.norm(u, axis=1, keepdims=True)
+    z = y / np.sqrt(radius**2 + (y**2).sum(1, keepdims=True))
+    assert np.allclose((z**2 * (1 + radius**2 / r**2)).sum(1), 1.0)
+
+
+def test_gaussian_width_of_projected_ellipsoid_monte_carlo():
+    # w(P)² = (E sup_{z∈P} ⟨g, z⟩)² for P the radial projection of E from distance R, with the sup
+    # found numerically over E (KKT family y ∝ g/(1 + β/r²), β ≥ 0, on the boundary of E), against
+    # Σ r²/(R² + r²) (the docstring's bound: within max ρ² ≤ 1, here < 1% of the value).
+    rng = np.random.default_rng(2)
+    dim, n, radius = 300, 1000, 1.0
+    r_sq = 10 ** rng.uniform(-2, 2, dim)
+    g = rng.standard_normal((n, dim))
+    best = np.full(n, -np.inf)
+    for beta in np.concatenate([[0.0], np.geomspace(1e-4, 1e4, 801)]):
+        y = g / (1 + beta / r_sq)
+        y /= np.sqrt((y**2 / r_sq).sum(1, keepdims=True))  # onto the boundary of E
+        best = np.maximum(best, (g * y).sum(1) / np.sqrt(radius**2 + (y**2).sum(1)))
+    formula = r_sq / (radius**2 + r_sq)
+    closed = np.sqrt((formula * g**2).sum(1))  # sup over the ellipsoid with axes ρ
+    assert np.all(best <= closed + 1e-9) and np.all(best >= closed * (1 - 1e-4))
+    width_sq = best.mean() ** 2
+    target = theory.gaussian_width_sq(from_eigenvalues(2 * 0.5 / r_sq), radius, 0.5) * dim
+    assert target == pytest.approx(formula.sum())
+    assert width_sq == pytest.approx(target, rel=0.02)
+    assert (best**2).mean() == pytest.approx(target, rel=0.02)  # E sup² = Σρ² exactly
+
+
+# ---------------------------------------------------------------------------------------------
+# R(s) and masks
+# ---------------------------------------------------------------------------------------------
+
+
+def test_distance_against_brute_force_mask_and_norm():
+    rng = np.random.default_rng(3)
+    w = np.round(rng.standard_normal(1001), 1)  # many ties
+    w[:50] = 0.0
+    profile = theory.magnitude_profile(torch.from_numpy(w))
+    ranking = MagnitudeRanking(["w"], [torch.Size([w.size])],
+                               torch.sort(torch.from_numpy(np.abs(w)), descending=True, stable=True).indices)
+    for s in (0.0, 0.05, 0.1, 1 / 3, 0.5, 0.77, 0.999, 1.0):
+        keep = keep_count(w.size, s)
+        brute_sq = np.sort(np.abs(w))[::-1][keep:] ** 2  # everything below the keep largest
+        assert profile.distance(s) == pytest.approx(math.sqrt(brute_sq.sum()), rel=1e-12, abs=1e-12)
+        mask = profile.mask(s)
+        assert mask.sum() == keep
+        assert np.array_equal(mask, ranking.flat_keep(s).numpy())  # the same mask as prune's
+        assert profile.distance(s) == pytest.approx(np.linalg.norm(w - w * mask), abs=1e-12)
+    grid = np.linspace(0, 1, 11)
+    assert np.allclose(profile.distance(grid), [profile.distance(s) for s in grid])
+    # the threshold weight is the largest removed one
+    s = 0.4
+    idx = profile.threshold_index(s)
+    assert not profile.mask(s)[idx]
+    assert abs(w[idx]) == np.abs(w[~profile.mask(s)]).max()
+
+
+def test_profile_rejects_bad_weights():
+    with pytest.raises(PrunelimitError, match="non-finite"):
+        theory.magnitude_profile(np.array([1.0, np.nan]))
+    with pytest.raises(PrunelimitError, match="no prunable"):
+        theory.magnitude_profile(np.array([]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixed points
+# ---------------------------------------------------------------------------------------------
+
+
+def _random_case(seed=4, dim=5000):
+    rng = np.random.default_rng(seed)
+    nodes = rng.choice([-1, 1], 64) * 10 ** rng.uniform(-6, 1, 64)
+    q = Quadrature(nodes, rng.dirichlet(np.ones(64)), dim)
+    profile = theory.magnitude_profile(rng.standard_normal(dim) * 0.05)
+    return q, profile
+
+
+def test_fixed_point_against_dense_grid_search():
+    q, profile = _random_case()
+    eps, f0, eta = 0.01, 0.1, 0.05
+    pred = theory.predict_from_spectrum(profile, q, eps, zero_fraction=f0, eta=eta)
+    qq = theory.theory_spectrum(q, f0)
+    grid = np.linspace(0, 1, 100_001)
+    radii = profile.distance(grid)
+    width = (qq.weights[None, :] / (1 + radii[:, None] ** 2 * qq.nodes[None, :] / (2 * eps))).sum(1)
+    a = theory.a_eta(eta)
+    assert a == pytest.approx(math.sqrt(8 * math.log(80)))
+    dim = profile.dim
+    for key, offset in [("predicted_sparsity", 0.0), ("lower_sparsity", -a / math.sqrt(dim)),
+                        ("upper_sparsity", (1 + a * math.sqrt(dim)) / dim)]:
+        ok = width + offset - grid >= 0
+        assert ok[0] and not ok[-1]
+        assert pred[key] == pytest.approx(grid[np.flatnonzero(ok)[-1]], abs=1e-4), key
+    assert pred["lower_sparsity"] <= pred["predicted_sparsity"] <= pred["upper_sparsity"]
+    assert pred["gap"] == pytest.approx(pred["upper_sparsity"] - pred["lower_sparsity"])
+    assert pred["predicted_density"] == pytest.approx(1 - pred["predicted_sparsity"])
+    assert pred["jensen_sparsity"] <= pred["predicted_sparsity"] + 1e-9
+
+
+def test_prediction_and_kinematic_bounds_closed_form():
+    # |w_i| = a for all i, one eigenvalue λ: R(s)² ≈ a² s D and s = 1/(1 + κ s), κ = a² D λ/(2ε), so
+    # κ s² + s − 1 = 0; the bounds solve the same quadratic with the kinematic offsets.
+    dim, a, eps, lam, eta = 100_000, 0.01, 0.05, 0.06, 0.05
+    kappa = a**2 * dim * lam / (2 * eps)
+    assert kappa == pytest.approx(6.0)
+    w = np.where(np.arange(dim) % 2 == 0, a, -a)
+    pred = theory.predict_from_spectrum(theory.magnitude_profile(w), _single(lam, dim), eps,
+                                        zero_fraction=0.0, eta=eta)
+    assert pred["predicted_sparsity"] == pytest.approx(1 / 3, abs=1e-4)  # (−1 + √(1 + 4κ))/(2κ) = 4/12
+    c = theory.a_eta(eta) / math.sqrt(dim)
+    low = (-(1 + c * kappa) + math.sqrt((1 + c * kappa) ** 2 + 4 * kappa * (1 - c))) / (2 * kappa)
+    d = (1 + theory.a_eta(eta) * math.sqrt(dim)) / dim
+    up = (-(1 - d * kappa) + math.sqrt((1 - d * kappa) ** 2 + 4 * kappa * (1 + d))) / (2 * kappa)
+    assert pred["lower_sparsity"] == pytest.approx(low, abs=1e-4)
+    assert pred["upper_sparsity"] == pytest.approx(up, abs=1e-4)
+    assert pred["jensen_sparsity"] == pytest.approx(pred["predicted_sparsity"], abs=1e-9)  # one eigenvalue: equal
+
+
+def test_bounds_clip_to_unit_interval():
+    # Tiny D: a_η√D > D, so the lower bound clips to 0 and the upper to 1.
+    pred = theory.predict_from_spectrum(theory.magnitude_profile(np.ones(20)), _single(1.0, 20), 0.1,
+                                        zero_fraction=0.0)
+    assert pred["lower_sparsity"] == 0.0 and pred["upper_sparsity"] == 1.0
+    assert 0 < pred["predicted_sparsity"] < 1
+
+
+def test_larger_weights_lower_the_predicted_threshold():
+    q, profile = _random_case(seed=5, dim=3000)
+    out = theory.magnitude_scaling(profile, q, 0.01, [1, 2, 3, 4, 5], zero_fraction=0.05,
+                                   actual_threshold=lambda c: {"actual_sparsity": 1.0 / c})
+    pred = [row["predicted_sparsity"] for row in out["scales"]]
+    assert all(a > b for a, b in zip(pred, pred[1:]))
+    base = theory.predict_from_spectrum(profile, q, 0.01, zero_fraction=0.05)
+    assert pred[0] == base["predicted_sparsity"]
+    assert out["scales"][2]["actual_sparsity"] == pytest.approx(1 / 3)
+    with pytest.raises(PrunelimitError, match="scales"):
+        theory.magnitude_scaling(profile, q, 0.01, [0.0], zero_fraction=0.0)
+
+
+def test_smoothed_estimate_matches_quadrature_for_narrow_kernel():
+    q = Quadrature(np.array([0.5, -2.0]), np.array([0.3, 0.7]), 100)
+    smooth = theory.smoothed_spectrum(q, 0.2, n_bins=20000, sigma2=1e-6)
+    exact = theory.gaussian_width_sq(theory.theory_spectrum(q, 0.2), 0.8, 0.05)
+    assert smooth.gaussian_width_sq(0.8, 0.05) == pytest.approx(exact, abs=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# ε and bad inputs
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [0.0, -1e-3, float("nan"), float("inf"), "x"])
+def test_bad_epsilon_is_a_clear_error(bad):
+    with pytest.raises(PrunelimitError, match="epsilon"):
+        theory.check_epsilon(bad, "config theory.epsilon")
+    q, profile = _random_case(dim=200)
+    with pytest.raises(PrunelimitError, match="epsilon"):
+        theory.predict_from_spectrum(profile, q, bad, zero_fraction=0.0)
+
+
+def test_spectrum_of_another_dimension_is_rejected():
+    q, profile = _random_case(dim=200)
+    with pytest.raises(PrunelimitError, match="spectrum is over 201"):
+        theory.predict_from_spectrum(profile, Quadrature(q.nodes, q.weights, 201), 0.1, zero_fraction=0.0)
+    with pytest.raises(PrunelimitError, match="eta"):
+        theory.a_eta(1.5)
+
+
+def _tiny(seed=0, n=40):
+    """A tiny MLP on 2×3 inputs whose pixel 0 is always 0 (its weights have zero Hessian rows)."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 2, 3, generator=gen)
+    x[:, 0, 0, 0] = 0.0
+    y = torch.randint(0, 3, (n,), generator=gen)
+    model = build_model("mlp", (1, 2, 3), 3, seed=seed, hidden=[4]).eval()
+    with torch.no_grad():
+        model.linear[0].weight[:, 0] = 0.0  # like an L1-trained dead input: zero and pruned first
+    return model, TensorData(x, y, x[:20].clone(), y[:20].clone(), 3)
+
+
+def test_loss_tolerance_override_and_measured():
+    from prunelimit.train import per_batch_loss_std
+
+    model, data = _tiny(n=64)
+    eps, source = theory.loss_tolerance(model, data, override=0.25)
+    assert (eps, source) == (0.25, "config theory.epsilon")
+    eps, source = theory.loss_tolerance(model, data, l1=1e-3, seed=3)
+    assert eps == per_batch_loss_std(model, data, batch_size=32, l1=1e-3, seed=3)
+    assert "batch 32" in source
+    with pytest.raises(PrunelimitError, match="epsilon"):
+        theory.loss_tolerance(model, data, override=-1.0)
+    constant = build_model("mlp", (1, 2, 3), 3, hidden=[4]).eval()
+    for p in constant.parameters():
+        torch.nn.init.zeros_(p)
+    with pytest.raises(PrunelimitError, match="epsilon"):  # identical batch losses: ε = 0
+        theory.loss_tolerance(constant, TensorData(data.x_train, torch.zeros_like(data.y_train), data.x_test,
+                                                   data.y_test, 3))
+
+
+# ---------------------------------------------------------------------------------------------
+# Hessian rows against a dense autograd Hessian
+# ---------------------------------------------------------------------------------------------
+
+
+def _dense_hessian(model, data, params: str) -> torch.Tensor:
+    """Dense float64 Hessian of the mean cross-entropy over the training set (reference)."""
+    model = model.double()
+    names = [n for n, _ in prunable_parameters(model)] if params == "prunable" else \
+        [n for n, p in model.named_parameters() if p.requires_grad]
+    base = dict(model.named_parameters())
+    shapes = [base[n].shape for n in names]
+    flat = torch.cat([base[n].detach().flatten() for n in names])
+
+    def loss(v):
+        chunks = torch.split(v, [math.prod(s) for s in shapes])
+        new = {**{k: t.detach() for k, t in base.items()}, **{n: c.view(s) for n, c, s in zip(names, chunks, shapes)}}
+        out = torch.func.functional_call(model, new, (data.x_train.double(),))
+        return F.cross_entropy(out, data.y_train)
+
+    h = torch.autograd.functional.hessian(loss, flat)
+    model.float()
+    return h
+
+
+@pytest.mark.parametrize("params", ["prunable", "all"])
+def test_hessian_rows_against_dense_autograd_hessian(params):
+    pytest.importorskip("prunelimit.hessian")
+    model, data = _tiny()
+    dense = _dense_hessian(model, data, params)
+    profile = theory.magnitude_profile(theory.flat_prunable(model))
+    levels = profile.dim  # every threshold weight
+    rows = theory.hessian_rows(model, data, hessian_cfg={"params": params, "chunk_size": 0},
+                               theory_cfg={"row_levels": levels, "zero_row_threshold": 1e-7}, profile=profile)
+    positions = theory.operator_positions(model, params)[rows.weight_indices]
+    expected = dense[torch.as_tensor(positions)].abs().sum(1).numpy()
+    assert np.allclose(rows.l1_norms, expected, rtol=1e-4, atol=1e-6)
+    assert np.array_equal(rows.weight_indices, [profile.threshold_index(s) for s in rows.sparsities])
+    n_zero = int((expected < 1e-7).sum())
+    assert n_zero >= 4  # the dead input's 4 weights (and level 0 repeats the smallest)
+    assert rows.zero_fraction == pytest.approx(n_zero / levels)
+
+
+def test_hessian_rows_roundtrip_and_dimension_check(tmp_path):
+    rows = theory.HessianRows(np.array([0.0, 0.5]), np.array([3, 1]), np.array([0.0, 0.2]), np.array([0.0, 2.5]),
+                              1e-7, 10)
+    assert rows.zero_fraction == 0.5
+    rows.save(tmp_path / "rows.npz")
+    back = theory.HessianRows.load(tmp_path / "rows.npz", dim=10)
+    assert np.array_equal(back.l1_norms, rows.l1_norms) and back.zero_fraction == 0.5
+    with pytest.raises(PrunelimitError, match="is for 10 weights"):
+        theory.HessianRows.load(tmp_path / "rows.npz", dim=11)
+    with pytest.raises(PrunelimitError, match="missing Hessian-rows file"):
+        theory.HessianRows.load(tmp_path / "absent.npz")
+
+
+def test_predict_from_model_with_exact_spectrum_is_json_ready(tmp_path):
+    pytest.importorskip("prunelimit.hessian")
+    model, data = _tiny(n=64)
+    eig = torch.linalg.eigvalsh(_dense_hessian(model, data, "prunable")).numpy()
+    out = theory.predict_from_model(model, data, hessian_cfg={"params": "prunable", "n_bins": 2000, "sigma2": 1e-5},
+                                    theory_cfg={"epsilon": None, "eta": 0.05, "row_levels": 10, "scales": [1, 2]},
+                                    spectrum=from_eigenvalues(eig))
+    profile = theory.magnitude_profile(theory.flat_prunable(model))
+    direct = theory.predict_from_spectrum(profile, from_eigenvalues(eig), out["epsilon"],
+                                          zero_fraction=out["zero_fraction"])
+    assert out["predicted_sparsity"] == direct["predicted_sparsity"]
+    assert out["lower_sparsity"] <= out["predicted_sparsity"] <= out["upper_sparsity"]
+    assert out["D"] == profile.dim and out["zero_rows"]["n_rows"] == 10
+    assert out["curves"]["R_grid"][-1] >= 2 * profile.norm  # covers the scaled R range
+    save_json(out, tmp_path / "p.json")
+    assert json.loads((tmp_path / "p.json").read_text())["bounds"] == "kinematic bounds"
