@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # torch is pinned by the constraints file so no later install can swap in a CUDA build.
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c envs/constraints.txt
 
-.PHONY: setup reproduce test test-all smoke paper-dryrun report bench clean
+.PHONY: setup reproduce test test-all test-slurm check-slurm smoke paper-dryrun report bench clean
 
 $(STAMP): envs/requirements.lock envs/constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,15 @@ test: setup
 
 test-all: setup
 	$(BIN)/python -m pytest
+
+# The SLURM profile end to end on a one-node SLURM started on this machine (root + apt-get; the
+# tests skip otherwise): tests/slurm/start_cluster.sh, then tests/test_slurm.py.
+test-slurm: setup
+	$(BIN)/python -m pytest -m slurm -s
+
+# Before `snakemake --profile workflow/profiles/slurm`: SLURM answers, the partition exists, status polling works.
+check-slurm: setup
+	$(BIN)/python scripts/check_slurm.py
 
 smoke: setup
 	$(BIN)/snakemake --cores all --configfile workflow/presets/smoke.yaml

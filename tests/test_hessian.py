@@ -286,6 +286,21 @@ def test_checkpoint_not_matching_the_model_is_refused(tmp_path):
         load_trained(tmp_path / "model.pt", tmp_path / "metrics.json")
 
 
+def test_products_refuse_weights_changed_after_construction(digits):
+    model = build_model("mlp", (1, 8, 8), 10, seed=0, hidden=[12, 8])
+    op = HessianOperator(model, digits.x_train, digits.y_train)
+    v = torch.ones(op.dim)
+    op.matvec(v)
+    with torch.no_grad():
+        model.linear[0].weight.mul_(2.0)
+    with pytest.raises(PrunelimitError, match="weights changed"):
+        op.matvec(v)
+    op = HessianOperator(model, digits.x_train, digits.y_train)
+    model.double()  # replaces each parameter's data: the cached float32 graph no longer applies
+    with pytest.raises(PrunelimitError, match="weights changed"):
+        op.matmat(v[:, None])
+
+
 def test_bad_arguments_name_the_culprit(nets):
     model, x, y = nets["mlp"]
     with pytest.raises(PrunelimitError, match="params must be one of"):

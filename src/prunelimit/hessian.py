@@ -77,8 +77,8 @@ class HessianOperator:
     forward and double backward over chunks of ``chunk_size`` samples, each weighted by
     n_chunk/N, and sums them (for data whose graph does not fit in memory).
 
-    The operator holds the weights as they are at construction; changing them in place afterwards
-    invalidates the cached graph (autograd then refuses the product).
+    The operator holds the weights as they are at construction; changing them afterwards (in place,
+    or their dtype or device) makes every later product raise :class:`PrunelimitError`.
     """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: str = "prunable",
@@ -108,6 +108,7 @@ class HessianOperator:
         self.cached = self.chunk_size == self.n
         self.vmap_matmat = vmap_matmat and self.cached
         self.products = 0  # Hessian-vector products computed so far (columns of matmat included)
+        self._state = self._param_state()
         with _eval_mode(model):
             if self.cached:
                 loss = F.cross_entropy(model(self.x), self.y)
@@ -121,6 +122,14 @@ class HessianOperator:
                     loss = sum(F.cross_entropy(model(xc), yc, reduction="sum") for xc, yc in self._chunks()) / self.n
                 self._check_loss(loss)
         self.loss = loss.item()
+
+    def _param_state(self) -> list[tuple]:
+        return [(p.dtype, p.device, p.data_ptr(), p._version) for p in self.params]
+
+    def _check_unchanged(self) -> None:
+        if self._param_state() != self._state:
+            raise PrunelimitError("the model's weights changed (in place, dtype or device) after this Hessian "
+                                  "operator was built; build a new operator for the new weights")
 
     def _check_loss(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
@@ -156,6 +165,7 @@ class HessianOperator:
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """H·v for a flat vector ``v`` of shape (D,); returns (D,) in the parameters' dtype."""
         v = self._as_vector(v)
+        self._check_unchanged()
         self.products += 1
         if self.cached:
             if not self._grads:
@@ -194,6 +204,7 @@ class HessianOperator:
             shape = tuple(V.shape) if isinstance(V, torch.Tensor) else type(V).__name__
             raise PrunelimitError(f"Hessian matmat needs columns of shape ({self.dim}, k), got {shape}")
         V = V.to(self.device, self.dtype)
+        self._check_unchanged()
         if self.vmap_matmat and self._grads:
             k = V.shape[1]
             self.products += k

@@ -1,1 +1,77 @@
-# prune stage rules (see workflow/rules/common.smk for names and input functions).
+# One-shot magnitude pruning curves with the actual threshold, and iterative pruning with the
+# theoretical threshold recomputed every round (library: prunelimit.prune).
+
+
+rule sweep:
+    input:
+        data=dataset_of,
+        model=lambda w: trained(w.task)["model"],
+        metrics=lambda w: trained(w.task)["metrics"],
+    output:
+        curve=f"{RESULTS}/prune/{{task}}/curve.csv",
+        actual=f"{RESULTS}/prune/{{task}}/actual.json",
+    log:
+        f"{RESULTS}/logs/prune/sweep_{{task}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prune/sweep_{{task}}.tsv"
+    params:
+        prune=config["prune"],
+        device=config.get("device", "auto"),
+    threads: 1
+    resources:
+        gpu=1,
+    script:
+        "../../scripts/sweep.py"
+
+
+# The same sweep on the dense model (the "dense vs L1" curves).
+use rule sweep as sweep_dense with:
+    input:
+        data=dataset_of,
+        model=lambda w: trained(w.task, "dense")["model"],
+        metrics=lambda w: trained(w.task, "dense")["metrics"],
+    output:
+        curve=f"{RESULTS}/prune/{{task}}/curve_dense.csv",
+        actual=f"{RESULTS}/prune/{{task}}/actual_dense.json",
+    log:
+        f"{RESULTS}/logs/prune/sweep_{{task}}_dense.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prune/sweep_{{task}}_dense.tsv"
+
+
+rule iterative:
+    input:
+        data=dataset_of,
+        model=lambda w: trained(w.task)["model"],
+        metrics=lambda w: trained(w.task)["metrics"],
+    output:
+        csv=f"{RESULTS}/prune/{{task}}/iterative.csv",
+    log:
+        f"{RESULTS}/logs/prune/iterative_{{task}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prune/iterative_{{task}}.tsv"
+    params:
+        spec=lambda w: task_spec(config, w.task, THEORY_VARIANT),
+        iterative=config["iterative"],
+        hessian=config["hessian"],
+        theory=config["theory"],
+        device=config.get("device", "auto"),
+    threads: 1
+    resources:
+        gpu=1,
+    script:
+        "../../scripts/iterative.py"
+
+
+FINAL_OUTPUTS += expand(
+    f"{RESULTS}/prune/{{task}}/{{name}}", task=TASKS, name=["curve.csv", "actual.json"]
+)
+if "dense" in VARIANTS and THEORY_VARIANT != "dense":
+    FINAL_OUTPUTS += expand(
+        f"{RESULTS}/prune/{{task}}/{{name}}",
+        task=TASKS,
+        name=["curve_dense.csv", "actual_dense.json"],
+    )
+FINAL_OUTPUTS += expand(
+    f"{RESULTS}/prune/{{task}}/iterative.csv", task=config["iterative"]["tasks"]
+)

@@ -1,0 +1,9 @@
+"""Rule `fig_hessian_row_l1`: paper Fig. 6, Hessian row L1 norms against the weight's magnitude rank."""
+
+from prunelimit.figures import by_task, load_npz, plot_hessian_row_l1
+from prunelimit.runlog import rule_context
+
+with rule_context(snakemake.log[0]) as log:  # noqa: F821
+    rows = by_task(snakemake.params.tasks, snakemake.input.rows, load_npz)  # noqa: F821
+    for task, marks in plot_hessian_row_l1(rows, snakemake.output).items():  # noqa: F821
+        log.info("%s: f0 = %.3f over %d rows", task, marks["zero_fraction"], marks["n_rows"])

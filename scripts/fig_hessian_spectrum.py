@@ -1,0 +1,12 @@
+"""Rule `fig_hessian_spectrum`: the SLQ spectral density of every task, exact eigenvalues where computed."""
+
+from prunelimit.figures import by_task, plot_hessian_spectra
+from prunelimit.hessian import SLQResult, load_exact
+from prunelimit.runlog import rule_context
+
+with rule_context(snakemake.log[0]) as log:  # noqa: F821
+    inp, p = snakemake.input, snakemake.params  # noqa: F821
+    drawn = plot_hessian_spectra(by_task(p.tasks, inp.slq, SLQResult.load), snakemake.output,  # noqa: F821
+                                 exact=by_task(p.exact_tasks, inp.exact, load_exact), n_bins=p.n_bins, sigma2=p.sigma2)
+    for task, marks in drawn.items():
+        log.info("%s: D = %d, lambda in [%.4g, %.4g]", task, marks["dim"], marks["lambda_min"], marks["lambda_max"])

@@ -1,0 +1,18 @@
+"""Rule `fig_l2_vs_rare_gems`: paper Fig. 4 (bottom), iterative pruning with vs without l2, and Rare Gems."""
+
+from collections import defaultdict
+
+from prunelimit.figures import by_task, load_csv, plot_l2_vs_rare_gems
+from prunelimit.io import load_json
+from prunelimit.runlog import rule_context
+
+with rule_context(snakemake.log[0]) as log:  # noqa: F821
+    inp, p = snakemake.input, snakemake.params  # noqa: F821
+    rare_gems = defaultdict(list)
+    for path in inp.rare_gems:
+        result = load_json(path)
+        rare_gems[result["task"]].append(result)
+    drawn = plot_l2_vs_rare_gems(by_task(p.tasks, inp.iterative, load_csv), by_task(p.tasks, inp.curve, load_csv),
+                                 rare_gems, snakemake.output, l2=p.l2)  # noqa: F821
+    for task, marks in drawn.items():
+        log.info("%s: %s", task, marks)

@@ -1,0 +1,11 @@
+"""Rule `fig_magnitude_scaling`: paper Fig. 7, prediction vs actual threshold for weights scaled ×1…×5."""
+
+from prunelimit.figures import by_task, plot_magnitude_scaling
+from prunelimit.io import load_json
+from prunelimit.runlog import rule_context
+
+with rule_context(snakemake.log[0]) as log:  # noqa: F821
+    scalings = by_task(snakemake.params.tasks, snakemake.input.scaling, load_json)  # noqa: F821
+    for task, per_scale in plot_magnitude_scaling(scalings, snakemake.output).items():  # noqa: F821
+        for scale, (predicted, actual) in per_scale.items():
+            log.info("%s x%g: predicted %.4f, actual %.4f", task, scale, predicted, actual)

@@ -1,0 +1,13 @@
+"""Rule `fig_pruning_curves`: paper Fig. 3, normalised test loss and accuracy vs sparsity, all tasks."""
+
+from prunelimit.figures import by_task, load_csv, plot_pruning_curves
+from prunelimit.io import load_json
+from prunelimit.runlog import rule_context
+
+with rule_context(snakemake.log[0]) as log:  # noqa: F821
+    inp, tasks = snakemake.input, snakemake.params.tasks  # noqa: F821
+    drawn = plot_pruning_curves(by_task(tasks, inp.curve, load_csv), by_task(tasks, inp.prediction, load_json),
+                                by_task(tasks, inp.actual, load_json), snakemake.output)  # noqa: F821
+    for task, marks in drawn.items():
+        log.info("%s: predicted %.4f, bounds [%.4f, %.4f], actual %.4f", task, marks["predicted_sparsity"],
+                 marks["lower_sparsity"], marks["upper_sparsity"], marks["actual_sparsity"])

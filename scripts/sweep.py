@@ -1,0 +1,21 @@
+"""Rule `sweep` / `sweep_dense`: one-shot magnitude pruning curve and the bisected actual threshold."""
+
+from prunelimit.config import resolve_device
+from prunelimit.data import load_tensors
+from prunelimit.io import save_json
+from prunelimit.prune import CURVE_COLUMNS, save_rows_csv, sweep_and_threshold
+from prunelimit.runlog import rule_context
+from prunelimit.train import load_trained
+
+with rule_context(snakemake.log[0], snakemake.threads) as log:  # noqa: F821
+    device = resolve_device(snakemake.params.device)  # noqa: F821
+    data = load_tensors(snakemake.input.data, device)  # noqa: F821
+    model, meta = load_trained(snakemake.input.model, snakemake.input.metrics, device)  # noqa: F821
+    cfg = snakemake.params.prune  # noqa: F821
+    curve, actual = sweep_and_threshold(model, data, points=cfg["sweep_points"], tolerance=cfg["tolerance"],
+                                        resolution=cfg["resolution"], progress=True)
+    actual.update(task=meta["task"], variant=meta["variant"], model_test_acc=meta["test_acc"])
+    save_rows_csv(curve, snakemake.output.curve, CURVE_COLUMNS)  # noqa: F821
+    save_json(actual, snakemake.output.actual)  # noqa: F821
+    log.info("%s/%s: actual threshold %.3f (dense acc %.4f) in %d bisection evaluations", meta["task"],
+             meta["variant"], actual["actual_sparsity"], actual["dense_test_acc"], actual["evaluations"])

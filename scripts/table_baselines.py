@@ -1,0 +1,11 @@
+"""Rule `table_baselines`: LOMP vs dense, Rare Gems, IMP, Smart-Ratio (test accuracy, mean ± std over seeds)."""
+
+from prunelimit.io import load_json
+from prunelimit.runlog import rule_context
+from prunelimit.tables import lomp_vs_baselines_table, write_table
+
+with rule_context(snakemake.log[0]):  # noqa: F821
+    results = [load_json(path) for path in snakemake.input.results]  # noqa: F821
+    dense = {m["task"]: m["test_acc"] for m in map(load_json, snakemake.input.dense)}  # noqa: F821
+    table = lomp_vs_baselines_table(results, dense or None, methods=snakemake.params.methods)  # noqa: F821
+    write_table(table, snakemake.output.csv, snakemake.output.md, snakemake.output.tex)  # noqa: F821

@@ -1,0 +1,10 @@
+"""Rule `table_bounds_gap`: kinematic lower/upper bounds and gap per task (SLQ, and exact where computed)."""
+
+from prunelimit.io import load_json
+from prunelimit.runlog import rule_context
+from prunelimit.tables import bounds_gap_table, by_task, write_table
+
+with rule_context(snakemake.log[0]):  # noqa: F821
+    predictions = by_task(snakemake.params.tasks, snakemake.input.prediction, load_json)  # noqa: F821
+    out = snakemake.output  # noqa: F821
+    write_table(bounds_gap_table(predictions), out.csv, out.md, out.tex)

@@ -1,0 +1,15 @@
+"""Rule `table_slq`: the SLQ settings each spectrum was made with (runs, iterations, bins, σ²)."""
+
+from prunelimit.hessian import SLQResult
+from prunelimit.runlog import rule_context
+from prunelimit.tables import by_task, slq_table, write_table
+
+with rule_context(snakemake.log[0]):  # noqa: F821
+    p = snakemake.params  # noqa: F821
+    runs = {}
+    for task, result in by_task(p.tasks, snakemake.input.slq, SLQResult.load).items():  # noqa: F821
+        q = result.quadrature()
+        runs[task] = {"settings": result.settings, "steps": result.steps, "n_bins": p.n_bins[task],
+                      "sigma2": p.sigma2[task], "lambda_min": q.lambda_min, "lambda_max": q.lambda_max}
+    out = snakemake.output  # noqa: F821
+    write_table(slq_table(runs), out.csv, out.md, out.tex)

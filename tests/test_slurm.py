@@ -1,0 +1,264 @@
+"""The SLURM profile against a real one-node SLURM on this machine (tests/slurm/start_cluster.sh).
+
+The slurm-marked tests need root and apt (or SLURM already installed) and are skipped otherwise;
+`make test-slurm` runs them. The unmarked tests check the profile, the conda envs and the
+pre-flight check without a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pipeline_utils import ROOT, SNAKEMAKE, snakemake
+
+PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
+GPU_RULES = ("train", "slq", "exact_spectrum", "hessian_rows", "theory", "sweep", "iterative", "baseline")
+CPU_RULES = ("dataset",)
+# Flags for a cluster without an accounting database (see SLURM.md and the profile's comments):
+# poll with squeue, and start polling 2 s after submission instead of 40 s.
+LOCAL_SLURM_FLAGS = ("--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+                     "--slurm-no-account")
+CHECK = [sys.executable, str(ROOT / "scripts" / "check_slurm.py")]
+
+
+def _profile() -> dict:
+    return yaml.safe_load(PROFILE.read_text())
+
+
+# ---------------------------------------------------------------------------------------------
+# Without a cluster
+# ---------------------------------------------------------------------------------------------
+
+
+def test_profile_requests_a_gpu_for_gpu_rules_only():
+    profile = _profile()
+    assert profile["executor"] == "slurm"
+    assert profile["default-resources"]["slurm_partition"]  # the one place the partition is set
+    assert {"runtime", "mem_mb"} <= set(profile["default-resources"])
+    assert "gpu" not in profile["default-resources"]
+    rules = profile["set-resources"]
+    for rule in GPU_RULES:
+        assert rules[rule]["gpu"] == 1, rule
+        assert "slurm_partition" not in rules[rule], rule  # no second place for the partition
+    for rule in CPU_RULES:
+        assert "gpu" not in rules[rule] and "gres" not in rules[rule], rule
+    assert profile["retries"] >= 1 and profile["rerun-incomplete"] is True
+    # flags only right for clusters without accounting stay out of the user profile
+    assert "slurm-status-command" not in profile
+
+
+def test_dry_run_with_the_slurm_profile_shows_gpu_resources(tmp_path, small_config):
+    config = small_config(tmp_path / "c.yaml", preset="dry", variants=["dense"],
+                          tasks={"fc5_digits": {"model": "fc5", "dataset": "digits", "train": {"epochs": 1}}})
+    proc = snakemake(tmp_path / "work", "-n", "--profile", str(PROFILE.parent), "results/dry/tables/training.csv",
+                     configfile=config, timeout=300)
+    jobs = {}
+    for block in re.split(r"\n(?=rule \w+:)", proc.stdout):
+        match = re.match(r"rule (\w+):", block)
+        if match:
+            jobs[match[1]] = block
+    assert "gpu=1" in jobs["train"] and "slurm_partition=gpu" in jobs["train"]
+    assert "gpu=" not in jobs["dataset"]
+
+
+def test_conda_envs_pin_the_locked_versions():
+    lock = {}
+    for line in (ROOT / "envs" / "requirements.lock").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            lock[name.lower().replace("_", "-")] = version
+    for env_file in ("torch.yaml", "plot.yaml"):
+        env = yaml.safe_load((ROOT / "envs" / env_file).read_text())
+        pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+        pinned = dict(req.split("==") for req in pip)
+        assert pinned, env_file
+        for name, version in pinned.items():
+            assert lock[name.lower().replace("_", "-")] == version, (env_file, name)
+        assert any(str(d).startswith("python=3.11") for d in env["dependencies"]), env_file
+    torch_env = yaml.safe_load((ROOT / "envs" / "torch.yaml").read_text())
+    assert "torch==2.13.0" in next(d["pip"] for d in torch_env["dependencies"] if isinstance(d, dict))
+
+
+def test_preflight_check_says_when_slurm_is_missing(tmp_path):
+    bin_dir = tmp_path / "bin"  # a PATH with a shell but no SLURM commands
+    bin_dir.mkdir()
+    for tool in ("sh", "env"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    proc = subprocess.run(CHECK, capture_output=True, text=True, timeout=60, env={**os.environ, "PATH": str(bin_dir)})
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("check_slurm: error: SLURM not found: sinfo is not on PATH")
+
+
+# ---------------------------------------------------------------------------------------------
+# A real local cluster
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if os.geteuid() != 0:
+        pytest.skip("the local SLURM cluster needs root (it installs packages and starts daemons)")
+    if not shutil.which("sinfo") and not shutil.which("apt-get"):
+        pytest.skip("SLURM is not installed and apt-get is unavailable to install it")
+    started = Path("/run/prunelimit-slurm/started")
+    was_running = started.exists() and started.read_text().strip() != ""
+    t0 = time.perf_counter()
+    proc = subprocess.run(["bash", str(ROOT / "tests/slurm/start_cluster.sh")], capture_output=True, text=True,
+                          timeout=600)
+    bring_up = time.perf_counter() - t0
+    if proc.returncode != 0 and "apt-get" in proc.stderr and not shutil.which("sinfo"):
+        pytest.skip(f"SLURM could not be installed: {proc.stderr.strip()[-500:]}")
+    assert proc.returncode == 0, f"start_cluster.sh failed:\n{proc.stdout}\n{proc.stderr}"
+    print(f"\nSLURM bring-up: {bring_up:.1f} s ({'already running' if was_running else 'started'})")
+    node_memory = int(re.search(r"RealMemory=(\d+)", _run(["scontrol", "show", "node"]))[1])
+    yield {"bring_up_s": bring_up, "memory_mb": node_memory}
+    if not was_running:
+        subprocess.run(["bash", str(ROOT / "tests/slurm/stop_cluster.sh")], capture_output=True, timeout=120)
+
+
+def _run(cmd: list[str]) -> str:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+def _jobs_in(workdir: Path) -> dict[str, dict[str, str]]:
+    """The jobs slurmctld knows (finished ones stay MinJobAge = 300 s) that ran in ``workdir``."""
+    out = subprocess.run(["scontrol", "show", "job", "-o"], capture_output=True, text=True, timeout=30).stdout
+    jobs = {}
+    for line in out.splitlines():
+        fields = dict(re.findall(r"(\w+)=(\S*)", line))
+        if fields.get("WorkDir") == str(workdir):
+            jobs[fields["JobId"]] = fields
+    return jobs
+
+
+class JobRecorder(threading.Thread):
+    """Polls `scontrol show job` during a run, so every job's request is seen whatever its age."""
+
+    def __init__(self, workdir: Path):
+        super().__init__(daemon=True)
+        self.workdir, self.stop, self.jobs = workdir, threading.Event(), {}
+
+    def run(self):
+        while not self.stop.wait(1.0):
+            self.jobs.update(_jobs_in(self.workdir))
+        self.jobs.update(_jobs_in(self.workdir))
+
+
+def _test_profile(dest: Path, node_memory_mb: int) -> Path:
+    """The user profile, with memory requests capped to fit this machine's node."""
+    profile = _profile()
+    cap = max(500, node_memory_mb // 4)
+    for resources in [profile["default-resources"], *profile["set-resources"].values()]:
+        if "mem_mb" in resources:
+            resources["mem_mb"] = min(resources["mem_mb"], cap)
+    profile["slurm-keep-successful-logs"] = True  # the logs are inspected below
+    dest.mkdir(parents=True)
+    (dest / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    return dest
+
+
+def _config(make_config, path: Path) -> Path:
+    return make_config(path, preset="slurm", device="cpu", variants=["dense", "l1"],
+                       tasks={"fc5_digits": {"model": "fc5", "dataset": "digits", "l1": 5.0e-5,
+                                             "train": {"epochs": 3, "seed": 1}}})
+
+
+TARGET = "results/slurm/tables/training.csv"
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_pipeline_on_slurm_requests_gpus_and_matches_a_local_run(cluster, tmp_path, small_config):
+    config = _config(small_config, tmp_path / "slurm.yaml")
+    profile = _test_profile(tmp_path / "profile", cluster["memory_mb"])
+    work = tmp_path / "on_slurm"
+    recorder = JobRecorder(work)
+    recorder.start()
+    t0 = time.perf_counter()
+    try:
+        proc = snakemake(work, "--profile", str(profile), *LOCAL_SLURM_FLAGS, "--jobs", "4", TARGET,
+                         configfile=config, timeout=600, check=False)
+    finally:
+        recorder.stop.set()
+        recorder.join(timeout=30)
+    run_s = time.perf_counter() - t0
+    print(f"SLURM run (dataset, train x2, table): {run_s:.1f} s; bring-up was {cluster['bring_up_s']:.1f} s")
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+
+    jobs = list(recorder.jobs.values())
+    by_rule = {}
+    for job in jobs:
+        rule = re.match(r"rule_(\w+?)(_wildcards_|$)", job["Comment"])[1]
+        by_rule.setdefault(rule, []).append(job)
+    assert len(by_rule["train"]) == 2 and len(by_rule["dataset"]) == 1
+    for job in jobs:
+        assert job["JobState"] == "COMPLETED" and job["Partition"] == "gpu", job
+        gpu_request = " ".join(job.get(k, "") for k in ("TresPerJob", "TresPerNode", "TresPerTask"))
+        if job in by_rule["train"]:
+            assert "gpu:1" in gpu_request, job  # sbatch --gpus=1
+        else:
+            assert "gpu" not in gpu_request, job
+    # the plugin's job logs: the train jobs ran under SLURM with the (fake) GPU visible
+    train_logs = list((work / ".snakemake" / "slurm_logs" / "rule_train").rglob("*.log"))
+    assert len(train_logs) == 2
+    for log in train_logs:
+        assert "Finished job" in log.read_text() or "1 of 1 steps (100%) done" in log.read_text()
+
+    local = tmp_path / "local"
+    snakemake(local, "--cores", "2", TARGET, configfile=config, timeout=600)
+    for variant in ("dense", "l1"):
+        base = Path("results/slurm/train/fc5_digits") / variant
+        m_slurm = json.loads((work / base / "metrics.json").read_text())
+        m_local = json.loads((local / base / "metrics.json").read_text())
+        for key in ("test_acc", "test_loss", "train_acc", "train_loss", "loss_std", "steps"):
+            assert m_slurm[key] == m_local[key], (variant, key)
+        w_slurm = torch.load(work / base / "model.pt", map_location="cpu", weights_only=True)
+        w_local = torch.load(local / base / "model.pt", map_location="cpu", weights_only=True)
+        assert all(torch.equal(w_slurm[k], w_local[k]) for k in w_local), variant
+    assert (work / TARGET).read_text().splitlines()[0] == (local / TARGET).read_text().splitlines()[0]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_preflight_check_accepts_the_partition_and_names_a_wrong_one(cluster, tmp_path):
+    ok = subprocess.run([*CHECK, "--status-command", "squeue"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "partition 'gpu'" in ok.stdout and "gpu" in ok.stdout
+    wrong = subprocess.run([*CHECK, "--partition", "nosuch", "--status-command", "squeue"], capture_output=True,
+                           text=True, timeout=120)
+    assert wrong.returncode == 1
+    assert "partition 'nosuch' does not exist; partitions: gpu" in wrong.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_preflight_check_warns_that_sacct_polling_would_hang_without_accounting(cluster):
+    proc = subprocess.run(CHECK, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "no accounting database" in proc.stderr and "slurm-status-command: squeue" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_wrong_partition_fails_fast_with_sbatchs_message(cluster, tmp_path, small_config):
+    config = _config(small_config, tmp_path / "slurm.yaml")
+    t0 = time.perf_counter()
+    proc = snakemake(tmp_path / "work", "--profile", str(PROFILE.parent), *LOCAL_SLURM_FLAGS,
+                     "--default-resources", "slurm_partition=nosuch", "runtime=5", "mem_mb=500",
+                     "--retries", "0", "results/slurm/data/digits.npz", configfile=config, timeout=120, check=False)
+    elapsed = time.perf_counter() - t0
+    assert proc.returncode != 0
+    assert "sbatch: error: invalid partition specified: nosuch" in proc.stdout + proc.stderr
+    assert elapsed < 60, elapsed  # no hang
