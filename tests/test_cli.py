@@ -1,0 +1,140 @@
+"""`prunelimit predict`: a user's own model gets the pipeline's prediction; bad input is one line, exit 2."""
+
+import copy
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline_utils import ROOT, load_config, snakemake, write_config
+
+PRUNELIMIT = str(Path(sys.executable).with_name("prunelimit"))
+
+USER_MODULE = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+
+    class TinyNet(nn.Module):  # a user's own network (same layout as the registry's mlp [32, 16])
+        def __init__(self, hidden=32):
+            super().__init__()
+            self.linear = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 16), nn.ReLU(),
+                                        nn.Linear(16, 10))
+
+        def forward(self, x):
+            return self.linear(x.flatten(1))
+
+
+    def make(hidden=32):
+        return TinyNet(hidden)
+
+
+    def not_a_model():
+        return 42
+""")
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """The pipeline's theory rule on a briefly trained small model of digits."""
+    workdir = tmp_path_factory.mktemp("cli")
+    config = copy.deepcopy(load_config())
+    config.update(preset="cli", variants=["l1"], tasks={"mlp_digits": config["tasks"]["mlp_digits"]})
+    config["tasks"]["mlp_digits"]["train"]["epochs"] = 15
+    config["iterative"]["tasks"] = []
+    config["baselines"]["tasks"] = []
+    config["tv_distance"]["tasks"] = []
+    cfg = write_config(workdir / "cli.yaml", config)
+    snakemake(workdir, "--cores", "2", "results/cli/theory/mlp_digits/prediction.json", configfile=cfg)
+    (workdir / "user_net.py").write_text(USER_MODULE)
+    return workdir, config
+
+
+def run_cli(workdir, *args):
+    return subprocess.run([PRUNELIMIT, "predict", *args], capture_output=True, text=True, cwd=workdir, timeout=600)
+
+
+def _common_args(config):
+    h, t = config["hessian"], config["theory"]
+    return ["--runs", str(h["n_runs"]), "--iters", str(h["n_iter"]), "--row-levels", str(t["row_levels"]),
+            "--bins", str(h["n_bins"]), "--sigma2", str(h["sigma2"]), "--eta", str(t["eta"]),
+            "--l1", str(config["tasks"]["mlp_digits"]["l1"]), "--seed", "0", "--no-progress"]
+
+
+def test_user_model_gets_the_pipelines_prediction(pipeline):
+    workdir, config = pipeline
+    proc = run_cli(workdir, "--model", "user_net.py:make", "--checkpoint", "results/cli/train/mlp_digits/l1/model.pt",
+                   "--data", "digits", "--data-dir", "results/cli/data", "--json", *_common_args(config))
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    expected = json.loads((workdir / "results/cli/theory/mlp_digits/prediction.json").read_text())
+    # Same code path and seeds; float32 HVP reductions differ in order with the thread count
+    # (the rule runs 1 thread, the CLI all cores), so equal to ~1e-6 rather than bitwise.
+    for key in ("predicted_sparsity", "lower_sparsity", "upper_sparsity", "epsilon", "zero_fraction"):
+        assert got[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-9), key
+    assert got["D"] == expected["D"] == 64 * 32 + 32 * 16 + 16 * 10
+    assert set(got) >= {"predicted_sparsity", "predicted_density", "lower_sparsity", "upper_sparsity", "gap",
+                        "epsilon", "epsilon_source", "D", "zero_fraction", "top_eigenvalues", "timings_s"}
+    assert got["top_eigenvalues"] == sorted(got["top_eigenvalues"], reverse=True)
+    assert set(got["timings_s"]) >= {"load_data", "load_model", "slq", "hessian_rows", "theory"}
+
+
+def test_text_output_and_verify_from_a_data_file(pipeline):
+    workdir, config = pipeline
+    from prunelimit.data import load_tensors
+
+    data = load_tensors(workdir / "results/cli/data/digits.npz")
+    np.savez(workdir / "digits_user.npz", x_train=data.x_train.numpy(), y_train=data.y_train.numpy(),
+             x_test=data.x_test.numpy(), y_test=data.y_test.numpy())
+    proc = run_cli(workdir, "--model", "user_net.py:make", "--checkpoint", "results/cli/train/mlp_digits/l1/model.pt",
+                   "--data", "digits_user.npz", "--verify", *_common_args(config))
+    assert proc.returncode == 0, proc.stderr
+    assert "predicted pruning limit: sparsity" in proc.stdout
+    assert "kinematic bounds" in proc.stdout
+    assert "actual (one-shot sweep): sparsity" in proc.stdout
+    expected = json.loads((workdir / "results/cli/theory/mlp_digits/prediction.json").read_text())
+    assert f"{expected['predicted_sparsity']:.4f}" in proc.stdout  # same data, as a user file
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "user_net.py:make", "--model-args", '{"hidden": 20}'], "does not fit the model"),
+        (["--model", "resnet19"], "unknown model 'resnet19'"),
+        (["--model", "no_such_module_xyz:make"], "cannot import module 'no_such_module_xyz'"),
+        (["--model", "user_net.py:not_a_model"], "not a torch.nn.Module"),
+        (["--model", "user_net.py:make", "--data", "bad_shapes.npz"], "do not fit the model"),
+        (["--model", "user_net.py:make", "--data", "bad_labels.npz"], "one label per sample"),
+    ],
+    ids=["checkpoint-mismatch", "unknown-model", "unimportable-module", "not-a-module", "data-shape", "label-count"],
+)
+def test_bad_input_is_one_line_exit_2(pipeline, args, message):
+    workdir, _ = pipeline
+    np.savez(workdir / "bad_shapes.npz", x_train=np.zeros((10, 1, 5, 5), np.float32), y_train=np.zeros(10, np.int64))
+    np.savez(workdir / "bad_labels.npz", x_train=np.zeros((10, 1, 8, 8), np.float32), y_train=np.zeros(7, np.int64))
+    base = {"--checkpoint": "results/cli/train/mlp_digits/l1/model.pt", "--data": "digits",
+            "--data-dir": "results/cli/data"}
+    extra = [x for k, v in base.items() if k not in args for x in (k, v)]
+    proc = run_cli(workdir, *args, *extra, "--runs", "1", "--iters", "4", "--no-progress")
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_help_describes_every_option():
+    top = subprocess.run([PRUNELIMIT, "--help"], capture_output=True, text=True)
+    assert top.returncode == 0 and "predict" in top.stdout
+    sub = subprocess.run([PRUNELIMIT, "predict", "--help"], capture_output=True, text=True)
+    from prunelimit.cli import build_parser
+
+    predict_parser = build_parser()._subparsers._group_actions[0].choices["predict"]
+    for action in predict_parser._actions:
+        for flag in action.option_strings:
+            assert flag in sub.stdout
+        assert action.help, f"{action.option_strings} has no help"
+    assert "x_train" in sub.stdout  # the data format is documented
