@@ -256,7 +256,7 @@ def test_table_cells_are_mean_std_over_seeds():
         {"method": "imp", "task": "t", "sparsity": 0.5, "seed": 1, "test_acc": 0.9},
         {"method": "smart_ratio", "task": "t", "sparsity": 0.9, "seed": 0, "test_acc": 0.5},
     ]
-    table = lomp_vs_baselines_table(results, {"t": 0.95}, methods=["lomp", "rare_gems", "imp", "smart_ratio"])
+    table = lomp_vs_baselines_table(results, {"t": 0.95}, methods=["imp", "lomp", "smart_ratio", "rare_gems"])
     assert list(table.columns) == ["task", "sparsity_%", "density_%", "dense", "LOMP", "Rare Gems", "IMP",
                                    "Smart-Ratio"]
     row = table.iloc[0]

@@ -19,7 +19,7 @@ import logging
 import math
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -377,10 +377,6 @@ def retrain_config(task_train: dict, *, epochs: int, weight_decay: float) -> Tra
     for ``epochs`` epochs with no warm-up (the model is already trained) and ``weight_decay``."""
     cfg = TrainConfig.from_dict(task_train)
     return replace(cfg, epochs=int(epochs), warmup_epochs=0, milestones=[], weight_decay=float(weight_decay))
-
-
-def config_dict(cfg: TrainConfig) -> dict:
-    return asdict(cfg)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -81,7 +81,8 @@ def lomp_vs_baselines_table(results: list[dict], dense_acc: dict[str, float] | N
     from .io import PrunelimitError
 
     labels = {"lomp": "LOMP", "rare_gems": "Rare Gems", "imp": "IMP", "smart_ratio": "Smart-Ratio"}
-    methods = methods or [m for m in labels if any(r["method"] == m for r in results)]
+    present = set(methods) if methods else {r["method"] for r in results}
+    methods = [m for m in labels if m in present] + sorted(present - set(labels))  # the paper's column order
     if not results:
         raise PrunelimitError("no baseline results to tabulate")
     df = pd.DataFrame(results)

@@ -7,9 +7,8 @@ BASELINE_TASKS = list(BASELINES.get("tasks", []))
 BASELINE_METHODS = list(
     BASELINES.get("methods", ["lomp", "imp", "rare_gems", "smart_ratio"])
 )
-SPARSITY_TAGS = {
-    f"{float(s):g}": float(s) for s in BASELINES["sparsities"]
-}  # "0.5" -> 0.5
+# wildcard tag -> sparsity, e.g. "0.5" -> 0.5
+SPARSITY_TAGS = {f"{float(s):g}": float(s) for s in BASELINES["sparsities"]}
 SEEDS = [int(s) for s in BASELINES["seeds"]]
 
 
@@ -19,34 +18,28 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-def lomp_seed(task):
-    """LOMP prunes the one trained L1 model: its only seed is that model's training seed."""
-    return int(task_spec(config, task, THEORY_VARIANT)["train"]["seed"])
-
-
-def baseline_results(task):
-    """Every result file of the table for ``task`` (LOMP once, the trained baselines per seed)."""
-    files = []
-    for method in BASELINE_METHODS:
-        seeds = [lomp_seed(task)] if method == "lomp" else SEEDS
-        files += expand(
-            f"{RESULTS}/baselines/{method}/{task}/s{{sparsity}}_seed{{seed}}.json",
-            sparsity=SPARSITY_TAGS,
-            seed=seeds,
-        )
-    return files
-
-
-def baseline_inputs(wildcards):
-    inputs = {"data": dataset_of(wildcards)}
-    if wildcards.method == "lomp":
-        inputs.update(trained(wildcards.task))
-    return inputs
+# LOMP prunes the one trained L1 model: its only "seed" is that model's training seed.
+LOMP_SEEDS = {
+    t: int(task_spec(config, t, THEORY_VARIANT)["train"]["seed"])
+    for t in BASELINE_TASKS
+}
+BASELINE_RESULTS = [
+    f"{RESULTS}/baselines/{method}/{task}/s{tag}_seed{seed}.json"
+    for task in BASELINE_TASKS
+    for method in BASELINE_METHODS
+    for tag in SPARSITY_TAGS
+    for seed in ([LOMP_SEEDS[task]] if method == "lomp" else SEEDS)
+]
 
 
 rule baseline:
     input:
-        unpack(baseline_inputs),
+        unpack(
+            lambda w: {
+                "data": dataset_of(w),
+                **(trained(w.task) if w.method == "lomp" else {}),
+            }
+        ),
     output:
         f"{RESULTS}/baselines/{{method}}/{{task}}/s{{sparsity}}_seed{{seed}}.json",
     log:
@@ -63,6 +56,8 @@ rule baseline:
         gpu=1,
     wildcard_constraints:
         method="lomp|rare_gems|smart_ratio",
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../../scripts/baseline.py"
 
@@ -89,6 +84,8 @@ rule baseline_imp:
     threads: 1
     resources:
         gpu=1,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../../scripts/baseline.py"
 
@@ -99,7 +96,7 @@ localrules:
 
 rule table_baselines:
     input:
-        results=[f for task in BASELINE_TASKS for f in baseline_results(task)],
+        results=BASELINE_RESULTS,
         dense=[
             trained(t, "dense")["metrics"]
             for t in BASELINE_TASKS
@@ -117,6 +114,8 @@ rule table_baselines:
         f"{RESULTS}/logs/tables/lomp_vs_baselines.log",
     params:
         methods=BASELINE_METHODS,
+    conda:
+        "../../envs/plot.yaml"
     script:
         "../../scripts/table_baselines.py"
 

@@ -20,6 +20,8 @@ rule sweep:
     threads: 1
     resources:
         gpu=1,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../../scripts/sweep.py"
 
@@ -59,6 +61,8 @@ rule iterative:
     threads: 1
     resources:
         gpu=1,
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../../scripts/iterative.py"
 
