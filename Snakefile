@@ -15,7 +15,7 @@ min_version("9.0")
 # (Snakemake would otherwise deep-merge the two and the mini tasks would leak into the paper DAG).
 if not workflow.overwrite_configfiles:
 
-    configfile: "config.yaml"
+    configfile: f"{workflow.basedir}/config.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -25,3 +25,19 @@ def small_config():
         return write_config(path, config)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def mini_run(tmp_path_factory):
+    """The whole default (mini) pipeline, cold, in a scratch directory: once per test session,
+    shared by every module that asks for it. Returns (workdir, seconds)."""
+    import time
+
+    from pipeline_utils import snakemake
+
+    workdir = tmp_path_factory.mktemp("mini")
+    start = time.perf_counter()
+    snakemake(workdir, "--cores", "all")
+    elapsed = time.perf_counter() - start
+    print(f"\nmini pipeline, cold: {elapsed:.0f} s")
+    return workdir, elapsed

@@ -17,14 +17,16 @@ import threading
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
 
-from pipeline_utils import ROOT, SNAKEMAKE, snakemake
+from pipeline_utils import ROOT, snakemake
 
 PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
-GPU_RULES = ("train", "slq", "exact_spectrum", "hessian_rows", "theory", "sweep", "iterative", "baseline")
+GPU_RULES = ("train", "train_reseeded", "slq", "exact_spectrum", "hessian_rows", "theory", "magnitude_scaling", "sweep",
+             "iterative", "baseline", "baseline_imp")
 CPU_RULES = ("dataset",)
 # Flags for a cluster without an accounting database (see SLURM.md and the profile's comments):
 # poll with squeue, and start polling 2 s after submission instead of 40 s.
@@ -35,6 +37,20 @@ CHECK = [sys.executable, str(ROOT / "scripts" / "check_slurm.py")]
 
 def _profile() -> dict:
     return yaml.safe_load(PROFILE.read_text())
+
+
+def _rules_declaring_a_gpu() -> list[str]:
+    """Rules with `resources: gpu=1` in workflow/rules/*.smk, and rules derived from them by `use rule`."""
+    found, derived = [], []
+    for path in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        text = path.read_text()
+        for match in re.finditer(r"^rule (\w+):(.*?)(?=^rule |^use rule |^localrules|\Z)", text, re.S | re.M):
+            if re.search(r"^\s+resources:\s*\n(\s+\w+=.*\n)*?\s+gpu=1", match[2], re.M):
+                found.append(match[1])
+        derived += re.findall(r"^use rule (\w+) as (\w+)", text, re.M)
+    found += [new for base, new in derived if base in found]
+    assert "train" in found  # the pattern still matches the rule files
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -55,6 +71,9 @@ def test_profile_requests_a_gpu_for_gpu_rules_only():
     for rule in CPU_RULES:
         assert "gpu" not in rules[rule] and "gres" not in rules[rule], rule
     assert profile["retries"] >= 1 and profile["rerun-incomplete"] is True
+    # every rule that declares `resources: gpu=1` gets its GPU and runtime on the cluster too
+    for rule in _rules_declaring_a_gpu():
+        assert rules.get(rule, {}).get("gpu") == 1 and "runtime" in rules[rule], f"profile lacks GPU rule {rule}"
     # flags only right for clusters without accounting stay out of the user profile
     assert "slurm-status-command" not in profile
 
@@ -113,7 +132,8 @@ def cluster():
     if not shutil.which("sinfo") and not shutil.which("apt-get"):
         pytest.skip("SLURM is not installed and apt-get is unavailable to install it")
     started = Path("/run/prunelimit-slurm/started")
-    was_running = started.exists() and started.read_text().strip() != ""
+    was_running = (started.exists() and started.read_text().strip() != "" and shutil.which("sinfo") is not None
+                   and subprocess.run(["sinfo"], capture_output=True, timeout=30).returncode == 0)
     t0 = time.perf_counter()
     proc = subprocess.run(["bash", str(ROOT / "tests/slurm/start_cluster.sh")], capture_output=True, text=True,
                           timeout=600)
@@ -169,65 +189,132 @@ def _test_profile(dest: Path, node_memory_mb: int) -> Path:
     return dest
 
 
+EPOCHS = 4
+
+
 def _config(make_config, path: Path) -> Path:
+    # batch 16: ~90 steps (~0.4 s) an epoch, long enough to requeue a job between two epochs
     return make_config(path, preset="slurm", device="cpu", variants=["dense", "l1"],
                        tasks={"fc5_digits": {"model": "fc5", "dataset": "digits", "l1": 5.0e-5,
-                                             "train": {"epochs": 3, "seed": 1}}})
+                                             "train": {"epochs": EPOCHS, "batch_size": 16, "seed": 1}}})
 
 
 TARGET = "results/slurm/tables/training.csv"
 
 
+class Requeuer(threading.Thread):
+    """Requeues the SLURM job training ``task``/``variant`` once its first resume checkpoint
+    appears (what SLURM does to a preempted job with --requeue), lets it start again at once
+    (a requeued job otherwise waits ~2 min for its BeginTime), and records the epoch of every
+    checkpoint written afterwards."""
+
+    def __init__(self, workdir: Path, task: str, variant: str):
+        super().__init__(daemon=True)
+        self.workdir, self.comment = workdir, f"rule_train_wildcards_{task}_{variant}"
+        self.path = workdir / "results/slurm/train" / task / f"{variant}.resume.pt"
+        self.stop, self.job, self.epoch_at_requeue, self.later_epochs = threading.Event(), None, None, []
+        self.error = None
+
+    def _epoch(self, seen):
+        st = os.stat(self.path)
+        if (st.st_ino, st.st_mtime_ns) == seen:
+            return None, seen
+        return torch.load(self.path, map_location="cpu", weights_only=False)["epoch"], (st.st_ino, st.st_mtime_ns)
+
+    def run(self):
+        seen = None
+        while not self.stop.wait(0.05):
+            try:
+                epoch, seen = self._epoch(seen)
+            except (FileNotFoundError, EOFError, RuntimeError):
+                continue
+            if epoch is None:
+                continue
+            if self.job is None:
+                self._requeue(epoch)
+            else:
+                self.later_epochs.append(epoch)
+
+    def _requeue(self, epoch):
+        queue = subprocess.run(["squeue", "-h", "-o", "%i|%k|%Z"], capture_output=True, text=True, timeout=30).stdout
+        ids = [i for i, comment, wd in (line.split("|") for line in queue.splitlines())
+               if comment == self.comment and wd == str(self.workdir)]
+        if len(ids) != 1:
+            self.error = f"expected one running job {self.comment}, squeue says:\n{queue}"
+            self.stop.set()
+            return
+        self.job, self.epoch_at_requeue = ids[0], epoch
+        subprocess.run(["scontrol", "requeue", self.job], check=True, timeout=30)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            state = subprocess.run(["squeue", "-h", "-j", self.job, "-o", "%T"], capture_output=True, text=True,
+                                   timeout=30).stdout.strip()
+            if state == "PENDING":
+                subprocess.run(["scontrol", "update", f"JobId={self.job}", "StartTime=now"], check=True, timeout=30)
+                return
+            time.sleep(0.2)
+        self.error = f"requeued job {self.job} never became PENDING"
+
+
 @pytest.mark.slow
 @pytest.mark.slurm
-def test_pipeline_on_slurm_requests_gpus_and_matches_a_local_run(cluster, tmp_path, small_config):
+def test_pipeline_on_slurm_requests_gpus_resumes_after_requeue_and_matches_a_local_run(cluster, tmp_path,
+                                                                                      small_config):
     config = _config(small_config, tmp_path / "slurm.yaml")
     profile = _test_profile(tmp_path / "profile", cluster["memory_mb"])
     work = tmp_path / "on_slurm"
-    recorder = JobRecorder(work)
+    recorder, requeuer = JobRecorder(work), Requeuer(work, "fc5_digits", "l1")
     recorder.start()
+    requeuer.start()
     t0 = time.perf_counter()
     try:
         proc = snakemake(work, "--profile", str(profile), *LOCAL_SLURM_FLAGS, "--jobs", "4", TARGET,
                          configfile=config, timeout=600, check=False)
     finally:
-        recorder.stop.set()
-        recorder.join(timeout=30)
+        for thread in (recorder, requeuer):
+            thread.stop.set()
+            thread.join(timeout=30)
     run_s = time.perf_counter() - t0
-    print(f"SLURM run (dataset, train x2, table): {run_s:.1f} s; bring-up was {cluster['bring_up_s']:.1f} s")
+    print(f"SLURM run (dataset, train x2 with one requeue, table): {run_s:.1f} s; "
+          f"bring-up was {cluster['bring_up_s']:.1f} s")
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    assert requeuer.error is None, requeuer.error
 
+    # every job in the gpu partition; the train jobs asked for one GPU (sbatch --gpus=1), no other did
     jobs = list(recorder.jobs.values())
     by_rule = {}
     for job in jobs:
-        rule = re.match(r"rule_(\w+?)(_wildcards_|$)", job["Comment"])[1]
-        by_rule.setdefault(rule, []).append(job)
+        by_rule.setdefault(re.match(r"rule_(\w+?)(_wildcards_|$)", job["Comment"])[1], []).append(job)
     assert len(by_rule["train"]) == 2 and len(by_rule["dataset"]) == 1
     for job in jobs:
         assert job["JobState"] == "COMPLETED" and job["Partition"] == "gpu", job
         gpu_request = " ".join(job.get(k, "") for k in ("TresPerJob", "TresPerNode", "TresPerTask"))
-        if job in by_rule["train"]:
-            assert "gpu:1" in gpu_request, job  # sbatch --gpus=1
-        else:
-            assert "gpu" not in gpu_request, job
-    # the plugin's job logs: the train jobs ran under SLURM with the (fake) GPU visible
-    train_logs = list((work / ".snakemake" / "slurm_logs" / "rule_train").rglob("*.log"))
-    assert len(train_logs) == 2
-    for log in train_logs:
-        assert "Finished job" in log.read_text() or "1 of 1 steps (100%) done" in log.read_text()
+        assert ("gpu:1" in gpu_request) == (job in by_rule["train"]), job
 
+    # the requeued job ran twice and continued after the epoch it had reached, not from epoch 1
+    restarts = {job["Comment"]: job["Restarts"] for job in by_rule["train"]}
+    assert restarts == {"rule_train_wildcards_fc5_digits_l1": "1", "rule_train_wildcards_fc5_digits_dense": "0"}
+    assert 1 <= requeuer.epoch_at_requeue < EPOCHS
+    assert requeuer.later_epochs and min(requeuer.later_epochs) > requeuer.epoch_at_requeue, (
+        requeuer.epoch_at_requeue, requeuer.later_epochs)
+    print(f"requeued at epoch {requeuer.epoch_at_requeue}; checkpoints after: {requeuer.later_epochs}")
+
+    # the same numbers as a local run of the same target
     local = tmp_path / "local"
     snakemake(local, "--cores", "2", TARGET, configfile=config, timeout=600)
     for variant in ("dense", "l1"):
         base = Path("results/slurm/train/fc5_digits") / variant
         m_slurm = json.loads((work / base / "metrics.json").read_text())
         m_local = json.loads((local / base / "metrics.json").read_text())
-        for key in ("test_acc", "test_loss", "train_acc", "train_loss", "loss_std", "steps"):
+        for key in ("test_acc", "test_loss", "train_acc", "train_loss", "loss_std", "steps", "epochs_run"):
             assert m_slurm[key] == m_local[key], (variant, key)
         w_slurm = torch.load(work / base / "model.pt", map_location="cpu", weights_only=True)
         w_local = torch.load(local / base / "model.pt", map_location="cpu", weights_only=True)
+        assert w_slurm.keys() == w_local.keys()
         assert all(torch.equal(w_slurm[k], w_local[k]) for k in w_local), variant
-    assert (work / TARGET).read_text().splitlines()[0] == (local / TARGET).read_text().splitlines()[0]
+    t_slurm, t_local = (pd.read_csv(d / TARGET) for d in (work, local))
+    same = [c for c in t_local.columns if "time" not in c]
+    assert len(t_slurm) == 2 and t_slurm[same].equals(t_local[same])
 
 
 @pytest.mark.slow

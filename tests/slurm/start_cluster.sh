@@ -27,7 +27,7 @@ FAKE_GPU=/dev/fakegpu0
 
 die() { echo "start_cluster: error: $*" >&2; exit 1; }
 say() { echo "start_cluster: $*"; }
-alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
+alive() { [[ -n "${2:-}" && "$(cat "/proc/$2/comm" 2>/dev/null)" == "$1" ]]; }   # alive NAME PID
 pid_of() { [[ -s "$1" ]] && cat "$1" || true; }
 record() { echo "$1 $2" >>"$RUN_DIR/started"; }
 
@@ -53,7 +53,7 @@ touch "$RUN_DIR/started"
 # --- munge --------------------------------------------------------------------------------------
 [[ -s /etc/munge/munge.key ]] || die "/etc/munge/munge.key is missing (reinstall the munge package)"
 mkdir -p /run/munge && chown munge:munge /run/munge && chmod 0755 /run/munge
-if ! alive "$(pid_of /run/munge/munged.pid)"; then
+if ! alive munged "$(pid_of /run/munge/munged.pid)"; then
   rm -f /run/munge/munged.pid /run/munge/munge.socket.2
   runuser -u munge -- /usr/sbin/munged || die "munged did not start"
   for _ in $(seq 50); do [[ -s /run/munge/munged.pid ]] && break; sleep 0.1; done
@@ -97,6 +97,8 @@ MinJobAge=300
 KillWait=5
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
+MpiDefault=none
+MailProg=/bin/true
 NodeName=$node $hw Gres=gpu:1 State=UNKNOWN
 PartitionName=$PARTITION Nodes=$node Default=YES MaxTime=INFINITE State=UP
 EOF
@@ -110,17 +112,17 @@ if [[ "$(cat "$CONF" 2>/dev/null)" != "$new_conf" || "$(cat "$CONF_DIR/gres.conf
 fi
 
 # --- daemons ------------------------------------------------------------------------------------
-if ((changed)) && alive "$(pid_of $PID_DIR/slurmctld.pid)"; then
+if ((changed)) && alive slurmctld "$(pid_of $PID_DIR/slurmctld.pid)"; then
   say "configuration changed; scontrol reconfigure"
   scontrol reconfigure || die "scontrol reconfigure failed; run tests/slurm/stop_cluster.sh and start again"
 fi
-if ! alive "$(pid_of $PID_DIR/slurmctld.pid)"; then
+if ! alive slurmctld "$(pid_of $PID_DIR/slurmctld.pid)"; then
   rm -f "$PID_DIR/slurmctld.pid"
   slurmctld -c || die "slurmctld did not start; see $LOG_DIR/slurmctld.log"   # -c: no jobs from earlier runs
   for _ in $(seq 50); do [[ -s $PID_DIR/slurmctld.pid ]] && break; sleep 0.1; done
   record slurmctld "$(pid_of $PID_DIR/slurmctld.pid)"
 fi
-if ! alive "$(pid_of $PID_DIR/slurmd.pid)"; then
+if ! alive slurmd "$(pid_of $PID_DIR/slurmd.pid)"; then
   rm -f "$PID_DIR/slurmd.pid"
   slurmd || die "slurmd did not start; see $LOG_DIR/slurmd.log"
   for _ in $(seq 50); do [[ -s $PID_DIR/slurmd.pid ]] && break; sleep 0.1; done
@@ -131,6 +133,9 @@ fi
 deadline=$((SECONDS + TIMEOUT))
 state=""
 while ((SECONDS < deadline)); do
+  for daemon in slurmctld slurmd; do
+    alive "$daemon" "$(pid_of $PID_DIR/$daemon.pid)" || { state="$daemon exited"; break 2; }
+  done
   state=$(sinfo -h -n "$node" -o %T 2>/dev/null | head -n 1 || true)
   case $state in
     idle|mixed|allocated) say "node $node is $state (partition $PARTITION)"; exit 0 ;;
@@ -138,7 +143,7 @@ while ((SECONDS < deadline)); do
   esac
   sleep 0.5
 done
-echo "start_cluster: error: node $node not idle after ${TIMEOUT}s (state: ${state:-no answer from slurmctld})" >&2
+echo "start_cluster: error: node $node not idle (state: ${state:-no answer from slurmctld}; waited at most ${TIMEOUT}s)" >&2
 echo "--- $LOG_DIR/slurmctld.log (tail)" >&2; tail -n 15 "$LOG_DIR/slurmctld.log" >&2 || true
 echo "--- $LOG_DIR/slurmd.log (tail)" >&2; tail -n 15 "$LOG_DIR/slurmd.log" >&2 || true
 exit 1
