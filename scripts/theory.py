@@ -6,7 +6,7 @@ from prunelimit.theory import theory_task
 with rule_context(snakemake.log[0], snakemake.threads) as log:  # noqa: F821
     inp = snakemake.input  # noqa: F821
     out = theory_task(model_path=inp.model, metrics_path=inp.metrics, data_path=inp.data, slq_path=inp.slq,
-                      rows_path=inp.rows, exact_path=inp.get("exact"), out_path=snakemake.output[0],  # noqa: F821
+                      rows_path=inp.rows, exact_path=inp.exact or None, out_path=snakemake.output[0],  # noqa: F821
                       hessian_cfg=snakemake.params.hessian, theory_cfg=snakemake.params.theory,  # noqa: F821
                       device=snakemake.params.device)  # noqa: F821
     log.info("epsilon %.4g (%s), f0 %.3f: predicted sparsity %.4f, kinematic bounds [%.4f, %.4f], gap %.4f",

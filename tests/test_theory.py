@@ -363,3 +363,104 @@ def test_predict_from_model_with_exact_spectrum_is_json_ready(tmp_path):
     assert out["curves"]["R_grid"][-1] >= 2 * profile.norm  # covers the scaled R range
     save_json(out, tmp_path / "p.json")
     assert json.loads((tmp_path / "p.json").read_text())["bounds"] == "kinematic bounds"
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipeline entry points: files in, files out, bad files stop with a clear error
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def task_files(tmp_path):
+    """A tiny trained-task layout: model.pt, metrics.json, data .npz, SLQ and exact spectra."""
+    hessian = pytest.importorskip("prunelimit.hessian")
+    model, data = _tiny(n=64)
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    save_json({"model": "mlp", "in_shape": [1, 2, 3], "num_classes": 3, "model_args": {"hidden": [4]},
+               "train": {"l1": 0.0, "seed": 0}, "loss_std": 0.1}, tmp_path / "metrics.json")
+    np.savez(tmp_path / "data.npz", x_train=data.x_train.numpy(), y_train=data.y_train.numpy(),
+             x_test=data.x_test.numpy(), y_test=data.y_test.numpy(), mean=np.zeros(1, np.float32),
+             std=np.ones(1, np.float32), num_classes=np.int64(3))
+    op = hessian.HessianOperator(model, data.x_train, data.y_train)
+    hessian.slq(op, 3, 12, seed=0, progress=False).save(tmp_path / "slq.npz")
+    eig, settings = hessian.exact_spectrum_of_trained(model, data, {"params": "prunable"})
+    hessian.save_exact(tmp_path / "exact.npz", eig, settings)
+    return tmp_path, model
+
+
+HCFG = {"params": "prunable", "chunk_size": 0, "n_bins": 1000, "sigma2": 1e-5}
+TCFG = {"epsilon": None, "eta": 0.05, "zero_row_threshold": 1e-7, "row_levels": 6, "scales": [1, 2]}
+
+
+def _paths(d):
+    return {"model_path": d / "model.pt", "metrics_path": d / "metrics.json", "data_path": d / "data.npz"}
+
+
+def test_rule_functions_write_rows_prediction_with_exact_and_scaling(task_files):
+    d, model = task_files
+    rows = theory.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_cfg=HCFG, theory_cfg=TCFG)
+    assert len(rows.l1_norms) == 6 and (d / "rows.npz").exists()
+    out = theory.theory_task(**_paths(d), slq_path=d / "slq.npz", rows_path=d / "rows.npz",
+                             exact_path=d / "exact.npz", out_path=d / "prediction.json", hessian_cfg=HCFG,
+                             theory_cfg=TCFG)
+    saved = json.loads((d / "prediction.json").read_text())
+    assert saved["predicted_sparsity"] == out["predicted_sparsity"]
+    assert saved["lower_sparsity"] <= saved["predicted_sparsity"] <= saved["upper_sparsity"]
+    assert saved["zero_fraction"] == rows.zero_fraction
+    exact = saved["exact"]
+    assert exact["slq_minus_exact"] == pytest.approx(saved["predicted_sparsity"]
+                                                     - exact["same_zero_mass"]["predicted_sparsity"])
+    assert exact["n_eigenvalues"] == saved["D"]
+    assert len(exact["gw2_over_D"]) == len(saved["curves"]["R_grid"])
+    assert saved["provenance"]["spectrum_file"].endswith("slq.npz")
+    scaling = theory.scaling_task(**_paths(d), slq_path=d / "slq.npz", prediction_path=d / "prediction.json",
+                                  out_path=d / "scaling.json", hessian_cfg=HCFG, theory_cfg=TCFG,
+                                  prune_cfg={"sweep_points": 11, "tolerance": 0.0, "resolution": 0.01})
+    rows_out = json.loads((d / "scaling.json").read_text())["scales"]
+    assert [r["scale"] for r in rows_out] == [1.0, 2.0]
+    assert rows_out[0]["predicted_sparsity"] == pytest.approx(saved["predicted_sparsity"])
+    assert rows_out[1]["predicted_sparsity"] <= rows_out[0]["predicted_sparsity"]
+    assert all(0.0 <= r["actual_sparsity"] <= 1.0 for r in scaling["scales"])
+    # the callback gives the scaled model's accuracy; scaling by 1 is the model itself
+    from prunelimit.train import evaluate
+
+    _, data = _tiny(n=64)
+    assert theory.scaled_accuracy(model, data, 1.0, 0.0) == evaluate(model, data.x_test, data.y_test)[1]
+
+
+def test_missing_or_inconsistent_spectrum_file_stops(task_files):
+    hessian = pytest.importorskip("prunelimit.hessian")
+    d, model = task_files
+    with pytest.raises(PrunelimitError, match="missing SLQ result file"):
+        theory.load_spectrum(d / "absent.npz", kind="slq", model=model, hessian_cfg=HCFG)
+    with pytest.raises(PrunelimitError, match="missing exact spectrum file"):
+        theory.load_spectrum(d / "absent.npz", kind="exact", model=model, hessian_cfg=HCFG)
+    (d / "garbage.npz").write_bytes(b"not an npz")
+    with pytest.raises(PrunelimitError, match="garbage.npz"):
+        theory.load_spectrum(d / "garbage.npz", kind="slq", model=model, hessian_cfg=HCFG)
+    res = hessian.SLQResult.load(d / "slq.npz")
+    wrong_dim = hessian.SLQResult(res.ritz_values, res.ritz_weights, res.alphas, res.betas, res.dim + 1,
+                                  {**res.settings, "dim": res.dim + 1}, res.steps)
+    wrong_dim.save(d / "other.npz")
+    with pytest.raises(PrunelimitError, match=r"other.npz is over 37 parameters, but the model has 36"):
+        theory.load_spectrum(d / "other.npz", kind="slq", model=model, hessian_cfg=HCFG)
+    with pytest.raises(PrunelimitError, match="params='prunable'"):
+        theory.load_spectrum(d / "slq.npz", kind="slq", model=model, hessian_cfg={**HCFG, "params": "all"})
+    hessian.save_exact(d / "short.npz", np.ones(5), {})
+    with pytest.raises(PrunelimitError, match="short.npz is over 5 parameters"):
+        theory.load_spectrum(d / "short.npz", kind="exact", model=model, hessian_cfg=HCFG)
+    theory.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_cfg=HCFG, theory_cfg=TCFG)
+    with pytest.raises(PrunelimitError, match="missing SLQ result file"):
+        theory.theory_task(**_paths(d), slq_path=d / "absent.npz", rows_path=d / "rows.npz",
+                           out_path=d / "p.json", hessian_cfg=HCFG, theory_cfg=TCFG)
+    assert not (d / "p.json").exists()
+
+
+def test_non_positive_epsilon_in_config_stops_the_theory_rule(task_files):
+    d, _ = task_files
+    theory.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_cfg=HCFG, theory_cfg=TCFG)
+    for bad in (0.0, -0.5):
+        with pytest.raises(PrunelimitError, match="epsilon from config theory.epsilon must be finite and > 0"):
+            theory.theory_task(**_paths(d), slq_path=d / "slq.npz", rows_path=d / "rows.npz", out_path=d / "p.json",
+                               hessian_cfg=HCFG, theory_cfg={**TCFG, "epsilon": bad})
+    assert not (d / "p.json").exists()

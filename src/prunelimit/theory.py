@@ -130,10 +130,11 @@ def projected_ellipsoid_axes(radii_sq: np.ndarray, radius: float) -> np.ndarray:
 
     What Σ_i r_i²/(R² + r_i²) is [ours; the paper states the formula, this is our derivation]:
 
-    Put the ellipsoid E = {y ∈ R^D : Σ y_i²/r_i² ≤ 1} (the sublevel set, centred at w*) in the
-    affine plane orthogonal to the line of sight, at distance R from the viewpoint w_s (pruning
-    moves w* by a vector nearly orthogonal, in high dimension, to the directions the ellipsoid
-    extends in). In R^{D+1} the viewpoint is 0 and E sits at R·e₀ + (0, y). Radial projection onto
+    Model the view from the pruned point w_s as follows: the ellipsoid E = {y ∈ R^D :
+    Σ y_i²/r_i² ≤ 1} (the sublevel set, centred at w*) lies in the affine plane orthogonal to the
+    line of sight, at distance R = ‖w* − w_s‖ (the offset is treated as orthogonal to every axis
+    of E; this is the picture in which the formula is exact). In R^{D+1} the viewpoint is 0 and
+    E sits at R·e₀ + (0, y). Radial projection onto
     the unit sphere sends (R, y) to (R, y)/√(R² + ‖y‖²); keep its D tangential coordinates
     z = y/√(R² + ‖y‖²). Then ‖z‖² = ‖y‖²/(R² + ‖y‖²), so y = R z/√(1 − ‖z‖²), and
         Σ y_i²/r_i² ≤ 1  ⇔  R² Σ z_i²/r_i² ≤ 1 − ‖z‖²  ⇔  Σ z_i² (1 + R²/r_i²) ≤ 1:
@@ -144,8 +145,9 @@ def projected_ellipsoid_axes(radii_sq: np.ndarray, radius: float) -> np.ndarray:
     (Jensen above; the Gaussian Poincaré inequality below, ‖ρ ∘ ·‖ being max ρ_i-Lipschitz, and
     max ρ_i² ≤ 1). So the formula is the squared Gaussian width of the projected sublevel set up
     to less than 1, which is the slack between w²(C ∩ S^{D−1}) and δ(C) in the kinematic formula;
-    for equal axes the cone over P is a circular cone of angle arctan(r/R) in R^{D+1}, whose
-    statistical dimension is D sin² + O(1) = D r²/(R² + r²) + O(1) (Amelunxen et al. 2014, §3).
+    for equal axes the cone over P is the circular cone of angle α = arctan(r/R) in R^{D+1}, whose
+    statistical dimension is (D + 1) sin²α + cos 2α + o(1) = D r²/(R² + r²) + cos²α + o(1)
+    (Amelunxen et al. 2014, Prop. 3.4).
     tests/test_theory.py checks both against Monte Carlo.
     """
     radii_sq = np.asarray(radii_sq, np.float64)
@@ -551,7 +553,10 @@ def magnitude_scaling(profile: MagnitudeProfile, spectrum: Quadrature, epsilon: 
             row.update(actual if isinstance(actual, dict) else {"actual_sparsity": float(actual)})
         out.append(row)
     return {"scales": out, "spectrum_held_fixed": True,
-            "note": "R scaled by c, spectrum and epsilon of the unscaled model (paper figure)"}
+            "note": "predicted: R scaled by c, spectrum and epsilon of the unscaled model (paper figure; its "
+                    "'actual curve' is (c R(s), s)). actual_sparsity, where present, is the accuracy threshold of "
+                    "the scaled network itself, which scaling changes (logits ~ c^depth, biases and BN statistics "
+                    "unscaled), so it need not follow the prediction"}
 
 
 # ---------------------------------------------------------------------------------------------

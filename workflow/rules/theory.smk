@@ -1,18 +1,12 @@
 # Theory: Hessian rows (zero-eigenvalue fraction f0), the predicted pruning threshold with its
 # kinematic bounds, and the weight-magnitude scaling experiment (src/prunelimit/theory.py).
 
-
-def theory_inputs(wildcards):
-    """Trained L1 model, its data, SLQ spectrum and Hessian rows; the exact spectrum where one exists."""
-    base = {
-        **trained(wildcards.task),
-        "data": dataset_of(wildcards),
-        "slq": f"{RESULTS}/hessian/{wildcards.task}/slq.npz",
-        "rows": f"{RESULTS}/theory/{wildcards.task}/hessian_rows.npz",
-    }
-    if wildcards.task in exact_tasks():
-        base["exact"] = f"{RESULTS}/hessian/{wildcards.task}/exact.npz"
-    return base
+# The hessian settings these rules use (the SLQ ones reach them through slq.npz itself).
+THEORY_HESSIAN = {
+    k: config["hessian"][k]
+    for k in ("params", "chunk_size", "n_bins", "sigma2")
+    if k in config["hessian"]
+}
 
 
 rule hessian_rows:
@@ -29,7 +23,7 @@ rule hessian_rows:
     resources:
         gpu=1,
     params:
-        hessian=config["hessian"],
+        hessian=THEORY_HESSIAN,
         theory=config["theory"],
         device=config.get("device", "auto"),
     script:
@@ -38,7 +32,14 @@ rule hessian_rows:
 
 rule theory:
     input:
-        unpack(theory_inputs),
+        unpack(lambda w: trained(w.task)),
+        data=dataset_of,
+        slq=f"{RESULTS}/hessian/{{task}}/slq.npz",
+        rows=f"{RESULTS}/theory/{{task}}/hessian_rows.npz",
+        # the exact spectrum where the hessian rules make one (small models): shows the SLQ error
+        exact=lambda w: (
+            f"{RESULTS}/hessian/{w.task}/exact.npz" if w.task in exact_tasks() else []
+        ),
     output:
         report(
             f"{RESULTS}/theory/{{task}}/prediction.json",
@@ -51,7 +52,7 @@ rule theory:
         f"{RESULTS}/benchmarks/theory/{{task}}_prediction.tsv"
     threads: 1
     params:
-        hessian=config["hessian"],
+        hessian=THEORY_HESSIAN,
         theory=config["theory"],
         device=config.get("device", "auto"),
     script:
@@ -78,7 +79,7 @@ rule magnitude_scaling:
     resources:
         gpu=1,
     params:
-        hessian=config["hessian"],
+        hessian=THEORY_HESSIAN,
         theory=config["theory"],
         prune=config["prune"],
         device=config.get("device", "auto"),
