@@ -464,3 +464,17 @@ def test_non_positive_epsilon_in_config_stops_the_theory_rule(task_files):
             theory.theory_task(**_paths(d), slq_path=d / "slq.npz", rows_path=d / "rows.npz", out_path=d / "p.json",
                                hessian_cfg=HCFG, theory_cfg={**TCFG, "epsilon": bad})
     assert not (d / "p.json").exists()
+
+
+def test_official_smoothed_estimate_is_undefined_not_fatal_when_kernels_miss_the_grid():
+    # Two far-apart nodes, 5 grid points and a vanishing kernel: the smoothed density is zero on
+    # every grid point. The comparison becomes None; the prediction itself is unaffected.
+    rng = np.random.default_rng(0)
+    profile = theory.magnitude_profile(rng.normal(size=400))
+    spectrum = Quadrature(np.array([0.0137, 97.31]), np.array([0.5, 0.5]), 400)
+    out = theory.prediction_report(profile, spectrum, 0.01, zero_fraction=0.0,
+                                   hessian_cfg={"n_bins": 5, "sigma2": 1e-12}, theory_cfg={"eta": 0.05})
+    assert out["official_smoothed"]["predicted_sparsity"] is None
+    assert "undefined" in out["official_smoothed"]["note"]
+    assert 0.0 < out["predicted_sparsity"] < 1.0
+    assert "gw2_over_D_official_smoothed" not in out["curves"]

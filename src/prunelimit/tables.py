@@ -175,10 +175,14 @@ def theory_vs_actual_table(predictions: dict[str, dict], actuals: dict[str, dict
             "difference": predicted - actual, "lower_sparsity": lower, "upper_sparsity": upper,
             "within_bounds": bool(lower <= actual <= upper), "verdict": _verdict(actual, lower, upper),
             "predicted_density": 1.0 - predicted, "actual_density": 1.0 - actual,
-            "official_smoothed_sparsity": float(p.get("official_smoothed", {}).get("predicted_sparsity", float("nan"))),
+            "official_smoothed_sparsity": _float_or_nan(p.get("official_smoothed", {}).get("predicted_sparsity")),
             "unpruned_test_acc": float(a["dense_test_acc"]), "tolerance": float(a.get("tolerance", 0.0)),
         })
     return pd.DataFrame(rows)
+
+
+def _float_or_nan(value) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def slq_table(runs: dict[str, dict]) -> pd.DataFrame:
@@ -202,3 +206,34 @@ def slq_table(runs: dict[str, dict]) -> pd.DataFrame:
             "hvp_products": s.get("products"), "seconds": s.get("elapsed_s"),
         })
     return pd.DataFrame(rows)
+
+
+def table_html(df: pd.DataFrame, title: str, float_format: str = "{:.4g}") -> str:
+    """A self-contained HTML page showing ``df`` (numbers as in the .md/.tex), for the Snakemake report."""
+    import html
+
+    shown = df.copy()
+    for col in shown.columns:
+        if pd.api.types.is_float_dtype(shown[col]):
+            shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else float_format.format(v))
+    body = shown.to_html(index=False, border=0, classes="table", na_rep="")
+    style = ("body{font-family:sans-serif;font-size:13px;margin:1em}"
+             "table{border-collapse:collapse}th,td{padding:3px 8px;text-align:right;white-space:nowrap}"
+             "th{border-bottom:2px solid #444}tr:nth-child(even){background:#f3f3f3}"
+             "td:first-child,th:first-child{text-align:left}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n<h3>{html.escape(title)}</h3>\n{body}\n</body></html>\n")
+
+
+def write_table_html(csv: str | os.PathLike, out: str | os.PathLike, title: str) -> pd.DataFrame:
+    """Render the table written as ``csv`` (by :func:`write_table`) to an HTML page, atomically."""
+    from pathlib import Path
+
+    from .io import PrunelimitError
+
+    if not Path(csv).exists():
+        raise PrunelimitError(f"missing table: {csv}")
+    df = pd.read_csv(csv)
+    with atomic_path(out) as tmp:
+        tmp.write_text(table_html(df, title))
+    return df

@@ -587,14 +587,24 @@ def prediction_report(profile: MagnitudeProfile, spectrum: Quadrature, epsilon: 
     eta = float(theory_cfg.get("eta", 0.05))
     pred = predict_from_spectrum(profile, spectrum, epsilon, zero_fraction=zero_fraction, eta=eta,
                                  spectrum_dim=spectrum_dim)
-    smooth = smoothed_spectrum(spectrum, zero_fraction, int(hessian_cfg.get("n_bins", 10000)),
-                               float(hessian_cfg.get("sigma2", 1e-5)))
-    s_official = largest_fixed_point(lambda s: smooth.gaussian_width_sq(profile.distance(s), epsilon))
+    n_bins, sigma2 = int(hessian_cfg.get("n_bins", 10000)), float(hessian_cfg.get("sigma2", 1e-5))
+    official = {"n_bins": n_bins, "sigma2": sigma2,
+                "note": "comparison only: the density-smoothed estimate of the official code"}
+    try:
+        smooth = smoothed_spectrum(spectrum, zero_fraction, n_bins, sigma2)
+    except PrunelimitError:
+        # Kernels narrower than the grid spacing miss every grid point (a flaw of the smoothed
+        # estimate, not of the spectrum): the comparison is undefined, the prediction is not.
+        smooth = None
+        official.update(predicted_sparsity=None, predicted_density=None,
+                        note="undefined: every Gaussian kernel falls between grid points (kernel narrower than "
+                             "the grid spacing); comparison only")
+    else:
+        s_official = largest_fixed_point(lambda s: smooth.gaussian_width_sq(profile.distance(s), epsilon))
+        official.update(predicted_sparsity=s_official, predicted_density=1.0 - s_official)
     return {
         **pred,
-        "official_smoothed": {"predicted_sparsity": s_official, "predicted_density": 1.0 - s_official,
-                              "n_bins": len(smooth.grid), "sigma2": float(hessian_cfg.get("sigma2", 1e-5)),
-                              "note": "comparison only: the density-smoothed estimate of the official code"},
+        "official_smoothed": official,
         "spectrum": {"n_nodes": int(spectrum.nodes.size), "lambda_min": spectrum.lambda_min,
                      "lambda_max": spectrum.lambda_max, "dim": spectrum.dim},
         "curves": curves(profile, spectrum, epsilon, zero_fraction=zero_fraction,
