@@ -1,6 +1,7 @@
 """Hessian operator, Lanczos and SLQ against dense float64 Hessians from torch.func.hessian."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from pipeline_utils import load_config, snakemake, write_config
 from prunelimit.data import TensorData, load_tensors, prepare_dataset
 from prunelimit.hessian import (
     HessianOperator,
@@ -44,6 +46,15 @@ class TinyCNN(nn.Module):
 
     def forward(self, x):
         return self.linear(self.conv(x).flatten(1))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small products gain nothing from threads, and lose much on a shared, busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +141,8 @@ def test_flat_params_follow_prunable_order(nets):
 def test_chunked_products_equal_unchunked(kind, nets):
     model, x, y = nets[kind]
     whole = HessianOperator(model, x, y, params="all")
-    chunked = HessianOperator(model, x, y, params="all", chunk_size=70)  # unequal chunks: 4 × 70 + 20 (mlp), 70 + 50 (cnn)
+    # unequal chunks: 4 × 70 + 20 samples (mlp), 70 + 50 (cnn)
+    chunked = HessianOperator(model, x, y, params="all", chunk_size=70)
     assert not chunked.cached and whole.cached
     assert chunked.loss == pytest.approx(whole.loss, rel=1e-12)
     v = torch.randn(whole.dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
@@ -354,3 +366,15 @@ def test_spectrum_plot_is_written(nets, tmp_path):
     plot_hessian_spectrum(result, out, title="mlp", n_bins=200, sigma2=1e-5)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
     assert not list(tmp_path.glob(".*tmp"))  # written atomically
+
+
+def test_exact_spectrum_is_planned_only_for_small_tasks(tmp_path):
+    """hessian.smk decides at parse time, from each task's D, which tasks get the exact spectrum."""
+    config = load_config()
+    config["hessian"]["exact_max_params"] = 300_000  # now vgg_digits (D = 230,536) qualifies too
+    configfile = write_config(tmp_path / "config.yaml", config)
+    proc = snakemake(tmp_path, "-n", "all", configfile=configfile, timeout=300)
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.MULTILINE))
+    assert jobs["slq"] == str(len(config["tasks"]))
+    assert jobs["exact_spectrum"] == "2"
+    assert "hessian/vgg_digits/exact.npz" in proc.stdout and "hessian/fc5_digits/exact.npz" not in proc.stdout

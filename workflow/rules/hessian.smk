@@ -16,7 +16,7 @@ def hessian_dim(task):
         model = build_model(
             entry["model"], in_shape, classes, **entry.get("model_args", {})
         )
-    all_params = config["hessian"].get("params", "prunable") == "all"
+    all_params = hessian_settings(task).get("params", "prunable") == "all"
     return count_parameters(model) if all_params else count_prunable(model)
 
 
@@ -28,6 +28,13 @@ _EXACT_TASKS = [
 def exact_tasks():
     """Tasks small enough (D ≤ hessian.exact_max_params) for the dense exact spectrum."""
     return _EXACT_TASKS
+
+
+def spectrum_settings(task, keys=None):
+    """The task's hessian settings an output depends on (so others do not trigger reruns)."""
+    settings = hessian_settings(task)
+    keys = keys or [k for k in settings if k != "exact_max_params"]
+    return {k: settings[k] for k in keys if k in settings}
 
 
 rule slq:
@@ -46,11 +53,13 @@ rule slq:
         f"{RESULTS}/logs/hessian/{{task}}_slq.log",
     benchmark:
         f"{RESULTS}/benchmarks/hessian/{{task}}_slq.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         gpu=1,
     params:
-        hessian=config["hessian"],
+        hessian=lambda w: spectrum_settings(w.task),
         device=config.get("device", "auto"),
     script:
         "../../scripts/slq.py"
@@ -66,11 +75,13 @@ rule exact_spectrum:
         f"{RESULTS}/logs/hessian/{{task}}_exact.log",
     benchmark:
         f"{RESULTS}/benchmarks/hessian/{{task}}_exact.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         gpu=1,
     params:
-        hessian=config["hessian"],
+        hessian=lambda w: spectrum_settings(w.task, ["params", "chunk_size"]),
         device=config.get("device", "auto"),
     script:
         "../../scripts/exact_spectrum.py"
