@@ -37,6 +37,17 @@ def test_mini_pipeline_builds_every_final_target(mini_run):
     assert "\\toprule" in (results / "tables" / "training.tex").read_text()
 
 
+def test_theory_outputs_on_every_mini_task(mini_run):
+    workdir, _ = mini_run
+    results = workdir / "results" / "mini"
+    for task in load_config()["tasks"]:
+        p = json.loads((results / "theory" / task / "prediction.json").read_text())
+        assert 0.0 <= p["lower_sparsity"] <= p["predicted_sparsity"] <= p["upper_sparsity"] <= 1.0, task
+        assert p["epsilon"] > 0 and p["bounds"] == "kinematic bounds"
+        if "exact" in p:  # the SLQ prediction against the exact-spectrum one (same ε, R(s), f0)
+            assert abs(p["exact"]["slq_minus_exact"]) <= 0.005, (task, p["exact"]["slq_minus_exact"])
+
+
 def test_second_run_has_nothing_to_do(mini_run):
     workdir, _ = mini_run
     proc = snakemake(workdir, "-n", timeout=300)
