@@ -4,9 +4,8 @@ from prunelimit.figures import by_task, load_csv, plot_iterative_threshold
 from prunelimit.runlog import rule_context
 
 with rule_context(snakemake.log[0]) as log:  # noqa: F821
-    p = snakemake.params  # noqa: F821
-    drawn = plot_iterative_threshold(by_task(p.tasks, snakemake.input.iterative, load_csv), snakemake.output,  # noqa: F821
-                                     l2=p.l2)
+    p, inp = snakemake.params, snakemake.input  # noqa: F821
+    drawn = plot_iterative_threshold(by_task(p.tasks, inp.iterative, load_csv), snakemake.output, l2=p.l2)  # noqa: F821
     for task, arms in drawn.items():
         for arm, marks in arms.items():
             log.info("%s %s: final threshold %.4f at sparsity %.4f after %d rows", task, arm,

@@ -137,6 +137,30 @@ def _zoom_sparsity(ax: plt.Axes, values: Iterable[float]) -> None:
     ax.set_xlim(left, 1.0)
 
 
+def _decades(values: Iterable[float]) -> bool:
+    """Whether the positive finite ``values`` span a decade or more (then a log axis is the readable one)."""
+    v = np.asarray(list(values), float)
+    v = v[np.isfinite(v) & (v > 0)]
+    return bool(v.size and v.max() / v.min() >= 10)
+
+
+def _log_y_plain(ax: plt.Axes) -> None:
+    """Log y axis labelled 1, 10, 100 (not 10⁰, 10¹), minor ticks unlabelled."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _interesting_radius(r_grid: np.ndarray, width_curves: list, marks: list[float]) -> float:
+    """Left end of an R axis: a decade below where the first width curve leaves 1 or the first mark
+    sits (R(s) of tiny sparsities reaches far lower, but nothing happens there)."""
+    starts = [float(r_grid[np.argmax(np.asarray(w, float) < 0.98)]) for w in width_curves
+              if np.any(np.asarray(w, float) < 0.98)]
+    return max(float(r_grid.min()), min(starts + [float(m) for m in marks if m > 0]) / 10)
+
+
 def load_prunable_weights(model_path: str | os.PathLike, metrics_path: str | os.PathLike) -> np.ndarray:
     """The trained model's prunable weights (conv and linear weights, the library's order), flat."""
     from .theory import flat_prunable
@@ -171,6 +195,9 @@ def plot_pruning_curves(curves: Mapping[str, pd.DataFrame], predictions: Mapping
     apply_style()
     fig, panels = _task_panels(list(curves), rows_per_task=2, panel=(3.4, 2.3), share_x=True)
     drawn, handles = {}, []
+    # one y scale for every loss panel: log when some task's normalised loss spans a decade
+    log_loss = any(_decades(c["test_loss"] / c.loc[c["sparsity"] == 0, "test_loss"].iloc[0])
+                   for c in curves.values() if (c["sparsity"] == 0).any())
     for col, (task, (ax_loss, ax_acc)) in enumerate(panels.items()):
         df = curves[task].sort_values("sparsity")
         if not (df["sparsity"] == 0).any():
@@ -179,7 +206,8 @@ def plot_pruning_curves(curves: Mapping[str, pd.DataFrame], predictions: Mapping
         unpruned_loss = float(df.loc[df["sparsity"] == 0, "test_loss"].iloc[0])
         loss_line, = ax_loss.plot(df["sparsity"], df["test_loss"] / unpruned_loss, "o-", ms=2.5, lw=1.2,
                                   color=COLORS["curve"], label="test loss / unpruned test loss")
-        ax_loss.set_yscale("log")
+        if log_loss:
+            _log_y_plain(ax_loss)
         acc_line, = ax_acc.plot(df["sparsity"], df["test_acc"], "o-", ms=2.5, lw=1.2, color=COLORS["accuracy"],
                                 label="test accuracy (one-shot magnitude pruning)")
         handles += [loss_line, acc_line]
@@ -194,10 +222,13 @@ def plot_pruning_curves(curves: Mapping[str, pd.DataFrame], predictions: Mapping
         handles += [ln for ln in ax_acc.get_lines() if ln.get_label() in
                     ("predicted threshold s* (theory)", "kinematic bounds", "actual threshold (accuracy kept)")]
         _zoom_sparsity(ax_acc, [marks["lower_sparsity"], marks["actual_sparsity"]])
+        top = ax_loss.secondary_xaxis("top", functions=(lambda s: 1 - s, lambda d: 1 - d))
+        top.set_xlabel(DENSITY, fontsize="small")
+        top.tick_params(labelsize="small")
         ax_acc.set_ylim(-0.02, 1.02)
         ax_acc.set_xlabel(SPARSITY)
         if col % TASK_COLUMNS == 0:
-            ax_loss.set_ylabel("test loss ÷ unpruned\n(log scale)")
+            ax_loss.set_ylabel("test loss ÷ unpruned" + ("\n(log scale)" if log_loss else ""))
             ax_acc.set_ylabel("test accuracy")
         drawn[task] = {**marks, "unpruned_test_loss": unpruned_loss,
                        "max_normalised_loss": float(np.max(loss_line.get_ydata())),
@@ -250,7 +281,8 @@ def plot_theory_vs_actual(predictions: Mapping[str, Mapping], actuals: Mapping[s
                           color=COLORS["actual"], label="actual threshold on (R(s), s)")
         handles += [cross, actual]
         ax.set_xscale("log")
-        ax.set_xlim(r_grid.min(), 1.3 * r_of_s.max())
+        ax.set_xlim(_interesting_radius(r_grid, [gw, c.get("gw2_over_D_official_smoothed", gw)],
+                                        [pred["R_at_prediction"], _x(actual)]), 1.3 * r_of_s.max())
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("projection distance R = ‖w* − w_s‖₂ (log)")
         if col % TASK_COLUMNS == 0:
@@ -265,7 +297,8 @@ def plot_theory_vs_actual(predictions: Mapping[str, Mapping], actuals: Mapping[s
 # Fig. 4: iterative pruning, with and without l2, and Rare Gems
 # ---------------------------------------------------------------------------------------------
 
-ARMS = (("no_l2", "C0", "without l2"), ("l2", "C1", "with l2"))
+# iterative-pruning arms: name in iterative.csv, colour, marker, label (two markers keep overlaps visible)
+ARMS = (("no_l2", "C0", "o", "without l2"), ("l2", "C1", "^", "with l2"))
 
 
 def _arm_label(label: str, arm: str, l2: float | None) -> str:
@@ -286,26 +319,31 @@ def plot_iterative_threshold(iterative: Mapping[str, pd.DataFrame], paths: Itera
     for col, (task, (ax,)) in enumerate(panels.items()):
         df = iterative[task]
         drawn[task] = {}
-        for arm, color, label in ARMS:
+        shown = []
+        for arm, color, marker, label in ARMS:
             g = df[df["arm"] == arm].sort_values("round")
             if g.empty:
                 continue
             if {"lower_sparsity", "upper_sparsity"} <= set(g.columns):
                 ax.fill_between(g["round"], g["lower_sparsity"], g["upper_sparsity"], color=color, alpha=0.12, lw=0)
-            theory, = ax.plot(g["round"], g["theoretical_sparsity"], "o-", color=color, lw=1.5,
+                shown += g["lower_sparsity"].tolist()
+            theory, = ax.plot(g["round"], g["theoretical_sparsity"], f"{marker}-", color=color, lw=1.5,
                               label=_arm_label(f"theoretical threshold, {label}", arm, l2))
-            pruned, = ax.plot(g["round"], g["sparsity"], "s--", ms=4, color=color, lw=1.0, alpha=0.8,
-                              label=f"sparsity pruned to, {label}")
+            later = g[g["round"] > 0]  # round 0 is the unpruned model (sparsity 0)
+            pruned, = ax.plot(later["round"], later["sparsity"], f"{marker}--", ms=5, mfc="none", color=color,
+                              lw=1.0, label=f"sparsity pruned to, {label}")
             handles += [theory, pruned]
+            shown += g["theoretical_sparsity"].tolist() + later["sparsity"].tolist()
             drawn[task][arm] = {"final_theoretical_sparsity": float(theory.get_ydata()[-1]),
-                                "final_sparsity": float(pruned.get_ydata()[-1]), "rounds": len(g)}
+                                "final_sparsity": float(pruned.get_ydata()[-1]) if len(later) else 0.0,
+                                "rounds": len(g)}
         handles.append(Line2D([], [], color="0.5", alpha=0.3, lw=6, label="kinematic bounds (shaded)"))
         ax.set_xticks(sorted(df["round"].unique()))
         ax.set_xlabel("iterative-pruning round (0 = trained model)")
-        ax.set_ylim(0, 1.02)
+        ax.set_ylim(max(0.0, min(shown) - 0.05), min(1.02, max(shown) + 0.05))
         if col % TASK_COLUMNS == 0:
             ax.set_ylabel(SPARSITY)
-    _figure_legend(fig, handles, ncol=3)
+    _figure_legend(fig, handles, ncol=2 if len(panels) == 1 else 3)
     _save(fig, *paths)
     return drawn
 
@@ -330,12 +368,12 @@ def plot_l2_vs_rare_gems(iterative: Mapping[str, pd.DataFrame], one_shot: Mappin
             handles += ax.plot(curve["sparsity"], curve["test_acc"], "-", color="0.6", lw=1.0,
                                label="one-shot LOMP (no retraining)")
         df = iterative[task]
-        for arm, color, label in ARMS:
+        for arm, color, marker, label in ARMS:
             g = df[df["arm"] == arm].sort_values("round")
             if g.empty:
                 continue
-            handles += ax.plot(g["sparsity"], g["test_acc"], "o-", color=color, lw=1.4,
-                               label=_arm_label(f"iterative LOMP {label}", arm, l2))
+            handles += ax.plot(g["sparsity"], g["test_acc"], f"{marker}-", ms=6, mfc="none", mew=1.4, color=color,
+                               lw=1.0, label=_arm_label(f"iterative LOMP {label}", arm, l2))
             final = ax.axvline(float(g["theoretical_sparsity"].iloc[-1]), color=color, ls=":", lw=1.2,
                                label=f"final theoretical threshold, {label}")
             handles.append(final)
@@ -353,11 +391,14 @@ def plot_l2_vs_rare_gems(iterative: Mapping[str, pd.DataFrame], one_shot: Mappin
             ax.text(0.03, 0.04, "no Rare Gems run for this task", transform=ax.transAxes, fontsize="small",
                     color="0.4")
         ax.set_xlim(0, 1.0)
-        ax.set_ylim(-0.02, 1.02)
+        # the accuracies compared (iterative arms, Rare Gems) sit near the top: zoom there; the
+        # one-shot curve, there for reference, may leave the axis below
+        compared = df["test_acc"].tolist() + ((stats["mean"] - stats["std"].fillna(0.0)).tolist() if len(runs) else [])
+        ax.set_ylim(max(0.0, min(compared) - 0.1), 1.005)
         ax.set_xlabel(SPARSITY)
         if col % TASK_COLUMNS == 0:
             ax.set_ylabel("test accuracy")
-    _figure_legend(fig, handles, ncol=3)
+    _figure_legend(fig, handles, ncol=2 if len(panels) == 1 else 3)
     _save(fig, *paths)
     return drawn
 
@@ -395,12 +436,11 @@ def plot_hessian_row_l1(rows: Mapping[str, Mapping[str, np.ndarray]], paths: Ite
         ax.set_yscale("log")
         ax.set_ylim(bottom=floor / 2)
         f0 = float(zero.mean()) if zero.size else 0.0
-        ax.text(0.97, 0.05, f"f₀ = {f0:.2f} ({int(zero.sum())}/{zero.size} rows)", transform=ax.transAxes,
-                ha="right", va="bottom", fontsize="small", bbox={"fc": "white", "ec": "none", "alpha": 0.8})
+        ax.set_title(f"{task}\nf₀ = {f0:.2f} ({int(zero.sum())} of {zero.size} rows zero)")
         ax.set_xlim(-2, 102)
-        ax.set_xlabel("row index: |w| rank (% of weights smaller)")
+        ax.set_xlabel("row index (%): weights with smaller |w|")
         if col % TASK_COLUMNS == 0:
-            ax.set_ylabel("‖H e_i‖₁ (log scale)")
+            ax.set_ylabel("Hessian row L1 norm\n‖H eᵢ‖₁ (log scale)")
         drawn[task] = {"zero_fraction": f0, "n_rows": int(norms.size), "zero_threshold": _y(handles[-1])}
     _figure_legend(fig, handles)
     _save(fig, *paths)
@@ -410,6 +450,27 @@ def plot_hessian_row_l1(rows: Mapping[str, Mapping[str, np.ndarray]], paths: Ite
 # ---------------------------------------------------------------------------------------------
 # Fig. 7: weight-magnitude scaling
 # ---------------------------------------------------------------------------------------------
+
+
+def _collapsed_scales(rows: list[dict], drop: float = 0.1) -> dict[float, float]:
+    """Scales whose scaled, unpruned model lost more than ``drop`` test accuracy against the first
+    (unscaled) scale: scale → that accuracy. The actual threshold is measured against the scaled
+    model's own unpruned accuracy, so for these it is not comparable with the others (it is drawn
+    greyed and the accuracies are written in the panel, not hidden)."""
+    accs = {float(r["scale"]): float(r["dense_test_acc"]) for r in rows if "dense_test_acc" in r}
+    if not accs:
+        return {}
+    reference = accs[min(accs)]
+    return {c: a for c, a in accs.items() if reference - a > drop}
+
+
+def _note_collapsed(ax: plt.Axes, collapsed: dict[float, float]) -> None:
+    """Say in the panel's title which scaled models lost their accuracy before any pruning."""
+    if collapsed:
+        listed = ", ".join(f"×{c:g} {a:.2f}" for c, a in collapsed.items())
+        title = ax.get_title()
+        ax.set_title((f"{title}\n" if title else "") + f"unpruned acc. of scaled model:\n{listed}",
+                     fontsize="small")
 
 
 def plot_magnitude_scaling(scalings: Mapping[str, Mapping], paths: Iterable[str | os.PathLike]) -> dict:
@@ -432,6 +493,7 @@ def plot_magnitude_scaling(scalings: Mapping[str, Mapping], paths: Iterable[str 
         keep = r_of_s > 0
         handles += ax.plot(r_grid, gw, color="black", lw=1.6, label="prediction curve w²(R)/D")
         palette = sns.color_palette("viridis", len(sc["scales"]))
+        collapsed = _collapsed_scales(sc["scales"])
         drawn[task] = {}
         for color, row in zip(palette, sc["scales"]):
             c = float(row["scale"])
@@ -440,14 +502,18 @@ def plot_magnitude_scaling(scalings: Mapping[str, Mapping], paths: Iterable[str 
             actual = math.nan
             if "actual_sparsity" in row:
                 s_act = float(row["actual_sparsity"])
-                mark, = ax.plot([c * np.interp(s_act, s_grid, r_of_s)], [s_act], "D", ms=6, mfc="none", mew=1.3,
-                                color=color)
+                mark, = ax.plot([c * np.interp(s_act, s_grid, r_of_s)], [s_act], "X" if c in collapsed else "D",
+                                ms=6, mfc="none", mew=1.3, color="0.5" if c in collapsed else color)
                 actual = _y(mark)
             drawn[task][c] = (_y(pred), actual)
+        _note_collapsed(ax, collapsed)
         handles += [Line2D([], [], ls="", marker="o", color="0.3", label="crossing = predicted threshold"),
                     Line2D([], [], ls="", marker="D", mfc="none", color="0.3", label="actual threshold")]
+        if collapsed:
+            handles.append(Line2D([], [], ls="", marker="X", mfc="none", color="0.5",
+                                  label="actual threshold, scaled model's unpruned accuracy collapsed"))
         ax.set_xscale("log")
-        ax.set_xlim(r_grid.min(), r_grid.max())
+        ax.set_xlim(_interesting_radius(r_grid, [gw], [r["R_at_prediction"] for r in sc["scales"]]), r_grid.max())
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("projection distance R (log)")
         if col % TASK_COLUMNS == 0:
@@ -484,7 +550,7 @@ def plot_weight_distribution(weights: Mapping[str, Mapping[str, np.ndarray]], pr
             drawn[task]["zero_weights"][variant] = int(np.sum(a == 0))
             logs = np.log10(a[a > 0])
             handles.append(ax_hist.hist(logs, bins=bins, density=True, histtype="stepfilled" if i == 0 else "step",
-                                        alpha=0.45 if i == 0 else 1.0, lw=1.2, color=f"C{i}",
+                                        alpha=0.45 if i == 0 else 1.0, lw=1.2, color="C0" if i == 0 else "0.3",
                                         label=f"{variant} model")[2][0])
             reference = np.sort(a) if reference is None else reference
         cut_pred = ax_hist.axvline(math.log10(max(magnitude_at(reference, predictions[task]["predicted_sparsity"]),
@@ -507,6 +573,12 @@ def plot_weight_distribution(weights: Mapping[str, Mapping[str, np.ndarray]], pr
                                  lw=1.0, label="actual threshold")
             handles.append(act)
             drawn[task]["scaled_actual"] = np.asarray(act.get_ydata(), float).tolist()
+            collapsed = _collapsed_scales(scalings[task]["scales"])
+            if collapsed:
+                bad = sc[sc["scale"].isin(list(collapsed))]
+                handles += ax_scale.plot(bad["scale"], bad["actual_sparsity"], "X", ms=7, color="0.5", ls="",
+                                         label="actual threshold, scaled model's unpruned accuracy collapsed")
+                _note_collapsed(ax_scale, collapsed)
         ax_scale.set_xticks(sc["scale"])
         ax_scale.set_ylim(0, 1.02)
         ax_scale.set_xlabel("weight scale c (weights × c)")
@@ -541,7 +613,8 @@ def _draw_spectrum(ax: plt.Axes, spectrum, n_bins: int, sigma2: float, floor: fl
     ax.set_xlabel("eigenvalue λ")
     ax.set_ylim(bottom=floor * 0.5)
     runs, iters = settings.get("n_runs"), settings.get("n_iter")
-    detail = f"D = {q.dim:,}" + (f", {runs} runs × {iters} Lanczos steps" if runs and iters else "")
+    detail = f"D = {q.dim:,}" + (f", {runs} run{'s' if runs != 1 else ''} × {iters} Lanczos steps"
+                                 if runs and iters else "")
     ax.set_title(f"{title}\n{detail}" if title else detail)
     ax.text(0.98, 0.95, f"λmin = {q.lambda_min:.3g}\nλmax = {q.lambda_max:.3g}", transform=ax.transAxes,
             ha="right", va="top", fontsize="small")

@@ -1,0 +1,226 @@
+"""Figures: every plot_* function on small synthetic stage outputs.
+
+Each figure function returns the numbers it drew, read back from its artists; these tests check
+them against the inputs (so a figure shows its data), and that the files are real PDF/PNG
+written atomically.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from prunelimit import figures
+from prunelimit.io import PrunelimitError
+from prunelimit.spectrum import from_eigenvalues
+from prunelimit.theory import magnitude_profile
+
+TASKS = ["task_a", "task_b", "task_c", "task_d", "task_e"]  # five: the panel grid wraps to a second row
+
+
+def prediction(i: int, exact: bool = False) -> dict:
+    """A prediction.json-like dict whose numbers differ per task."""
+    r_grid = np.geomspace(1e-3, 10, 50)
+    s_grid = np.linspace(0, 1, 21)
+    gw = 1 / (1 + (r_grid / (0.5 + 0.1 * i)) ** 2)
+    pred = {"D": 1000 + i, "epsilon": 0.01 * (i + 1), "zero_fraction": 0.05 * i, "eta": 0.05, "a_eta": 6.4,
+            "predicted_sparsity": 0.6 + 0.05 * i, "lower_sparsity": 0.5 + 0.05 * i, "upper_sparsity": 0.7 + 0.05 * i,
+            "gap": 0.2, "R_at_prediction": 0.3 + 0.1 * i,
+            "official_smoothed": {"predicted_sparsity": 0.55 + 0.05 * i},
+            "curves": {"sparsity_grid": s_grid.tolist(), "R_of_sparsity": (3 * s_grid ** 2).tolist(),
+                       "R_grid": r_grid.tolist(), "gw2_over_D": gw.tolist(),
+                       "gw2_over_D_official_smoothed": (0.9 * gw).tolist()}}
+    if exact:
+        pred["exact"] = {"same_zero_mass": {"predicted_sparsity": 0.58, "lower_sparsity": 0.49,
+                                            "upper_sparsity": 0.68, "gap": 0.19},
+                         "slq_minus_exact": pred["predicted_sparsity"] - 0.58, "gw2_over_D": (0.95 * gw).tolist()}
+    return pred
+
+
+def actual(i: int) -> dict:
+    return {"actual_sparsity": 0.4 + 0.1 * i, "dense_test_acc": 0.9,
+            "bisection": [{"sparsity": 0.41 + 0.1 * i, "test_acc": 0.9},
+                          {"sparsity": 0.43 + 0.1 * i, "test_acc": 0.85}]}
+
+
+def curve(i: int) -> pd.DataFrame:
+    s = np.linspace(0, 1, 11)
+    return pd.DataFrame({"sparsity": s, "density": 1 - s, "test_loss": 0.2 + (i + 1) * s ** 4,
+                         "test_acc": 0.9 - 0.8 * s ** 6, "train_loss": 0.1 + s, "train_acc": 1 - s})
+
+
+def iterative(l2_shift: float = 0.05) -> pd.DataFrame:
+    rows = []
+    for arm, shift in (("no_l2", 0.0), ("l2", l2_shift)):
+        for r, (s, t) in enumerate([(0.0, 0.5), (0.5, 0.7), (0.7, 0.8)]):
+            rows.append({"round": r, "arm": arm, "sparsity": s + (shift if r else 0), "theoretical_sparsity": t + shift,
+                         "lower_sparsity": t + shift - 0.1, "upper_sparsity": t + shift + 0.1,
+                         "test_acc": 0.9 - 0.1 * r})
+    return pd.DataFrame(rows)
+
+
+def scaling(i: int, with_actual: bool = True) -> dict:
+    pred = prediction(i)
+    c = pred["curves"]
+    rows = []
+    for k, scale in enumerate([1.0, 2.0, 3.0]):
+        row = {"scale": scale, "predicted_sparsity": 0.6 - 0.1 * k, "lower_sparsity": 0.5 - 0.1 * k,
+               "upper_sparsity": 0.7 - 0.1 * k, "R_at_prediction": 0.5 * scale}
+        if with_actual:
+            row["actual_sparsity"] = 0.5 - 0.12 * k
+        rows.append(row)
+    return {"scales": rows, "R_of_sparsity": c["R_of_sparsity"], "sparsity_grid": c["sparsity_grid"],
+            "R_grid": c["R_grid"], "gw2_over_D": c["gw2_over_D"]}
+
+
+def check_files(paths):
+    for path in paths:
+        data = path.read_bytes()
+        assert data[:4] == (b"%PDF" if path.suffix == ".pdf" else b"\x89PNG"), path
+        assert len(data) > 5000, path
+    assert not list(paths[0].parent.glob(".*.tmp"))  # written atomically, nothing left over
+
+
+@pytest.fixture
+def out(tmp_path):
+    return lambda name: [tmp_path / f"{name}.pdf", tmp_path / f"{name}.png"]
+
+
+def test_pruning_curves_draw_the_predicted_bounds_and_actual_thresholds(out):
+    paths = out("pruning_curves")
+    preds = {t: prediction(i) for i, t in enumerate(TASKS)}
+    acts = {t: actual(i) for i, t in enumerate(TASKS)}
+    drawn = figures.plot_pruning_curves({t: curve(i) for i, t in enumerate(TASKS)}, preds, acts, paths)
+    check_files(paths)
+    assert list(drawn) == TASKS
+    for i, task in enumerate(TASKS):
+        for key in ("predicted_sparsity", "lower_sparsity", "upper_sparsity"):
+            assert drawn[task][key] == pytest.approx(preds[task][key])
+        assert drawn[task]["actual_sparsity"] == pytest.approx(acts[task]["actual_sparsity"])
+        c = curve(i)
+        # the loss is normalised by the unpruned (sparsity 0) test loss
+        assert drawn[task]["unpruned_test_loss"] == pytest.approx(c.test_loss[0])
+        assert drawn[task]["max_normalised_loss"] == pytest.approx(c.test_loss.max() / c.test_loss[0])
+
+
+def test_pruning_curves_need_the_unpruned_point(out):
+    with pytest.raises(PrunelimitError, match="sparsity 0"):
+        figures.plot_pruning_curves({"t": curve(0).iloc[1:]}, {"t": prediction(0)}, {"t": actual(0)}, out("x"))
+
+
+def test_theory_vs_actual_marks_the_crossing_and_the_actual_threshold(out):
+    paths = out("theory_vs_actual")
+    preds = {"a": prediction(0, exact=True), "b": prediction(1)}
+    drawn = figures.plot_theory_vs_actual(preds, {"a": actual(0), "b": actual(1)}, paths)
+    check_files(paths)
+    for i, task in enumerate(["a", "b"]):
+        assert drawn[task]["predicted_sparsity"] == pytest.approx(preds[task]["predicted_sparsity"])
+        assert drawn[task]["R_at_prediction"] == pytest.approx(preds[task]["R_at_prediction"])
+        assert drawn[task]["actual_sparsity"] == pytest.approx(actual(i)["actual_sparsity"])
+
+
+def test_iterative_threshold_draws_both_arms(out):
+    paths = out("iterative_threshold")
+    df = iterative()
+    drawn = figures.plot_iterative_threshold({"a": df}, paths, l2=5e-4)
+    check_files(paths)
+    for arm in ("no_l2", "l2"):
+        last = df[df.arm == arm].iloc[-1]
+        assert drawn["a"][arm]["final_theoretical_sparsity"] == pytest.approx(last.theoretical_sparsity)
+        assert drawn["a"][arm]["final_sparsity"] == pytest.approx(last.sparsity)
+        assert drawn["a"][arm]["rounds"] == 3
+
+
+def test_l2_vs_rare_gems_averages_rare_gems_over_seeds(out):
+    paths = out("l2_vs_rare_gems")
+    gems = [{"task": "a", "sparsity": s, "seed": seed, "test_acc": acc}
+            for s, accs in ((0.5, (0.8, 0.9)), (0.9, (0.5, 0.7))) for seed, acc in enumerate(accs)]
+    drawn = figures.plot_l2_vs_rare_gems({"a": iterative(), "b": iterative(0.1)}, {"a": curve(0)},
+                                         {"a": gems}, paths, l2=5e-4)
+    check_files(paths)
+    assert drawn["a"]["rare_gems"] == pytest.approx({0.5: 0.85, 0.9: 0.6})
+    assert "rare_gems" not in drawn["b"]  # no Rare Gems run for task b: said in the panel, nothing drawn
+    assert drawn["b"]["final_threshold_l2"] == pytest.approx(iterative(0.1).theoretical_sparsity.iloc[-1])
+
+
+def test_hessian_row_l1_counts_zero_rows(out):
+    paths = out("hessian_row_l1")
+    norms = np.array([0.0, 1e-9, 3e-3, 0.5, 2.0, 1e-8, 10.0, 0.02])
+    rows = {"a": {"sparsities": np.arange(8) / 8, "l1_norms": norms, "zero_threshold": np.float64(1e-7)},
+            "b": {"sparsities": np.arange(4) / 4, "l1_norms": np.array([1.0, 2.0, 3.0, 4.0]),
+                  "zero_threshold": np.float64(1e-7)}}
+    drawn = figures.plot_hessian_row_l1(rows, paths)
+    check_files(paths)
+    assert drawn["a"]["zero_fraction"] == pytest.approx(3 / 8) and drawn["a"]["n_rows"] == 8
+    assert drawn["b"]["zero_fraction"] == 0.0
+    assert drawn["a"]["zero_threshold"] == pytest.approx(1e-7)
+
+
+def test_magnitude_scaling_draws_prediction_and_actual_per_scale(out):
+    paths = out("magnitude_scaling")
+    sc = {"a": scaling(0), "b": scaling(1, with_actual=False)}
+    drawn = figures.plot_magnitude_scaling(sc, paths)
+    check_files(paths)
+    for row in sc["a"]["scales"]:
+        assert drawn["a"][row["scale"]] == pytest.approx((row["predicted_sparsity"], row["actual_sparsity"]))
+    assert all(math.isnan(actual_) for _, actual_ in drawn["b"].values())  # no actual: nothing invented
+
+
+def test_scaled_models_that_lost_their_accuracy_are_flagged_not_hidden(out):
+    sc = scaling(0)
+    for row, acc in zip(sc["scales"], (0.95, 0.94, 0.10)):  # ×3 collapsed before any pruning
+        row["dense_test_acc"] = acc
+    assert figures._collapsed_scales(sc["scales"]) == {3.0: 0.10}
+    drawn = figures.plot_magnitude_scaling({"a": sc}, out("magnitude_scaling"))
+    assert drawn["a"][3.0] == pytest.approx((0.4, 0.26))  # still drawn (greyed), with its number
+
+
+def test_weight_distribution_cuts_at_the_magnitude_pruning_threshold(out):
+    paths = out("weight_distribution")
+    rng = np.random.default_rng(0)
+    w_l1 = rng.laplace(scale=0.01, size=5000)
+    w_l1[:10] = 0.0  # exact zeros cannot be drawn on a log axis: counted instead
+    weights = {"a": {"l1": w_l1, "dense": rng.normal(scale=0.05, size=5000)}}
+    pred, act = prediction(0), actual(0)
+    drawn = figures.plot_weight_distribution(weights, {"a": pred}, {"a": act}, {"a": scaling(0)}, paths)
+    check_files(paths)
+    # the cut is the |w| of the largest weight removed at that sparsity, as the theory's profile has it
+    profile = magnitude_profile(w_l1)
+    for key, s in (("cut_predicted_log10", pred["predicted_sparsity"]), ("cut_actual_log10", act["actual_sparsity"])):
+        expected = abs(w_l1[profile.threshold_index(s)])
+        assert drawn["a"][key] == pytest.approx(math.log10(expected))
+    assert drawn["a"]["zero_weights"] == {"l1": 10, "dense": 0}
+    assert drawn["a"]["scaled_predicted"] == pytest.approx([r["predicted_sparsity"] for r in scaling(0)["scales"]])
+    assert drawn["a"]["scaled_actual"] == pytest.approx([r["actual_sparsity"] for r in scaling(0)["scales"]])
+
+
+def test_hessian_spectra_panels_and_the_single_plot(out, tmp_path):
+    paths = out("hessian_spectrum")
+    rng = np.random.default_rng(1)
+    eig_a, eig_b = rng.normal(size=200) ** 2, np.concatenate([np.zeros(50), rng.uniform(-0.1, 3.0, 100)])
+    spectra = {"a": from_eigenvalues(eig_a), "b": from_eigenvalues(eig_b)}
+    drawn = figures.plot_hessian_spectra(spectra, paths, exact={"b": eig_b}, n_bins={"a": 300, "b": 400}, sigma2=1e-4)
+    check_files(paths)
+    assert drawn["a"]["lambda_max"] == pytest.approx(eig_a.max()) and drawn["a"]["dim"] == 200
+    assert drawn["b"]["lambda_min"] == pytest.approx(eig_b.min()) and drawn["b"]["dim"] == 150
+    single = tmp_path / "single.png"
+    figures.plot_hessian_spectrum(spectra["a"], single, title="a", n_bins=200)
+    check_files([single])
+
+
+def test_panel_grid_wraps_and_hides_empty_cells():
+    fig, panels = figures._task_panels(TASKS, rows_per_task=2, share_x=True)
+    assert list(panels) == TASKS and all(len(axes) == 2 for axes in panels.values())
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(fig.axes) == 2 * 2 * figures.TASK_COLUMNS and len(visible) == 2 * len(TASKS)
+    assert panels["task_e"][0].get_title() == "task_e"
+    figures.plt.close(fig)
+    with pytest.raises(PrunelimitError, match="no task"):
+        figures._task_panels([])
+
+
+def test_by_task_pairs_tasks_with_files():
+    assert figures.by_task(["a", "b"], ["1", "22"], len) == {"a": 1, "b": 2}
+    with pytest.raises(PrunelimitError, match="2 input files for 1 tasks"):
+        figures.by_task(["a"], ["1", "2"], len)

@@ -1,0 +1,280 @@
+"""Tables of the report (unit tests), and the figures, tables and HTML report of the mini pipeline.
+
+The pipeline tests reuse the session-wide mini run (tests/conftest.py ``mini_run``), so the mini
+DAG is built once per test session.
+"""
+
+import json
+import math
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline_utils import ROOT, SNAKEMAKE, load_config, snakemake
+from prunelimit.tables import bounds_gap_table, slq_table, theory_vs_actual_table, write_table, write_table_html
+from test_figures import actual, prediction
+
+# every figure and table target of this stage, with the paper's figure/table it reproduces
+FIGURES = {"pruning_curves": "Fig. 3", "theory_vs_actual": "Fig. 5", "iterative_threshold": "Fig. 4 top",
+           "l2_vs_rare_gems": "Fig. 4 bottom", "hessian_row_l1": "Fig. 6", "magnitude_scaling": "Fig. 7",
+           "weight_distribution": "Figs. 2, 8", "hessian_spectrum": "SLQ density"}
+TABLES = ["bounds_gap", "theory_vs_actual", "slq", "training", "tv_distance", "lomp_vs_baselines"]
+BOUNDS_COLUMNS = ["task", "D", "epsilon", "zero_fraction", "eta", "lower_sparsity", "predicted_sparsity",
+                  "upper_sparsity", "gap", "exact_lower_sparsity", "exact_predicted_sparsity", "exact_upper_sparsity",
+                  "exact_gap", "slq_minus_exact"]
+THEORY_COLUMNS = ["task", "predicted_sparsity", "actual_sparsity", "difference", "lower_sparsity", "upper_sparsity",
+                  "within_bounds", "verdict", "predicted_density", "actual_density", "official_smoothed_sparsity",
+                  "unpruned_test_acc", "tolerance"]
+SLQ_COLUMNS = ["task", "params", "D", "n_samples", "runs", "iterations", "min_steps_taken", "bins", "sigma2",
+               "sigma2_kernel", "lambda_min", "lambda_max", "hvp_products", "seconds"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Table functions
+# ---------------------------------------------------------------------------------------------
+
+
+def test_bounds_gap_table_has_exact_columns_only_where_computed(tmp_path):
+    table = bounds_gap_table({"a": prediction(0, exact=True), "b": prediction(1)})
+    assert list(table.columns) == BOUNDS_COLUMNS and list(table.task) == ["a", "b"]
+    a, b = table.iloc[0], table.iloc[1]
+    assert a.gap == pytest.approx(a.upper_sparsity - a.lower_sparsity)
+    assert a.exact_predicted_sparsity == 0.58 and a.slq_minus_exact == pytest.approx(0.6 - 0.58)
+    assert math.isnan(b.exact_gap) and math.isnan(b.slq_minus_exact)
+    write_table(table, tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "t.tex")
+    back = pd.read_csv(tmp_path / "t.csv")
+    assert back.shape == table.shape and math.isnan(back.exact_gap[1])
+
+
+@pytest.mark.parametrize("actual_sparsity, within, verdict", [
+    (0.45, False, "actual below lower bound"),
+    (0.55, True, "within kinematic bounds"),
+    (0.75, False, "actual above upper bound"),
+])
+def test_theory_vs_actual_table_flags_misses(actual_sparsity, within, verdict):
+    pred = prediction(0)  # predicted 0.6, bounds [0.5, 0.7]
+    row = theory_vs_actual_table({"a": pred}, {"a": {**actual(0), "actual_sparsity": actual_sparsity}}).iloc[0]
+    assert row.difference == pytest.approx(0.6 - actual_sparsity)
+    assert bool(row.within_bounds) is within and row.verdict == verdict
+    assert row.predicted_density == pytest.approx(0.4) and row.actual_density == pytest.approx(1 - actual_sparsity)
+
+
+def test_theory_vs_actual_table_needs_every_actual():
+    with pytest.raises(KeyError, match="b"):
+        theory_vs_actual_table({"a": prediction(0), "b": prediction(1)}, {"a": actual(0)})
+
+
+def test_slq_table_reports_the_kernel_variance_used():
+    settings = {"params": "prunable", "dim": 500, "n_samples": 100, "n_runs": 3, "n_iter": 20, "products": 60,
+                "elapsed_s": 1.5}
+    runs = {"a": {"settings": settings, "steps": np.array([20, 17, 20]), "n_bins": 1000, "sigma2": 1e-5,
+                  "lambda_min": -0.5, "lambda_max": 9.5},
+            "b": {"settings": {**settings, "dim": 50}, "steps": [20, 20, 20], "n_bins": 10, "sigma2": 1e-3,
+                  "lambda_min": 0.0, "lambda_max": 0.5}}
+    table = slq_table(runs)
+    assert list(table.columns) == SLQ_COLUMNS and len(table) == 2
+    assert table.sigma2_kernel[0] == pytest.approx(1e-5 * 10.0)  # σ² · (λmax − λmin)
+    assert table.sigma2_kernel[1] == pytest.approx(1e-3)  # σ² · max(1, 0.5)
+    assert table.min_steps_taken.tolist() == [17, 20] and table.runs.tolist() == [3, 3]
+
+
+def test_html_page_of_a_table_shows_every_row_formatted_like_the_markdown(tmp_path):
+    table = bounds_gap_table({"a_1": prediction(0, exact=True), "b<2>": prediction(1)})
+    write_table(table, tmp_path / "t.csv", tmp_path / "t.md")
+    back = write_table_html(tmp_path / "t.csv", tmp_path / "t.html", title="bounds & gap")
+    page = (tmp_path / "t.html").read_text()
+    assert len(back) == 2 and page.startswith("<!DOCTYPE html>")
+    assert "<title>bounds &amp; gap</title>" in page and "b&lt;2&gt;" in page  # escaped
+    assert page.count("<tr") == 1 + 2  # header and one row per task
+    assert "0.58" in page and "nan" not in page.lower()  # 4 significant digits; missing cells empty
+    with pytest.raises(Exception, match="missing table"):
+        write_table_html(tmp_path / "absent.csv", tmp_path / "x.html", title="x")
+
+
+# ---------------------------------------------------------------------------------------------
+# DAG: each figure is its own target and needs only its inputs (dry runs, no pipeline run)
+# ---------------------------------------------------------------------------------------------
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The "Job stats" table of a dry run: rule → number of jobs."""
+    counts, in_table = {}, False
+    for line in output.splitlines():
+        if line.startswith("job ") and "count" in line:
+            in_table = True
+            continue
+        if in_table:
+            if line.startswith("total"):
+                break
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.mark.parametrize("target, needs, not_needed", [
+    ("figures/hessian_row_l1.pdf", {"fig_hessian_row_l1", "hessian_rows", "train", "dataset"},
+     {"slq", "theory", "sweep", "baseline", "iterative"}),
+    ("figures/pruning_curves.png", {"fig_pruning_curves", "sweep", "theory", "slq"},
+     {"baseline", "baseline_imp", "iterative", "magnitude_scaling", "sweep_dense"}),
+    ("tables/slq.tex", {"table_slq", "slq"}, {"theory", "sweep", "hessian_rows", "exact_spectrum"}),
+])
+def test_a_figure_or_table_target_builds_only_what_it_needs(tmp_path, target, needs, not_needed):
+    proc = snakemake(tmp_path, "-n", f"results/mini/{target}", timeout=300)
+    rules = set(job_counts(proc.stdout))
+    assert needs <= rules, rules
+    assert not (rules & not_needed), rules & not_needed
+
+
+# ---------------------------------------------------------------------------------------------
+# The mini pipeline's figures, tables and report
+# ---------------------------------------------------------------------------------------------
+
+
+def results_of(mini_run):
+    return mini_run[0] / "results" / "mini"
+
+
+def test_every_figure_is_built_as_pdf_and_png(mini_run):
+    figures = results_of(mini_run) / "figures"
+    for name in FIGURES:
+        pdf, png = figures / f"{name}.pdf", figures / f"{name}.png"
+        assert pdf.read_bytes()[:4] == b"%PDF" and pdf.stat().st_size > 10_000, name
+        assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 20_000, name
+
+
+def test_tables_have_their_columns_and_one_row_per_task(mini_run):
+    tables, tasks = results_of(mini_run) / "tables", list(load_config()["tasks"])
+    for name in TABLES:
+        for ext in ("csv", "md", "tex", "html"):
+            assert (tables / f"{name}.{ext}").stat().st_size > 0, (name, ext)
+        assert "\\toprule" in (tables / f"{name}.tex").read_text()
+        rows = len(pd.read_csv(tables / f"{name}.csv"))
+        assert (tables / f"{name}.html").read_text().count("<tr") == 1 + rows, name
+    for name, columns in (("bounds_gap", BOUNDS_COLUMNS), ("theory_vs_actual", THEORY_COLUMNS), ("slq", SLQ_COLUMNS)):
+        table = pd.read_csv(tables / f"{name}.csv")
+        assert list(table.columns) == columns, name
+        assert table.task.tolist() == tasks, name
+
+
+def test_theory_vs_actual_table_holds_the_stage_numbers(mini_run):
+    results = results_of(mini_run)
+    table = pd.read_csv(results / "tables" / "theory_vs_actual.csv").set_index("task")
+    for task, row in table.iterrows():
+        pred = json.loads((results / "theory" / task / "prediction.json").read_text())
+        act = json.loads((results / "prune" / task / "actual.json").read_text())
+        assert row.predicted_sparsity == pytest.approx(pred["predicted_sparsity"], abs=1e-12)
+        assert row.actual_sparsity == pytest.approx(act["actual_sparsity"], abs=1e-12)
+        assert row.difference == pytest.approx(pred["predicted_sparsity"] - act["actual_sparsity"], abs=1e-12)
+        inside = pred["lower_sparsity"] <= act["actual_sparsity"] <= pred["upper_sparsity"]
+        assert bool(row.within_bounds) is inside
+
+
+def test_bounds_gap_table_shows_the_exact_spectrum_where_computed(mini_run):
+    results = results_of(mini_run)
+    table = pd.read_csv(results / "tables" / "bounds_gap.csv").set_index("task")
+    for task, row in table.iterrows():
+        exact = (results / "hessian" / task / "exact.npz").exists()
+        assert math.isnan(row.slq_minus_exact) is not exact, task
+        assert row.gap == pytest.approx(row.upper_sparsity - row.lower_sparsity)
+
+
+def test_slq_table_matches_the_spectrum_files(mini_run):
+    from prunelimit.hessian import SLQResult
+
+    results = results_of(mini_run)
+    table = pd.read_csv(results / "tables" / "slq.csv").set_index("task")
+    for task, row in table.iterrows():
+        result = SLQResult.load(results / "hessian" / task / "slq.npz")
+        assert (row.runs, row.iterations, row.D) == (result.n_runs, result.ritz_values.shape[1], result.dim)
+        assert row.lambda_max == pytest.approx(result.quadrature().lambda_max)
+
+
+def test_pruning_curves_figure_drew_the_predicted_and_actual_thresholds(mini_run):
+    """The figure rule logs the numbers it read back from the plotted lines: they are the stage's."""
+    results = results_of(mini_run)
+    log = (results / "logs" / "figures" / "pruning_curves.log").read_text()
+    pattern = re.compile(r"(\w+): predicted ([\d.]+), bounds \[([\d.]+), ([\d.]+)\], actual ([\d.]+)")
+    drawn = {m.group(1): [float(x) for x in m.groups()[1:]] for m in pattern.finditer(log)}
+    assert list(drawn) == list(load_config()["tasks"])
+    for task, (predicted, lower, upper, actual_) in drawn.items():
+        pred = json.loads((results / "theory" / task / "prediction.json").read_text())
+        act = json.loads((results / "prune" / task / "actual.json").read_text())
+        assert predicted == pytest.approx(pred["predicted_sparsity"], abs=1e-4)
+        assert (lower, upper) == pytest.approx((pred["lower_sparsity"], pred["upper_sparsity"]), abs=1e-4)
+        assert actual_ == pytest.approx(act["actual_sparsity"], abs=1e-4)
+
+
+def test_theory_vs_actual_figure_from_the_pipeline_files(mini_run, tmp_path):
+    """Redraw Fig. 5 from the mini run's own files: the marks are the prediction.json/actual.json values."""
+    from prunelimit import figures
+    from prunelimit.io import load_json
+
+    results, tasks = results_of(mini_run), list(load_config()["tasks"])
+    preds = {t: load_json(results / "theory" / t / "prediction.json") for t in tasks}
+    acts = {t: load_json(results / "prune" / t / "actual.json") for t in tasks}
+    drawn = figures.plot_theory_vs_actual(preds, acts, [tmp_path / "f.png"])
+    for t in tasks:
+        assert drawn[t]["predicted_sparsity"] == pytest.approx(preds[t]["predicted_sparsity"])
+        assert drawn[t]["R_at_prediction"] == pytest.approx(preds[t]["R_at_prediction"])
+        assert drawn[t]["actual_sparsity"] == pytest.approx(acts[t]["actual_sparsity"])
+
+
+def test_deleting_one_figure_rebuilds_only_that_figure(mini_run, tmp_path):
+    """By file times only (``--rerun-triggers mtime``), so an edit of the config or code made while
+    the session runs cannot mask what deletion alone triggers."""
+    workdir = mini_run[0]
+    figure = results_of(mini_run) / "figures" / "pruning_curves.pdf"
+    aside = tmp_path / "pruning_curves.pdf"
+    shutil.move(figure, aside)
+    try:
+        for args in (["results/mini/figures/pruning_curves.pdf"], []):
+            # targets between flags: after --configfile or --rerun-triggers they would be read as values
+            proc = snakemake(workdir, "-n", *args, "--rerun-triggers", "mtime", timeout=300)
+            counts = job_counts(proc.stdout)
+            counts.pop("all", None)  # the target rule of a full run: no work of its own
+            assert counts == {"fig_pruning_curves": 1}, (args, counts)
+    finally:
+        shutil.move(aside, figure)
+
+
+def test_html_report_has_every_figure_and_table(mini_run):
+    workdir = mini_run[0]
+    report = results_of(mini_run) / "report.html"
+    snakemake(workdir, "--report", str(report), timeout=600)
+    html = report.read_text(errors="replace")
+    assert report.stat().st_size > 200_000  # self-contained: the images are embedded
+    for name in FIGURES:
+        assert f"{name}.png" in html, name
+    for name in TABLES:
+        assert f"{name}.html" in html, name
+    assert "Pruning curves (paper Fig. 3)" in html  # a caption, rendered from its .rst
+
+
+# ---------------------------------------------------------------------------------------------
+# Workflow code quality: lint and formatting
+# ---------------------------------------------------------------------------------------------
+
+
+def test_report_rules_have_no_lint():
+    proc = subprocess.run([SNAKEMAKE, "--lint", "--configfile", str(ROOT / "config.yaml")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    lints = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Lints for")]
+    assert lints or proc.returncode == 0  # the linter ran
+    assert not [line for line in lints if "report.smk" in line], lints
+
+
+@pytest.mark.parametrize("path", ["Snakefile", *sorted(p.relative_to(ROOT).as_posix()
+                                                         for p in (ROOT / "workflow" / "rules").glob("*.smk"))])
+def test_snakefmt_check(path):
+    snakefmt = shutil.which("snakefmt", path=str(ROOT / ".venv" / "bin")) or shutil.which("snakefmt")
+    if snakefmt is None:
+        pytest.skip("snakefmt is not installed")
+    proc = subprocess.run([snakefmt, "--check", path], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        diff = subprocess.run([snakefmt, "--diff", path], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        pytest.fail(f"snakefmt would reformat {path}:\n{diff.stdout[-3000:]}")
