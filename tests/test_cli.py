@@ -59,7 +59,7 @@ def run_cli(workdir, *args):
 
 
 def _common_args(config):
-    h, t = config["hessian"], config["theory"]
+    h, t = {**config["hessian"], **config["tasks"]["mlp_digits"].get("hessian", {})}, config["theory"]
     return ["--runs", str(h["n_runs"]), "--iters", str(h["n_iter"]), "--row-levels", str(t["row_levels"]),
             "--bins", str(h["n_bins"]), "--sigma2", str(h["sigma2"]), "--eta", str(t["eta"]),
             "--l1", str(config["tasks"]["mlp_digits"]["l1"]), "--seed", "0", "--no-progress"]

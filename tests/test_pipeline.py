@@ -1,22 +1,12 @@
-"""End to end: the whole default (mini) DAG once, then the smoke preset of every paper architecture."""
+"""End to end: the whole default (mini) DAG once (session fixture `mini_run` in conftest.py), then the
+smoke preset of every paper architecture."""
 
 import json
-import time
 
 import pandas as pd
 import pytest
 
 from pipeline_utils import ROOT, load_config, snakemake
-
-
-@pytest.fixture(scope="module")
-def mini_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("mini")
-    start = time.perf_counter()
-    snakemake(workdir, "--cores", "all")
-    elapsed = time.perf_counter() - start
-    print(f"\nmini pipeline, cold: {elapsed:.0f} s")
-    return workdir, elapsed
 
 
 def test_mini_pipeline_builds_every_final_target(mini_run):
