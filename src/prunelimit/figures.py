@@ -217,6 +217,10 @@ def plot_pruning_curves(curves: Mapping[str, pd.DataFrame], predictions: Mapping
                                    label="bisection of the actual threshold")
         handles.append(ax_acc.axhline(float(act["dense_test_acc"]), color=COLORS["dense"], lw=0.8, ls="-.",
                                       label="unpruned test accuracy"))
+        tolerance = float(act.get("tolerance", 0.0))
+        if tolerance > 0:
+            handles.append(ax_acc.axhline(float(act["dense_test_acc"]) - tolerance, color=COLORS["dense"], lw=0.8,
+                                          ls=(0, (1, 2)), label="unpruned accuracy − tolerance (criterion)"))
         for ax in (ax_loss, ax_acc):
             marks = _mark_thresholds(ax, pred, act)
         handles += [ln for ln in ax_acc.get_lines() if ln.get_label() in
