@@ -124,7 +124,7 @@ def _mark_thresholds(ax: plt.Axes, prediction: Mapping, actual: Mapping | None) 
     drawn = {"predicted_sparsity": _x(pred), "lower_sparsity": _x(lower), "upper_sparsity": _x(upper)}
     if actual is not None:
         act = ax.axvline(float(actual["actual_sparsity"]), color=COLORS["actual"], ls=":", lw=1.4,
-                         label="actual threshold (accuracy kept)")
+                         label="actual threshold (accuracy criterion met)")
         drawn["actual_sparsity"] = _x(act)
     return drawn
 
@@ -224,7 +224,10 @@ def plot_pruning_curves(curves: Mapping[str, pd.DataFrame], predictions: Mapping
         for ax in (ax_loss, ax_acc):
             marks = _mark_thresholds(ax, pred, act)
         handles += [ln for ln in ax_acc.get_lines() if ln.get_label() in
-                    ("predicted threshold s* (theory)", "kinematic bounds", "actual threshold (accuracy kept)")]
+                    ("predicted threshold s* (theory)", "kinematic bounds", "actual threshold (accuracy criterion met)")]
+        # the numbers in the title too: a line on the axis edge (s* = 1) or two close lines are easy to miss
+        ax_loss.set_title(f"{task}\npredicted s* = {marks['predicted_sparsity']:.3f}, "
+                          f"actual = {marks['actual_sparsity']:.3f}")
         _zoom_sparsity(ax_acc, [marks["lower_sparsity"], marks["actual_sparsity"]])
         top = ax_loss.secondary_xaxis("top", functions=(lambda s: 1 - s, lambda d: 1 - d))
         top.set_xlabel(DENSITY, fontsize="small")
@@ -498,7 +501,7 @@ def plot_magnitude_scaling(scalings: Mapping[str, Mapping], paths: Iterable[str 
         handles += ax.plot(r_grid, gw, color="black", lw=1.6, label="prediction curve w²(R)/D")
         palette = sns.color_palette("viridis", len(sc["scales"]))
         collapsed = _collapsed_scales(sc["scales"])
-        drawn[task] = {}
+        drawn[task], marks_r = {}, [r["R_at_prediction"] for r in sc["scales"]]
         for color, row in zip(palette, sc["scales"]):
             c = float(row["scale"])
             handles += ax.plot(c * r_of_s[keep], s_grid[keep], color=color, lw=1.2, label=f"weights × {c:g}")
@@ -509,6 +512,7 @@ def plot_magnitude_scaling(scalings: Mapping[str, Mapping], paths: Iterable[str 
                 mark, = ax.plot([c * np.interp(s_act, s_grid, r_of_s)], [s_act], "X" if c in collapsed else "D",
                                 ms=6, mfc="none", mew=1.3, color="0.5" if c in collapsed else color)
                 actual = _y(mark)
+                marks_r.append(_x(mark))
             drawn[task][c] = (_y(pred), actual)
         _note_collapsed(ax, collapsed)
         handles += [Line2D([], [], ls="", marker="o", color="0.3", label="crossing = predicted threshold"),
@@ -517,7 +521,7 @@ def plot_magnitude_scaling(scalings: Mapping[str, Mapping], paths: Iterable[str 
             handles.append(Line2D([], [], ls="", marker="X", mfc="none", color="0.5",
                                   label="actual threshold, scaled model's unpruned accuracy collapsed"))
         ax.set_xscale("log")
-        ax.set_xlim(_interesting_radius(r_grid, [gw], [r["R_at_prediction"] for r in sc["scales"]]), r_grid.max())
+        ax.set_xlim(_interesting_radius(r_grid, [gw], marks_r), r_grid.max())
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("projection distance R (log)")
         if col % TASK_COLUMNS == 0:

@@ -46,18 +46,18 @@ rule baseline:
         f"{RESULTS}/logs/baselines/{{method}}_{{task}}_s{{sparsity}}_seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/baselines/{{method}}_{{task}}_s{{sparsity}}_seed{{seed}}.tsv"
+    wildcard_constraints:
+        method="lomp|rare_gems|smart_ratio",
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        gpu=1,
     params:
         method=lambda w: w.method,
         spec=lambda w: task_spec(config, w.task, "dense"),
         options=lambda w: BASELINES.get(w.method, {}),
         device=config.get("device", "auto"),
-    threads: 1
-    resources:
-        gpu=1,
-    wildcard_constraints:
-        method="lomp|rare_gems|smart_ratio",
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../../scripts/baseline.py"
 
@@ -75,17 +75,17 @@ rule baseline_imp:
         f"{RESULTS}/logs/baselines/imp_{{task}}_seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/baselines/imp_{{task}}_seed{{seed}}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        gpu=1,
     params:
         method="imp",
         sparsities=list(SPARSITY_TAGS.values()),
         spec=lambda w: task_spec(config, w.task, "dense"),
         options=BASELINES.get("imp", {}),
         device=config.get("device", "auto"),
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../../scripts/baseline.py"
 
@@ -112,10 +112,10 @@ rule table_baselines:
         tex=f"{RESULTS}/tables/lomp_vs_baselines.tex",
     log:
         f"{RESULTS}/logs/tables/lomp_vs_baselines.log",
-    params:
-        methods=BASELINE_METHODS,
     conda:
         "../../envs/plot.yaml"
+    params:
+        methods=BASELINE_METHODS,
     script:
         "../../scripts/table_baselines.py"
 

@@ -6,7 +6,9 @@ from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # the library, also when not pip-installed
+sys.path.insert(
+    0, str(Path(workflow.basedir) / "src")
+)  # the library, also when not pip-installed
 from prunelimit.config import task_spec  # noqa: E402
 
 RESULTS = f"results/{config['preset']}"
@@ -16,8 +18,12 @@ DATASETS = sorted({t["dataset"] for t in config["tasks"].values()})
 for _section in ("iterative", "baselines", "tv_distance"):
     _unknown = sorted(set(config.get(_section, {}).get("tasks", [])) - set(TASKS))
     if _unknown:
-        raise ValueError(f"config key {_section}.tasks names unknown task(s) {_unknown}; tasks: {TASKS}")
-THEORY_VARIANT = "l1" if "l1" in VARIANTS else VARIANTS[0]  # the theory and LOMP use the L1 model
+        raise ValueError(
+            f"config key {_section}.tasks names unknown task(s) {_unknown}; tasks: {TASKS}"
+        )
+THEORY_VARIANT = (
+    "l1" if "l1" in VARIANTS else VARIANTS[0]
+)  # the theory and LOMP use the L1 model
 
 
 wildcard_constraints:

@@ -6,9 +6,9 @@ rule dataset:
         f"{RESULTS}/data/{{dataset}}.npz",
     log:
         f"{RESULTS}/logs/data/{{dataset}}.log",
+    retries: 2  # a dropped connection resumes from the .part file
     params:
         options=lambda w: config["datasets"].get(w.dataset, {}),
         cache=f"{RESULTS}/data/downloads",
-    retries: 2  # a dropped connection resumes from the .part file
     script:
         "../../scripts/prepare_dataset.py"

@@ -14,14 +14,14 @@ rule sweep:
         f"{RESULTS}/logs/prune/sweep_{{task}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prune/sweep_{{task}}.tsv"
-    params:
-        prune=config["prune"],
-        device=config.get("device", "auto"),
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         gpu=1,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        prune=config["prune"],
+        device=config.get("device", "auto"),
     script:
         "../../scripts/sweep.py"
 
@@ -52,17 +52,17 @@ rule iterative:
         f"{RESULTS}/logs/prune/iterative_{{task}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/prune/iterative_{{task}}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        gpu=1,
     params:
         spec=lambda w: task_spec(config, w.task, THEORY_VARIANT),
         iterative=config["iterative"],
         hessian=config["hessian"],
         theory=config["theory"],
         device=config.get("device", "auto"),
-    threads: 1
-    resources:
-        gpu=1,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../../scripts/iterative.py"
 

@@ -11,18 +11,20 @@ rule train:
         f"{RESULTS}/logs/train/{{task}}_{{variant}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{task}}_{{variant}}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
     params:
         spec=lambda w: task_spec(config, w.task, w.variant),
         resume=lambda w: f"{RESULTS}/train/{w.task}/{w.variant}.resume.pt",
         device=config.get("device", "auto"),
-    threads: 1
-    resources:
-        gpu=1,
     script:
         "../../scripts/train.py"
 
 
-FINAL_OUTPUTS += expand(f"{RESULTS}/train/{{task}}/{{variant}}/model.pt", task=TASKS, variant=VARIANTS)
+FINAL_OUTPUTS += expand(
+    f"{RESULTS}/train/{{task}}/{{variant}}/model.pt", task=TASKS, variant=VARIANTS
+)
 
 
 rule train_reseeded:
@@ -36,12 +38,12 @@ rule train_reseeded:
         f"{RESULTS}/logs/train/{{task}}_l1_seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{task}}_l1_seed{{seed}}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
     params:
         spec=lambda w: task_spec(config, w.task, "l1", seed=int(w.seed)),
         resume=lambda w: f"{RESULTS}/train/{w.task}/l1_seed{w.seed}.resume.pt",
         device=config.get("device", "auto"),
-    threads: 1
-    resources:
-        gpu=1,
     script:
         "../../scripts/train.py"
