@@ -232,8 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="results/cli/data", help="where registry datasets are prepared (default: %(default)s)")
     p.add_argument("--l1", type=float, default=0.0, help="L1 coefficient the model was trained with; part of the loss whose spread is ε (default: 0)")
     p.add_argument("--epsilon", type=float, default=None, help="loss tolerance ε; default: std of the per-batch training loss")
-    p.add_argument("--runs", type=int, default=10, help="SLQ runs (default: %(default)s)")
-    p.add_argument("--iters", type=int, default=48, help="Lanczos iterations per run (default: %(default)s)")
+    p.add_argument("--runs", type=int, default=1, help="SLQ runs (default: %(default)s)")
+    p.add_argument("--iters", type=int, default=128, help="Lanczos iterations per run (default: %(default)s)")
     p.add_argument("--params", choices=["prunable", "all"], default="prunable",
                    help="parameters that are pruned and the Hessian is taken over: conv/linear weights (default) or all")
     p.add_argument("--chunk-size", type=int, default=0, help="samples per HVP chunk, 0 = whole set at once (default: 0)")
