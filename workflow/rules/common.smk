@@ -9,7 +9,15 @@ validate(config, schema="../schemas/config.schema.yaml")
 sys.path.insert(
     0, str(Path(workflow.basedir) / "src")
 )  # the library, also when not pip-installed
+import torch  # noqa: E402
+
 from prunelimit.config import task_spec  # noqa: E402
+from prunelimit.data import dataset_shape  # noqa: E402
+from prunelimit.models import (
+    build_model,
+    count_parameters,
+    count_prunable,
+)  # noqa: E402
 
 RESULTS = f"results/{config['preset']}"
 TASKS = list(config["tasks"])
@@ -35,6 +43,37 @@ wildcard_constraints:
 def hessian_settings(task):
     """The hessian section with the task's own overrides (e.g. AlexNet's 96 Lanczos steps)."""
     return {**config.get("hessian", {}), **config["tasks"][task].get("hessian", {})}
+
+
+def hessian_dim(task):
+    """D of the task's Hessian (prunable weights or all parameters, as config hessian.params says)."""
+    entry = config["tasks"][task]
+    in_shape, classes = dataset_shape(
+        entry["dataset"], config["datasets"].get(entry["dataset"], {})
+    )
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+        model = build_model(
+            entry["model"], in_shape, classes, **entry.get("model_args", {})
+        )
+    all_params = hessian_settings(task).get("params", "prunable") == "all"
+    return count_parameters(model) if all_params else count_prunable(model)
+
+
+_EXACT_TASKS = [
+    t for t in TASKS if hessian_dim(t) <= config["hessian"]["exact_max_params"]
+]
+
+
+def exact_tasks():
+    """Tasks small enough (D ≤ hessian.exact_max_params) for the dense exact spectrum."""
+    return _EXACT_TASKS
+
+
+def spectrum_settings(task, keys=None):
+    """The task's hessian settings an output depends on (so others do not trigger reruns)."""
+    settings = hessian_settings(task)
+    keys = keys or [k for k in settings if k != "exact_max_params"]
+    return {k: settings[k] for k in keys if k in settings}
 
 
 def dataset_of(wildcards):

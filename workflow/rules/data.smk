@@ -7,6 +7,8 @@ rule dataset:
     log:
         f"{RESULTS}/logs/data/{{dataset}}.log",
     retries: 2  # a dropped connection resumes from the .part file
+    conda:
+        "../../envs/torch.yaml"
     params:
         options=lambda w: config["datasets"].get(w.dataset, {}),
         cache=f"{RESULTS}/data/downloads",

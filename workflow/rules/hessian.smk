@@ -1,42 +1,5 @@
 # Hessian spectrum of each task's trained L1 model: SLQ always, the exact spectrum for small models
 # (src/prunelimit/hessian.py).
-import torch
-
-from prunelimit.data import dataset_shape
-from prunelimit.models import build_model, count_parameters, count_prunable
-
-
-def hessian_dim(task):
-    """D of the task's Hessian (prunable weights or all parameters, as config hessian.params says)."""
-    entry = config["tasks"][task]
-    in_shape, classes = dataset_shape(
-        entry["dataset"], config["datasets"].get(entry["dataset"], {})
-    )
-    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-        model = build_model(
-            entry["model"], in_shape, classes, **entry.get("model_args", {})
-        )
-    all_params = hessian_settings(task).get("params", "prunable") == "all"
-    return count_parameters(model) if all_params else count_prunable(model)
-
-
-_EXACT_TASKS = [
-    t for t in TASKS if hessian_dim(t) <= config["hessian"]["exact_max_params"]
-]
-
-
-def exact_tasks():
-    """Tasks small enough (D ≤ hessian.exact_max_params) for the dense exact spectrum."""
-    return _EXACT_TASKS
-
-
-def spectrum_settings(task, keys=None):
-    """The task's hessian settings an output depends on (so others do not trigger reruns)."""
-    settings = hessian_settings(task)
-    keys = keys or [k for k in settings if k != "exact_max_params"]
-    return {k: settings[k] for k in keys if k in settings}
-
-
 rule slq:
     input:
         unpack(lambda w: trained(w.task)),

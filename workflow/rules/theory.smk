@@ -19,6 +19,8 @@ rule hessian_rows:
         f"{RESULTS}/logs/theory/{{task}}_hessian_rows.log",
     benchmark:
         f"{RESULTS}/benchmarks/theory/{{task}}_hessian_rows.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         gpu=1,
@@ -50,6 +52,8 @@ rule theory:
         f"{RESULTS}/logs/theory/{{task}}_prediction.log",
     benchmark:
         f"{RESULTS}/benchmarks/theory/{{task}}_prediction.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     params:
         hessian=THEORY_HESSIAN,
@@ -75,6 +79,8 @@ rule magnitude_scaling:
         f"{RESULTS}/logs/theory/{{task}}_magnitude_scaling.log",
     benchmark:
         f"{RESULTS}/benchmarks/theory/{{task}}_magnitude_scaling.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         gpu=1,

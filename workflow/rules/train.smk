@@ -11,6 +11,8 @@ rule train:
         f"{RESULTS}/logs/train/{{task}}_{{variant}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{task}}_{{variant}}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         gpu=1,
@@ -38,6 +40,8 @@ rule train_reseeded:
         f"{RESULTS}/logs/train/{{task}}_l1_seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{task}}_l1_seed{{seed}}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 1
     resources:
         gpu=1,
