@@ -1,6 +1,7 @@
 """Rule `fig_hessian_row_l1`: paper Fig. 6, Hessian row L1 norms against the weight's magnitude rank."""
 
-from prunelimit.figures import by_task, load_npz, plot_hessian_row_l1
+from prunelimit.figures import by_task, plot_hessian_row_l1
+from prunelimit.io import load_npz
 from prunelimit.runlog import rule_context
 
 with rule_context(snakemake.log[0]) as log:  # noqa: F821

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline_utils import ROOT, load_config, snakemake, write_config
+from pipeline_utils import load_config, snakemake, write_config
 
 PRUNELIMIT = str(Path(sys.executable).with_name("prunelimit"))
 

@@ -4,7 +4,6 @@ smoke preset of every paper architecture."""
 import json
 
 import pandas as pd
-import pytest
 
 from pipeline_utils import ROOT, load_config, snakemake
 

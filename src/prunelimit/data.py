@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import PrunelimitError, atomic_path, save_npz
+from .io import PrunelimitError, load_npz, save_npz
 
 # Official archives and checksums (the same constants torchvision uses).
 OFFICIAL_SOURCES = {
@@ -364,17 +364,7 @@ class TensorData:
 
 def load_tensors(path: str | os.PathLike, device: torch.device | str = "cpu") -> TensorData:
     """Load a prepared .npz as normalised float32 tensors on ``device``."""
-    path = Path(path)
-    if not path.exists():
-        raise PrunelimitError(f"missing dataset file: {path}")
-    try:
-        with np.load(path) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError) as err:
-        raise PrunelimitError(f"cannot read dataset file {path}: {err}") from None
-    needed = {"x_train", "y_train", "x_test", "y_test", "mean", "std", "num_classes"}
-    if not needed <= set(arrays):
-        raise PrunelimitError(f"dataset file {path} lacks arrays {sorted(needed - set(arrays))}")
+    arrays = load_npz(path, "dataset", ("x_train", "y_train", "x_test", "y_test", "mean", "std", "num_classes"))
     mean = torch.from_numpy(arrays["mean"]).view(1, -1, 1, 1)
     std = torch.from_numpy(arrays["std"]).clamp_min(1e-8).view(1, -1, 1, 1)
 

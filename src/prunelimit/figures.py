@@ -674,15 +674,6 @@ def plot_hessian_spectra(spectra: Mapping[str, object], paths: Iterable[str | os
 # ---------------------------------------------------------------------------------------------
 
 
-def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Every array of an .npz file (e.g. hessian_rows.npz), loaded eagerly and checked to exist."""
-    path = Path(path)
-    if not path.exists():
-        raise PrunelimitError(f"missing file: {path}")
-    with np.load(path, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
-
-
 def load_csv(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():

@@ -24,7 +24,6 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -32,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .io import PrunelimitError, save_npz
+from .io import PrunelimitError, load_npz, save_npz
 from .models import prunable_parameters
 from .spectrum import Quadrature, absolute_spectrum, from_slq, smoothed_density
 
@@ -390,17 +389,8 @@ class SLQResult:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SLQResult":
-        path = Path(path)
-        if not path.exists():
-            raise PrunelimitError(f"missing SLQ result file: {path}")
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError, EOFError) as err:
-            raise PrunelimitError(f"cannot read SLQ result {path}: {err}") from None
-        needed = {"ritz_values", "ritz_weights", "alphas", "betas", "steps", "dim", "settings"}
-        if not needed <= set(arrays):
-            raise PrunelimitError(f"SLQ result {path} lacks arrays {sorted(needed - set(arrays))}")
+        arrays = load_npz(path, "SLQ result", ("ritz_values", "ritz_weights", "alphas", "betas", "steps", "dim",
+                                               "settings"))
         try:
             settings = json.loads(str(arrays["settings"]))
             return cls(arrays["ritz_values"], arrays["ritz_weights"], arrays["alphas"], arrays["betas"],
@@ -522,14 +512,7 @@ def save_exact(path: str | os.PathLike, eigenvalues: np.ndarray, settings: dict)
 
 def load_exact(path: str | os.PathLike) -> np.ndarray:
     """Eigenvalues saved by :func:`save_exact` (ascending), checked."""
-    path = Path(path)
-    if not path.exists():
-        raise PrunelimitError(f"missing exact spectrum file: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            eigenvalues = np.asarray(npz["eigenvalues"], np.float64)
-    except (OSError, ValueError, EOFError, KeyError) as err:
-        raise PrunelimitError(f"cannot read exact spectrum {path}: {err}") from None
+    eigenvalues = np.asarray(load_npz(path, "exact spectrum", ["eigenvalues"])["eigenvalues"], np.float64)
     if eigenvalues.ndim != 1 or eigenvalues.size == 0 or not np.isfinite(eigenvalues).all():
         raise PrunelimitError(f"exact spectrum {path} must hold a non-empty finite 1-D array of eigenvalues")
     return eigenvalues

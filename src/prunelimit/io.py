@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,22 @@ def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:  # a file object stops numpy from appending ".npz"
             np.savez(fh, **arrays)
+
+
+def load_npz(path: str | os.PathLike, what: str = "array", required: Iterable[str] = ()) -> dict[str, np.ndarray]:
+    """Every array of an .npz file, loaded eagerly (no pickles); ``what`` names the file in errors."""
+    path = Path(path)
+    if not path.exists():
+        raise PrunelimitError(f"missing {what} file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError) as err:
+        raise PrunelimitError(f"cannot read {what} file {path}: {err}") from None
+    missing = sorted(set(required) - set(arrays))
+    if missing:
+        raise PrunelimitError(f"{what} file {path} lacks arrays {missing}")
+    return arrays
 
 
 def load_state_dict(model: nn.Module, path: str | os.PathLike) -> nn.Module:

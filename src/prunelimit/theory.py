@@ -36,13 +36,12 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .io import PrunelimitError, save_npz
+from .io import PrunelimitError, load_npz, save_npz
 from .models import prunable_parameters
 from .prune import keep_count
 from .spectrum import Quadrature, absolute_spectrum, smoothed_density, with_zero_mass
@@ -441,17 +440,8 @@ class HessianRows:
 
     @classmethod
     def load(cls, path: str | os.PathLike, dim: int | None = None) -> "HessianRows":
-        path = Path(path)
-        if not path.exists():
-            raise PrunelimitError(f"missing Hessian-rows file: {path}")
-        try:
-            with np.load(path) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError, EOFError) as err:
-            raise PrunelimitError(f"cannot read Hessian-rows file {path}: {err}") from None
-        needed = {"sparsities", "weight_indices", "weight_values", "l1_norms", "zero_threshold", "dim"}
-        if not needed <= set(arrays):
-            raise PrunelimitError(f"Hessian-rows file {path} lacks arrays {sorted(needed - set(arrays))}")
+        arrays = load_npz(path, "Hessian-rows", ("sparsities", "weight_indices", "weight_values", "l1_norms",
+                                                 "zero_threshold", "dim"))
         rows = cls(arrays["sparsities"], arrays["weight_indices"], arrays["weight_values"], arrays["l1_norms"],
                    float(arrays["zero_threshold"]), int(arrays["dim"]))
         if dim is not None and rows.dim != dim:

@@ -1,0 +1,170 @@
+"""The conda environments (envs/*.yaml): pinned like the lock, and enough for the rules that use them.
+
+No conda channel is reachable from this machine, so `--sdm conda` itself cannot run here. These tests
+check what decides whether it would work: each environment pins the locked versions, and every
+third-party package that a rule's script can import (itself or through prunelimit, at any depth,
+including imports inside functions) is in the environment that rule names. A slow test builds each
+environment's pip section into a fresh virtualenv, runs the post-deploy script there and imports
+every rule script's modules in it.
+"""
+
+import ast
+import os
+import re
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+ENVS = ROOT / "envs"
+PACKAGE = ROOT / "src" / "prunelimit"
+
+# The import name of each distribution the environments list (where it differs from the pip name).
+IMPORT_NAME = {"scikit-learn": "sklearn", "pillow": "PIL", "pyyaml": "yaml", "jinja2": "jinja2"}
+# Always present where a Snakemake `script:` runs: the preamble puts Snakemake's own path on sys.path.
+PROVIDED = {"prunelimit", "snakemake"}
+
+
+def lock_pins():
+    pins = {}
+    for line in (ENVS / "requirements.lock").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.lower().replace("_", "-")] = version
+    return pins
+
+
+def env_pip(env_file):
+    env = yaml.safe_load((ENVS / env_file).read_text())
+    return next(d["pip"] for d in env["dependencies"] if isinstance(d, dict)), env
+
+
+def env_import_names(env_file):
+    pip, _ = env_pip(env_file)
+    names = {req.split("==")[0].lower() for req in pip}
+    return {IMPORT_NAME.get(name, name.replace("-", "_")) for name in names}
+
+
+def rules_with_env_and_script():
+    """(rule, env file, script path) for every rule of the workflow, parsed from the rule files."""
+    found = []
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        text = smk.read_text()
+        starts = [(m.start(), m[1]) for m in re.finditer(r"(?m)^\s*rule (\w+):", text)]
+        for (start, name), (end, _) in zip(starts, starts[1:] + [(len(text), None)]):
+            block = text[start:end]
+            conda = re.search(r'conda:\s*\n\s*"\.\./\.\./envs/([\w.]+)"', block)
+            script = re.search(r'script:\s*\n\s*"\.\./\.\./(scripts/[\w.]+)"', block)
+            if script:
+                found.append((name, conda[1] if conda else None, ROOT / script[1]))
+    return found
+
+
+def imported_modules(path):
+    """Every module an import statement in the file names, at module level or inside functions."""
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.add(node.module)
+        elif isinstance(node, ast.ImportFrom) and node.level > 0:  # relative: inside prunelimit
+            package = path.relative_to(ROOT / "src").with_suffix("").parts[:-node.level]
+            modules.add(".".join([*package, *(node.module.split(".") if node.module else [])]))
+    return modules
+
+
+def third_party_imports(script):
+    """Top-level third-party packages reachable from a script through prunelimit's modules."""
+    seen, queue, third_party = set(), [script], {}
+    while queue:
+        path = queue.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for module in imported_modules(path):
+            top = module.partition(".")[0]
+            if top == "prunelimit":
+                parts = module.split(".")[1:]
+                for candidate in (PACKAGE.joinpath(*parts).with_suffix(".py"),
+                                  PACKAGE.joinpath(*parts, "__init__.py")):
+                    if candidate.is_file():
+                        queue.append(candidate)
+                if parts:  # `from prunelimit.x import y` also runs prunelimit/__init__.py
+                    queue.append(PACKAGE / "__init__.py")
+            elif top not in sys.stdlib_module_names and top not in PROVIDED:
+                third_party.setdefault(top, path.relative_to(ROOT).as_posix())
+    return third_party
+
+
+def test_conda_envs_pin_the_locked_versions():
+    lock = lock_pins()
+    for env_file in ("torch.yaml", "plot.yaml"):
+        pip, env = env_pip(env_file)
+        pinned = dict(req.split("==") for req in pip)
+        assert pinned, env_file
+        for name, version in pinned.items():
+            assert lock[name.lower().replace("_", "-")] == version, (env_file, name)
+        # Snakemake unpickles its job object inside the environment: same Python as the lock's.
+        assert any(str(d).startswith("python=3.11") for d in env["dependencies"]), env_file
+    assert "torch==2.13.0" in env_pip("torch.yaml")[0]
+
+
+def test_every_rule_with_a_script_names_an_existing_environment():
+    rules = rules_with_env_and_script()
+    assert len(rules) >= 20  # the parser found the workflow's rules
+    for name, env_file, script in rules:
+        assert env_file is not None, f"rule {name} has no conda: directive"
+        assert (ENVS / env_file).is_file(), (name, env_file)
+        assert script.is_file(), (name, script)
+
+
+def test_third_party_import_scan_follows_prunelimit_and_function_level_imports():
+    # scripts/prepare_dataset.py reaches scikit-learn only through an import inside a function of
+    # prunelimit.data: the scan must see it, or a missing package would pass unnoticed.
+    found = third_party_imports(ROOT / "scripts" / "prepare_dataset.py")
+    assert found.get("sklearn") == "src/prunelimit/data.py"
+    assert "torch" in found
+
+
+@pytest.mark.parametrize("rule,env_file,script", rules_with_env_and_script(), ids=lambda v: getattr(v, "name", v))
+def test_rule_environment_holds_every_package_its_script_can_import(rule, env_file, script):
+    available = env_import_names(env_file)
+    missing = {pkg: where for pkg, where in third_party_imports(script).items() if pkg not in available}
+    assert not missing, f"rule {rule} (envs/{env_file}) lacks {missing} (package: first file importing it)"
+
+
+def test_post_deploy_scripts_are_one_script():
+    # Snakemake looks for <env>.post-deploy.sh beside each environment; both install prunelimit the
+    # same way, so one is a link to the other.
+    plot = ENVS / "plot.post-deploy.sh"
+    assert plot.is_symlink() and plot.resolve() == (ENVS / "torch.post-deploy.sh").resolve()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_file", ["torch.yaml", "plot.yaml"])
+def test_environment_installs_and_imports_every_rule_script_module(env_file, tmp_path):
+    """The environment's pip section in a fresh virtualenv (standing in for conda's python=3.11),
+    then the post-deploy script, then every import of the scripts of the rules using it."""
+    env_dir = tmp_path / "env"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    pip, _ = env_pip(env_file)
+    subprocess.run([python, "-m", "pip", "install", "-q", "-c", ENVS / "constraints.txt", *pip, "setuptools"],
+                   check=True, timeout=1800)
+    path = f"{env_dir / 'bin'}:{os.environ['PATH']}"
+    subprocess.run(["bash", ENVS / Path(env_file).with_suffix(".post-deploy.sh").name], cwd=ROOT, check=True,
+                   env={**os.environ, "PATH": path}, timeout=600)
+    scripts = [script for _, env, script in rules_with_env_and_script() if env == env_file]
+    statements = sorted({ast.unparse(node) for script in scripts for node in ast.parse(script.read_text()).body
+                         if isinstance(node, ast.Import | ast.ImportFrom)})
+    assert statements
+    code = "\n".join(statements) + "\nimport prunelimit, sys; print(prunelimit.__file__)"
+    proc = subprocess.run([python, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PATH": path, "PYTHONPATH": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().startswith(str(ROOT / "src" / "prunelimit"))  # the editable install
