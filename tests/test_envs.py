@@ -3,9 +3,8 @@
 No conda channel is reachable from this machine, so `--sdm conda` itself cannot run here. These tests
 check what decides whether it would work: each environment pins the locked versions, and every
 third-party package that a rule's script can import (itself or through prunelimit, at any depth,
-including imports inside functions) is in the environment that rule names. A slow test builds each
-environment's pip section into a fresh virtualenv, runs the post-deploy script there and imports
-every rule script's modules in it.
+including imports inside functions) is in the environment that rule names. A slow test runs rules
+under `--sdm conda` with a stand-in for the conda command (tests/fakeconda).
 """
 
 import ast
@@ -13,11 +12,12 @@ import os
 import re
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest
 import yaml
+
+from pipeline_utils import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVS = ROOT / "envs"
@@ -146,25 +146,43 @@ def test_post_deploy_scripts_are_one_script():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env_file", ["torch.yaml", "plot.yaml"])
-def test_environment_installs_and_imports_every_rule_script_module(env_file, tmp_path):
-    """The environment's pip section in a fresh virtualenv (standing in for conda's python=3.11),
-    then the post-deploy script, then every import of the scripts of the rules using it."""
-    env_dir = tmp_path / "env"
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
-    pip, _ = env_pip(env_file)
-    subprocess.run([python, "-m", "pip", "install", "-q", "-c", ENVS / "constraints.txt", *pip, "setuptools"],
-                   check=True, timeout=1800)
-    path = f"{env_dir / 'bin'}:{os.environ['PATH']}"
-    subprocess.run(["bash", ENVS / Path(env_file).with_suffix(".post-deploy.sh").name], cwd=ROOT, check=True,
-                   env={**os.environ, "PATH": path}, timeout=600)
-    scripts = [script for _, env, script in rules_with_env_and_script() if env == env_file]
-    statements = sorted({ast.unparse(node) for script in scripts for node in ast.parse(script.read_text()).body
-                         if isinstance(node, ast.Import | ast.ImportFrom)})
-    assert statements
-    code = "\n".join(statements) + "\nimport prunelimit, sys; print(prunelimit.__file__)"
-    proc = subprocess.run([python, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PATH": path, "PYTHONPATH": ""})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().startswith(str(ROOT / "src" / "prunelimit"))  # the editable install
+def test_rules_run_inside_their_environments_under_sdm_conda(tmp_path, small_config):
+    """`snakemake --sdm conda` end to end, with tests/fakeconda standing in for conda (no channel is
+    reachable here): Snakemake creates both environments from envs/*.yaml (pip sections installed
+    in fresh virtualenvs), runs the post-deploy script, and runs a compute rule chain (torch.yaml)
+    and a figure (plot.yaml) inside them. Then every import of every rule script is tried in the
+    environment its rule names."""
+    config = small_config(tmp_path / "c.yaml", preset="conda", variants=["l1"],
+                          tasks={"fc5_digits": {"model": "fc5", "dataset": "digits", "l1": 5.0e-5,
+                                                "train": {"epochs": 1}}},
+                          hessian={**load_config()["hessian"], "n_iter": 16})
+    work, prefix = tmp_path / "work", tmp_path / "conda-envs"
+    path = f"{ROOT / 'tests' / 'fakeconda' / 'bin'}:{Path(sys.executable).parent}:{os.environ['PATH']}"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(PATH=path, PRUNELIMIT_ROOT=str(ROOT))
+    target = "results/conda/figures/hessian_spectrum.pdf"
+    proc = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "-s", str(ROOT / "Snakefile"),
+                           "--directory", str(work), "--configfile", str(config), "--cores", "2",
+                           "--sdm", "conda", "--conda-prefix", str(prefix), target],
+                          capture_output=True, text=True, timeout=3600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    assert (work / target).stat().st_size > 0
+    env_of = {}  # Snakemake copies each environment file to <conda prefix>/<hash>.yaml beside its env
+    for env_file in ("torch.yaml", "plot.yaml"):
+        copies = [f for f in prefix.glob("*.yaml") if f.read_text() == (ENVS / env_file).read_text()]
+        assert len(copies) == 1, (env_file, sorted(prefix.iterdir()))
+        env_of[env_file] = copies[0].with_suffix("")
+    logs = work / "results" / "conda" / "logs"
+    for log, env_file in [("train/fc5_digits_l1.log", "torch.yaml"), ("hessian/fc5_digits_slq.log", "torch.yaml"),
+                          ("figures/hessian_spectrum.log", "plot.yaml")]:
+        first = (logs / log).read_text().splitlines()[0]  # rule_context's provenance line
+        assert f"python {env_of[env_file]}/bin/python" in first, (log, first)
+        assert f"prunelimit {ROOT / 'src' / 'prunelimit'}" in first, (log, first)  # post-deploy's editable install
+    for env_file, env_dir in env_of.items():
+        scripts = [script for _, env_name, script in rules_with_env_and_script() if env_name == env_file]
+        statements = sorted({ast.unparse(node) for script in scripts for node in ast.parse(script.read_text()).body
+                             if isinstance(node, ast.Import | ast.ImportFrom)})
+        check = subprocess.run([env_dir / "bin" / "python", "-c", "\n".join(statements)], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=600, env={**env, "PATH": os.environ["PATH"]})
+        assert check.returncode == 0, (env_file, check.stderr[-3000:])
+

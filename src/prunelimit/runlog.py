@@ -32,6 +32,9 @@ def rule_context(log_path: str | os.PathLike | None, threads: int | None = None)
     logger = logging.getLogger("prunelimit")
     logger.handlers[:] = [logging.StreamHandler(sys.stderr)]
     logger.setLevel(logging.INFO)
+    # provenance: which interpreter (e.g. a --sdm conda environment) and which library ran the rule
+    logger.info("python %s, torch %s, prunelimit %s", sys.executable, torch.__version__,
+                os.path.dirname(os.path.abspath(__file__)))
     try:
         yield logger
     except USER_ERRORS as err:
