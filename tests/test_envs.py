@@ -3,7 +3,7 @@
 No conda channel is reachable from this machine, so `--sdm conda` itself cannot run here. These tests
 check what decides whether it would work: each environment pins the locked versions, and every
 third-party package that a rule's script can import (itself or through prunelimit, at any depth,
-including imports inside functions) is in the environment that rule names. A slow test runs rules
+including imports inside functions) is in the environment that rule names. A third test runs rules
 under `--sdm conda` with a stand-in for the conda command (tests/fakeconda).
 """
 
@@ -145,7 +145,6 @@ def test_post_deploy_scripts_are_one_script():
     assert plot.is_symlink() and plot.resolve() == (ENVS / "torch.post-deploy.sh").resolve()
 
 
-@pytest.mark.slow
 def test_rules_run_inside_their_environments_under_sdm_conda(tmp_path, small_config):
     """`snakemake --sdm conda` end to end, with tests/fakeconda standing in for conda (no channel is
     reachable here): Snakemake creates both environments from envs/*.yaml (pip sections installed
