@@ -131,10 +131,11 @@ def _mark_thresholds(ax: plt.Axes, prediction: Mapping, actual: Mapping | None) 
 
 def _zoom_sparsity(ax: plt.Axes, values: Iterable[float]) -> None:
     """Sparsity x axis from 0 to 1, or from just below the lowest threshold mark when every mark is
-    high (the phase transition of L1-trained nets sits near 1; a 0…1 axis would hide it)."""
+    high (the phase transition of L1-trained nets sits near 1; a 0…1 axis would hide it). A little
+    room right of 1 keeps a mark at s = 1 (a prediction of "prune everything") off the frame."""
     low = min(values)
     left = 0.0 if low < 0.6 else max(0.0, math.floor((1 - 1.6 * (1 - low)) * 20) / 20)
-    ax.set_xlim(left, 1.0)
+    ax.set_xlim(left, 1.0 + 0.015 * (1.0 - left))
 
 
 def _decades(values: Iterable[float]) -> bool:
