@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +32,17 @@ def load_config(name: str = "config.yaml") -> dict:
 def write_config(path: Path, config: dict) -> Path:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def rule_blocks() -> list[tuple[str, str]]:
+    """(name, text) of every rule in workflow/rules/*.smk, parsed from the source: a rule's text runs
+    to the next rule. Rules made in a loop (`rule:` with `name:`) keep their name's expression."""
+    blocks = []
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        text = smk.read_text()
+        starts = [m.start() for m in re.finditer(r"(?m)^\s*rule\b[ \w]*:", text)] + [len(text)]
+        for start, end in zip(starts, starts[1:]):
+            block = text[start:end]
+            named = re.match(r"\s*rule (\w+):", block) or re.search(r"name:\s*\n\s*(.+)", block)
+            blocks.append((named[1].strip(), block))
+    return blocks

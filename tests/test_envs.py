@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline_utils import load_config
+from pipeline_utils import load_config, rule_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVS = ROOT / "envs"
@@ -50,17 +50,13 @@ def env_import_names(env_file):
 
 
 def rules_with_env_and_script():
-    """(rule, env file, script path) for every rule of the workflow, parsed from the rule files."""
+    """(rule, env file, script path) for every rule of the workflow that runs a script."""
     found = []
-    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
-        text = smk.read_text()
-        starts = [(m.start(), m[1]) for m in re.finditer(r"(?m)^\s*rule (\w+):", text)]
-        for (start, name), (end, _) in zip(starts, starts[1:] + [(len(text), None)]):
-            block = text[start:end]
-            conda = re.search(r'conda:\s*\n\s*"\.\./\.\./envs/([\w.]+)"', block)
-            script = re.search(r'script:\s*\n\s*"\.\./\.\./(scripts/[\w.]+)"', block)
-            if script:
-                found.append((name, conda[1] if conda else None, ROOT / script[1]))
+    for name, block in rule_blocks():
+        conda = re.search(r'conda:\s*\n\s*"\.\./\.\./envs/([\w.]+)"', block)
+        script = re.search(r'script:\s*\n\s*"\.\./\.\./(scripts/[\w.]+)"', block)
+        if script:
+            found.append((name, conda[1] if conda else None, ROOT / script[1]))
     return found
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline_utils import ROOT, SNAKEMAKE, load_config, snakemake
+from pipeline_utils import ROOT, SNAKEMAKE, load_config, rule_blocks, snakemake
 from prunelimit.tables import bounds_gap_table, slq_table, theory_vs_actual_table, write_table, write_table_html
 from test_figures import actual, prediction
 
@@ -269,6 +269,14 @@ def test_workflow_has_no_lint(preset):
     assert proc.returncode == 0 and not lints, output[-3000:]
     assert "good condition" in output  # the linter ran to its end
     assert "No validator found" not in output  # the config schema's draft is one Snakemake knows
+
+
+def test_every_rule_has_a_log_and_a_benchmark():
+    # DESIGN.md: each rule logs to its `log:` and has a `benchmark:` (aggregate rules run nothing)
+    blocks = [(name, block) for name, block in rule_blocks() if "script:" in block or "shell:" in block]
+    assert len(blocks) >= 25 and any(name == 'f"html_{_table}"' for name, _ in blocks)  # loop rules seen too
+    lacking = [(name, key) for name, block in blocks for key in ("log:", "benchmark:") if key not in block]
+    assert not lacking
 
 
 @pytest.mark.parametrize("path", ["Snakefile", *sorted(p.relative_to(ROOT).as_posix()

@@ -108,6 +108,8 @@ rule table_baselines:
         tex=f"{RESULTS}/tables/lomp_vs_baselines.tex",
     log:
         f"{RESULTS}/logs/tables/lomp_vs_baselines.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables/lomp_vs_baselines.tsv"
     conda:
         "../../envs/plot.yaml"
     params:

@@ -6,6 +6,8 @@ rule dataset:
         f"{RESULTS}/data/{{dataset}}.npz",
     log:
         f"{RESULTS}/logs/data/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/{{dataset}}.tsv"
     retries: 2  # a dropped connection resumes from the .part file
     conda:
         "../../envs/torch.yaml"

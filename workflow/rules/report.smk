@@ -14,6 +14,8 @@ rule table_training:
         tex=f"{RESULTS}/tables/training.tex",
     log:
         f"{RESULTS}/logs/tables/training.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables/training.tsv"
     conda:
         "../../envs/plot.yaml"
     script:
@@ -40,6 +42,8 @@ rule table_tv_distance:
         tex=f"{RESULTS}/tables/tv_distance.tex",
     log:
         f"{RESULTS}/logs/tables/tv_distance.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables/tv_distance.tsv"
     conda:
         "../../envs/plot.yaml"
     params:
@@ -123,6 +127,8 @@ rule fig_pruning_curves:
         ),
     log:
         f"{RESULTS}/logs/figures/pruning_curves.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/pruning_curves.tsv"
     conda:
         "../../envs/plot.yaml"
     params:
@@ -145,6 +151,8 @@ rule fig_theory_vs_actual:
         ),
     log:
         f"{RESULTS}/logs/figures/theory_vs_actual.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/theory_vs_actual.tsv"
     conda:
         "../../envs/plot.yaml"
     params:
@@ -168,6 +176,8 @@ rule fig_iterative_threshold:
         ),
     log:
         f"{RESULTS}/logs/figures/iterative_threshold.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/iterative_threshold.tsv"
     conda:
         "../../envs/plot.yaml"
     params:
@@ -197,6 +207,8 @@ rule fig_l2_vs_rare_gems:
         ),
     log:
         f"{RESULTS}/logs/figures/l2_vs_rare_gems.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/l2_vs_rare_gems.tsv"
     conda:
         "../../envs/plot.yaml"
     params:
@@ -219,6 +231,8 @@ rule fig_hessian_row_l1:
         ),
     log:
         f"{RESULTS}/logs/figures/hessian_row_l1.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/hessian_row_l1.tsv"
     conda:
         "../../envs/plot.yaml"
     params:
@@ -240,6 +254,8 @@ rule fig_magnitude_scaling:
         ),
     log:
         f"{RESULTS}/logs/figures/magnitude_scaling.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/magnitude_scaling.tsv"
     conda:
         "../../envs/plot.yaml"
     params:
@@ -265,6 +281,8 @@ rule fig_weight_distribution:
         ),
     log:
         f"{RESULTS}/logs/figures/weight_distribution.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/weight_distribution.tsv"
     conda:
         "../../envs/plot.yaml"
     params:
@@ -291,6 +309,8 @@ rule fig_hessian_spectrum:
         ),
     log:
         f"{RESULTS}/logs/figures/hessian_spectrum.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/hessian_spectrum.tsv"
     conda:
         "../../envs/plot.yaml"
     params:
@@ -316,6 +336,8 @@ rule table_bounds_gap:
         tex=f"{TABLES}/bounds_gap.tex",
     log:
         f"{RESULTS}/logs/tables/bounds_gap.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables/bounds_gap.tsv"
     conda:
         "../../envs/plot.yaml"
     params:
@@ -334,6 +356,8 @@ rule table_theory_vs_actual:
         tex=f"{TABLES}/theory_vs_actual.tex",
     log:
         f"{RESULTS}/logs/tables/theory_vs_actual.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables/theory_vs_actual.tsv"
     conda:
         "../../envs/plot.yaml"
     params:
@@ -351,6 +375,8 @@ rule table_slq:
         tex=f"{TABLES}/slq.tex",
     log:
         f"{RESULTS}/logs/tables/slq.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables/slq.tsv"
     conda:
         "../../envs/plot.yaml"
     params:
@@ -398,6 +424,8 @@ for _table, (_caption, _label, _paper) in TABLE_PAGES.items():
             ),
         log:
             f"{RESULTS}/logs/tables/{_table}_html.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/tables/{_table}_html.tsv"
         conda:
             "../../envs/plot.yaml"
         params:
