@@ -22,7 +22,7 @@ reproduce: setup
 	$(BIN)/snakemake --cores all
 
 test: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" --durations=12  # the slowest tests, to keep CI under 30 min
 
 test-all: setup
 	$(BIN)/python -m pytest
