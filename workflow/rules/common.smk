@@ -59,14 +59,10 @@ def hessian_dim(task):
     return count_parameters(model) if all_params else count_prunable(model)
 
 
-_EXACT_TASKS = [
+# Tasks small enough (D ≤ hessian.exact_max_params) for the dense exact spectrum.
+EXACT_TASKS = [
     t for t in TASKS if hessian_dim(t) <= config["hessian"]["exact_max_params"]
 ]
-
-
-def exact_tasks():
-    """Tasks small enough (D ≤ hessian.exact_max_params) for the dense exact spectrum."""
-    return _EXACT_TASKS
 
 
 def spectrum_settings(task, keys=None):

@@ -51,4 +51,4 @@ rule exact_spectrum:
 
 
 FINAL_OUTPUTS += expand(f"{RESULTS}/hessian/{{task}}/slq.npz", task=TASKS)
-FINAL_OUTPUTS += expand(f"{RESULTS}/hessian/{{task}}/exact.npz", task=exact_tasks())
+FINAL_OUTPUTS += expand(f"{RESULTS}/hessian/{{task}}/exact.npz", task=EXACT_TASKS)

@@ -4,9 +4,8 @@
 
 rule sweep:
     input:
+        unpack(lambda w: trained(w.task)),
         data=dataset_of,
-        model=lambda w: trained(w.task)["model"],
-        metrics=lambda w: trained(w.task)["metrics"],
     output:
         curve=f"{RESULTS}/prune/{{task}}/curve.csv",
         actual=f"{RESULTS}/prune/{{task}}/actual.json",
@@ -29,9 +28,8 @@ rule sweep:
 # The same sweep on the dense model (the "dense vs L1" curves).
 use rule sweep as sweep_dense with:
     input:
+        unpack(lambda w: trained(w.task, "dense")),
         data=dataset_of,
-        model=lambda w: trained(w.task, "dense")["model"],
-        metrics=lambda w: trained(w.task, "dense")["metrics"],
     output:
         curve=f"{RESULTS}/prune/{{task}}/curve_dense.csv",
         actual=f"{RESULTS}/prune/{{task}}/actual_dense.json",
@@ -43,9 +41,8 @@ use rule sweep as sweep_dense with:
 
 rule iterative:
     input:
+        unpack(lambda w: trained(w.task)),
         data=dataset_of,
-        model=lambda w: trained(w.task)["model"],
-        metrics=lambda w: trained(w.task)["metrics"],
     output:
         csv=f"{RESULTS}/prune/{{task}}/iterative.csv",
     log:

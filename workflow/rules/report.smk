@@ -295,7 +295,7 @@ rule fig_weight_distribution:
 rule fig_hessian_spectrum:
     input:
         slq=expand(f"{RESULTS}/hessian/{{task}}/slq.npz", task=TASKS),
-        exact=expand(f"{RESULTS}/hessian/{{task}}/exact.npz", task=exact_tasks()),
+        exact=expand(f"{RESULTS}/hessian/{{task}}/exact.npz", task=EXACT_TASKS),
     output:
         pdf=f"{FIGURES}/hessian_spectrum.pdf",
         png=report(
@@ -315,7 +315,7 @@ rule fig_hessian_spectrum:
         "../../envs/plot.yaml"
     params:
         tasks=TASKS,
-        exact_tasks=exact_tasks(),
+        exact_tasks=EXACT_TASKS,
         n_bins={t: hessian_settings(t)["n_bins"] for t in TASKS},
         sigma2={t: hessian_settings(t)["sigma2"] for t in TASKS},
     script:

@@ -2,11 +2,7 @@
 # kinematic bounds, and the weight-magnitude scaling experiment (src/prunelimit/theory.py).
 
 # The hessian settings these rules use (the SLQ ones reach them through slq.npz itself).
-THEORY_HESSIAN = {
-    k: config["hessian"][k]
-    for k in ("params", "chunk_size", "n_bins", "sigma2")
-    if k in config["hessian"]
-}
+THEORY_HESSIAN_KEYS = ["params", "chunk_size", "n_bins", "sigma2"]
 
 
 rule hessian_rows:
@@ -25,7 +21,7 @@ rule hessian_rows:
     resources:
         gpu=1,
     params:
-        hessian=THEORY_HESSIAN,
+        hessian=lambda w: spectrum_settings(w.task, THEORY_HESSIAN_KEYS),
         theory=config["theory"],
         device=config.get("device", "auto"),
     script:
@@ -40,7 +36,7 @@ rule theory:
         rows=f"{RESULTS}/theory/{{task}}/hessian_rows.npz",
         # the exact spectrum where the hessian rules make one (small models): shows the SLQ error
         exact=lambda w: (
-            f"{RESULTS}/hessian/{w.task}/exact.npz" if w.task in exact_tasks() else []
+            f"{RESULTS}/hessian/{w.task}/exact.npz" if w.task in EXACT_TASKS else []
         ),
     output:
         report(
@@ -56,7 +52,7 @@ rule theory:
         "../../envs/torch.yaml"
     threads: 1
     params:
-        hessian=THEORY_HESSIAN,
+        hessian=lambda w: spectrum_settings(w.task, THEORY_HESSIAN_KEYS),
         theory=config["theory"],
         device=config.get("device", "auto"),
     script:
@@ -85,7 +81,7 @@ rule magnitude_scaling:
     resources:
         gpu=1,
     params:
-        hessian=THEORY_HESSIAN,
+        hessian=lambda w: spectrum_settings(w.task, THEORY_HESSIAN_KEYS),
         theory=config["theory"],
         prune=config["prune"],
         device=config.get("device", "auto"),
