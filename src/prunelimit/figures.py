@@ -173,8 +173,10 @@ def load_prunable_weights(model_path: str | os.PathLike, metrics_path: str | os.
 
 def magnitude_at(abs_weights_sorted: np.ndarray, sparsity: float) -> float:
     """|w| of the largest weight removed by global magnitude pruning at ``sparsity`` (the cut)."""
+    from .prune import keep_count
+
     n = abs_weights_sorted.size
-    removed = n - int(math.floor((1.0 - sparsity) * n + 0.5))  # prune.keep_count
+    removed = n - keep_count(n, sparsity)
     return float(abs_weights_sorted[max(removed - 1, 0)])
 
 

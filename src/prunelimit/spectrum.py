@@ -86,6 +86,11 @@ def with_zero_mass(q: Quadrature, zero_fraction: float, zero_value: float = 1e-3
     return Quadrature(nodes, weights, q.dim)
 
 
+def kernel_variance(sigma2: float, lambda_min: float, lambda_max: float) -> float:
+    """Variance of the smoothing Gaussian: ``sigma2 · max(1, λmax − λmin)`` (PyHessian ``density``)."""
+    return sigma2 * max(1.0, lambda_max - lambda_min)
+
+
 def smoothed_density(q: Quadrature, n_bins: int = 10000, sigma2: float = 1e-5,
                      pad: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian-smoothed spectral density on a grid (PyHessian ``density``; plots and comparison).
@@ -97,7 +102,7 @@ def smoothed_density(q: Quadrature, n_bins: int = 10000, sigma2: float = 1e-5,
     lo, hi = q.lambda_min, q.lambda_max
     span = max(hi - lo, 1e-12)
     grid = np.linspace(lo - pad * span, hi + pad * span, n_bins)
-    var = sigma2 * max(1.0, hi - lo)
+    var = kernel_variance(sigma2, lo, hi)
     density = np.zeros(n_bins)
     for node, weight in zip(q.nodes, q.weights):
         density += weight * np.exp(-((grid - node) ** 2) / (2 * var)) / np.sqrt(2 * np.pi * var)

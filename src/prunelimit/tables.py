@@ -7,6 +7,16 @@ import os
 import pandas as pd
 
 from .io import atomic_path
+from .spectrum import kernel_variance
+
+
+def _formatted(df: pd.DataFrame, float_format: str) -> pd.DataFrame:
+    """``df`` with float columns as text in ``float_format`` and blanks for NaN (the .md/.tex/.html look)."""
+    shown = df.copy()
+    for col in shown.columns:
+        if pd.api.types.is_float_dtype(shown[col]):
+            shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else float_format.format(v))
+    return shown
 
 
 def write_table(df: pd.DataFrame, csv: str | os.PathLike, md: str | os.PathLike, tex: str | os.PathLike | None = None,
@@ -14,10 +24,7 @@ def write_table(df: pd.DataFrame, csv: str | os.PathLike, md: str | os.PathLike,
     """Write ``df`` three ways (each file atomically)."""
     with atomic_path(csv) as tmp:
         df.to_csv(tmp, index=False)
-    shown = df.copy()
-    for col in shown.columns:
-        if pd.api.types.is_float_dtype(shown[col]):
-            shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else float_format.format(v))
+    shown = _formatted(df, float_format)
     with atomic_path(md) as tmp:
         tmp.write_text(shown.to_markdown(index=False) + "\n")
     if tex is not None:
@@ -78,11 +85,11 @@ def lomp_vs_baselines_table(results: list[dict], dense_acc: dict[str, float] | N
     seeds (population std over the n seeds; "mean (1)" for a single run, e.g. LOMP, which prunes
     the one trained L1 model and has no seed of its own).
     """
+    from .baselines import LABELS as labels  # the paper's column order
     from .io import PrunelimitError
 
-    labels = {"lomp": "LOMP", "rare_gems": "Rare Gems", "imp": "IMP", "smart_ratio": "Smart-Ratio"}
     present = set(methods) if methods else {r["method"] for r in results}
-    methods = [m for m in labels if m in present] + sorted(present - set(labels))  # the paper's column order
+    methods = [m for m in labels if m in present] + sorted(present - set(labels))
     if not results:
         raise PrunelimitError("no baseline results to tabulate")
     df = pd.DataFrame(results)
@@ -202,7 +209,7 @@ def slq_table(runs: dict[str, dict]) -> pd.DataFrame:
             "task": task, "params": s.get("params", ""), "D": int(s["dim"]), "n_samples": s.get("n_samples"),
             "runs": int(s["n_runs"]), "iterations": int(s["n_iter"]), "min_steps_taken": min(steps),
             "bins": int(r["n_bins"]), "sigma2": float(r["sigma2"]),
-            "sigma2_kernel": float(r["sigma2"]) * max(1.0, hi - lo), "lambda_min": lo, "lambda_max": hi,
+            "sigma2_kernel": kernel_variance(float(r["sigma2"]), lo, hi), "lambda_min": lo, "lambda_max": hi,
             "hvp_products": s.get("products"), "seconds": s.get("elapsed_s"),
         })
     return pd.DataFrame(rows)
@@ -212,10 +219,7 @@ def table_html(df: pd.DataFrame, title: str, float_format: str = "{:.4g}") -> st
     """A self-contained HTML page showing ``df`` (numbers as in the .md/.tex), for the Snakemake report."""
     import html
 
-    shown = df.copy()
-    for col in shown.columns:
-        if pd.api.types.is_float_dtype(shown[col]):
-            shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else float_format.format(v))
+    shown = _formatted(df, float_format)
     body = shown.to_html(index=False, border=0, classes="table", na_rep="")
     style = ("body{font-family:sans-serif;font-size:13px;margin:1em}"
              "table{border-collapse:collapse}th,td{padding:3px 8px;text-align:right;white-space:nowrap}"
