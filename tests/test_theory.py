@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from prunelimit import theory
+from prunelimit import hessian, theory
 from prunelimit.data import TensorData
 from prunelimit.io import PrunelimitError, save_json
 from prunelimit.models import build_model, prunable_parameters
@@ -318,7 +318,6 @@ def _dense_hessian(model, data, params: str) -> torch.Tensor:
 
 @pytest.mark.parametrize("params", ["prunable", "all"])
 def test_hessian_rows_against_dense_autograd_hessian(params):
-    pytest.importorskip("prunelimit.hessian")
     model, data = _tiny()
     dense = _dense_hessian(model, data, params)
     profile = theory.magnitude_profile(theory.flat_prunable(model))
@@ -348,7 +347,6 @@ def test_hessian_rows_roundtrip_and_dimension_check(tmp_path):
 
 
 def test_predict_from_model_with_exact_spectrum_is_json_ready(tmp_path):
-    pytest.importorskip("prunelimit.hessian")
     model, data = _tiny(n=64)
     eig = torch.linalg.eigvalsh(_dense_hessian(model, data, "prunable")).numpy()
     out = theory.predict_from_model(model, data, hessian_cfg={"params": "prunable", "n_bins": 2000, "sigma2": 1e-5},
@@ -373,7 +371,6 @@ def test_predict_from_model_with_exact_spectrum_is_json_ready(tmp_path):
 @pytest.fixture()
 def task_files(tmp_path):
     """A tiny trained-task layout: model.pt, metrics.json, data .npz, SLQ and exact spectra."""
-    hessian = pytest.importorskip("prunelimit.hessian")
     model, data = _tiny(n=64)
     torch.save(model.state_dict(), tmp_path / "model.pt")
     save_json({"model": "mlp", "in_shape": [1, 2, 3], "num_classes": 3, "model_args": {"hidden": [4]},
@@ -429,7 +426,6 @@ def test_rule_functions_write_rows_prediction_with_exact_and_scaling(task_files)
 
 
 def test_missing_or_inconsistent_spectrum_file_stops(task_files):
-    hessian = pytest.importorskip("prunelimit.hessian")
     d, model = task_files
     with pytest.raises(PrunelimitError, match="missing SLQ result file"):
         theory.load_spectrum(d / "absent.npz", kind="slq", model=model, hessian_cfg=HCFG)

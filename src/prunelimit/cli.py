@@ -190,7 +190,7 @@ def predict(args: argparse.Namespace) -> dict:
             raise PrunelimitError("--verify needs x_test and y_test in the data")
         t = time.perf_counter()
         _, actual = sweep_and_threshold(model, data, points=args.sweep_points, tolerance=args.tolerance,
-                                        resolution=0.001, progress=progress)
+                                        resolution=0.001, train_metrics=False, progress=progress)
         timings["verify"] = time.perf_counter() - t
         summary["actual_sparsity"] = actual["actual_sparsity"]
         summary["dense_test_acc"] = actual["dense_test_acc"]

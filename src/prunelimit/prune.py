@@ -28,7 +28,7 @@ from torch import nn
 from .data import TensorData
 from .io import PrunelimitError
 from .models import prunable_parameters
-from .train import Masks, TrainConfig, evaluate, train
+from .train import Masks, TrainConfig, apply_masks, evaluate, train
 
 log = logging.getLogger("prunelimit")
 
@@ -119,21 +119,19 @@ def magnitude_masks(model: nn.Module, sparsity: float, alive: Masks | None = Non
     return MagnitudeRanking.of(model, alive).masks(sparsity)
 
 
-def mask_density(masks: Masks) -> float:
-    total = sum(m.numel() for m in masks.values())
-    return float(sum(m.sum().item() for m in masks.values()) / total)
-
-
 def count_kept(masks: Masks) -> int:
     return int(sum(m.sum().item() for m in masks.values()))
 
 
-@torch.no_grad()
+def masked_weights_zero(model: nn.Module, masks: Masks) -> bool:
+    """Whether every weight the masks remove is exactly zero in ``model`` (training kept them pruned)."""
+    return all(bool((p.detach()[masks[n] == 0] == 0).all()) for n, p in prunable_parameters(model))
+
+
 def apply_pruning(model: nn.Module, sparsity: float) -> Masks:
     """Prune ``model`` in place at ``sparsity`` (one-shot global magnitude) and return its masks."""
     masks = magnitude_masks(model, sparsity)
-    for name, p in prunable_parameters(model):
-        p.mul_(masks[name].to(p.dtype))
+    apply_masks(model, masks)
     return masks
 
 
@@ -296,10 +294,14 @@ def actual_threshold(model: nn.Module, data: TensorData, curve: list[dict], *, t
 
 
 def sweep_and_threshold(model: nn.Module, data: TensorData, *, points: int, tolerance: float, resolution: float,
-                        progress: bool = False) -> tuple[list[dict], dict]:
-    """The sweep on ``points`` evenly spaced sparsities in [0, 1] and the bisected actual threshold."""
+                        train_metrics: bool = True, progress: bool = False) -> tuple[list[dict], dict]:
+    """The sweep on ``points`` evenly spaced sparsities in [0, 1] and the bisected actual threshold.
+
+    ``train_metrics=False`` skips the training-set evaluation at each point (the criterion uses
+    test accuracy only)."""
     pruner = InPlacePruner(model)
-    curve = one_shot_sweep(model, data, sweep_grid(points), pruner=pruner, progress=progress)
+    curve = one_shot_sweep(model, data, sweep_grid(points), train_metrics=train_metrics, pruner=pruner,
+                           progress=progress)
     actual = actual_threshold(model, data, curve, tolerance=tolerance, resolution=resolution, pruner=pruner)
     actual["sweep_points"] = int(points)
     actual["n_prunable"] = pruner.ranking.size
@@ -362,9 +364,7 @@ def iterative_prune(model: nn.Module, data: TensorData, predict: Predictor, *, r
         current = 1.0 - count_kept(masks) / total
         target = max(rows[-1]["theoretical_sparsity"], current)
         masks = magnitude_masks(model, target, alive=masks)
-        with torch.no_grad():
-            for name, p in params:
-                p.mul_(masks[name].to(p.dtype))
+        apply_masks(model, masks)
         pruned_acc = evaluate(model, data.x_test, data.y_test)[1]
         train(model, data, replace(retrain, seed=retrain.seed + r), masks=masks, progress=progress,
               desc=f"iterative round {r}")

@@ -508,12 +508,10 @@ def scaled_actual_threshold(model: nn.Module, data, scale: float, *, points: int
     Reference accuracy is the scaled dense model's (the sweep's sparsity-0 point); train-set
     metrics are skipped (the criterion is on test accuracy).
     """
-    from .prune import InPlacePruner, actual_threshold, one_shot_sweep, sweep_grid
+    from .prune import sweep_and_threshold
 
-    scaled = scaled_model(model, scale)
-    pruner = InPlacePruner(scaled)
-    curve = one_shot_sweep(scaled, data, sweep_grid(points), train_metrics=False, pruner=pruner)
-    found = actual_threshold(scaled, data, curve, tolerance=tolerance, resolution=resolution, pruner=pruner)
+    curve, found = sweep_and_threshold(scaled_model(model, scale), data, points=points, tolerance=tolerance,
+                                       resolution=resolution, train_metrics=False)
     return {"actual_sparsity": found["actual_sparsity"], "dense_test_acc": found["dense_test_acc"],
             "curve": [{"sparsity": r["sparsity"], "test_acc": r["test_acc"]} for r in curve]}
 

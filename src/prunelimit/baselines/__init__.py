@@ -22,7 +22,7 @@ from torch import nn
 from ..data import TensorData
 from ..io import PrunelimitError
 from ..models import build_model, prunable_parameters
-from ..prune import apply_pruning, check_sparsity, count_kept
+from ..prune import apply_pruning, check_sparsity, count_kept, masked_weights_zero
 from ..train import TrainConfig, evaluate, train
 from . import imp, rare_gems, smart_ratio
 
@@ -62,7 +62,7 @@ def run_smart_ratio(spec: dict, data: TensorData, sparsity: float, seed: int, *,
     train_loss, train_acc = evaluate(model, data.x_train, data.y_train)
     sizes = [p.numel() for _, p in prunable_parameters(model)]
     kept = count_kept(masks)
-    zero_ok = all(bool((p.detach()[masks[n] == 0] == 0).all()) for n, p in prunable_parameters(model))
+    zero_ok = masked_weights_zero(model, masks)
     return {"sparsity": s, "kept": kept, "n_prunable": sum(sizes), "density": kept / sum(sizes),
             "test_acc": test_acc, "test_loss": test_loss, "train_acc": train_acc, "train_loss": train_loss,
             "layers": smart_ratio.describe(sizes, s, classifier_ratio=classifier_ratio, residual=residual),

@@ -25,12 +25,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import torch
-from torch import nn
 
 from ..data import TensorData
 from ..io import PrunelimitError
-from ..models import build_model
-from ..prune import check_sparsity, count_kept, keep_count, magnitude_masks
+from ..models import build_model, count_prunable
+from ..prune import check_sparsity, count_kept, keep_count, magnitude_masks, masked_weights_zero
 from ..train import TrainConfig, apply_masks, evaluate, train
 
 log = logging.getLogger("prunelimit")
@@ -85,7 +84,7 @@ def run_imp(spec: dict, data: TensorData, sparsities: Sequence[float], seed: int
         rewind_state.update(copy.deepcopy(model.state_dict()))
     train(model, data, cfg, progress=progress, desc="IMP dense", on_epoch=snapshot)
     dense_test_loss, dense_test_acc = evaluate(model, data.x_test, data.y_test)
-    total = sum(m.numel() for m in magnitude_masks(model, 0.0).values())
+    total = count_prunable(model)
     masks = None
     results, rounds = [], []
     retrain_cfg = replace(cfg, start_epoch=rewind_epoch)
@@ -112,14 +111,3 @@ def run_imp(spec: dict, data: TensorData, sparsities: Sequence[float], seed: int
             })
     return results
 
-
-def masked_weights_zero(model: nn.Module, masks: dict) -> bool:
-    from ..models import prunable_parameters
-
-    return all(bool((p.detach()[masks[n] == 0] == 0).all()) for n, p in prunable_parameters(model))
-
-
-def options_record(fraction_per_round: float, rewind_epoch: int) -> dict:
-    return {"fraction_per_round": fraction_per_round, "rewind_epoch": rewind_epoch,
-            "source": "[code] facebookresearch/open_lth lottery runner + sparse_global; "
-                      "round schedule composed to the targets [ours]"}

@@ -40,7 +40,7 @@ from torch.func import functional_call
 from ..data import TensorData
 from ..io import PrunelimitError
 from ..models import build_model, prunable_parameters
-from ..prune import check_sparsity, derived_seed, keep_count
+from ..prune import check_sparsity, count_kept, derived_seed, keep_count, masked_weights_zero
 from ..train import Masks, TrainConfig, evaluate, train
 
 log = logging.getLogger("prunelimit")
@@ -161,7 +161,7 @@ def run_rare_gems(spec: dict, data: TensorData, sparsity: float, seed: int, *, p
         raise PrunelimitError(f"Rare Gems ran {steps_done[0]} of {n_steps} pruning steps")
     score_test_loss, score_test_acc = evaluate(scored, data.x_test, data.y_test)
     masks = scored.masks()
-    kept = int(sum(m.sum().item() for m in masks.values()))
+    kept = count_kept(masks)
     above_half = int(sum(((scored.scores[scored.keys[n]] > 0.5) & (masks[n] > 0)).sum().item() for n in masks))
     weights_untouched = all(torch.equal(p.detach(), w0[n]) for n, p in prunable_parameters(model))
 
@@ -169,7 +169,7 @@ def run_rare_gems(spec: dict, data: TensorData, sparsity: float, seed: int, *, p
     train(finetuned, data, task_cfg, masks=masks, progress=progress, desc="Rare Gems fine-tune")
     test_loss, test_acc = evaluate(finetuned, data.x_test, data.y_test)
     train_loss, train_acc = evaluate(finetuned, data.x_train, data.y_train)
-    zero_ok = all(bool((p.detach()[masks[n] == 0] == 0).all()) for n, p in prunable_parameters(finetuned))
+    zero_ok = masked_weights_zero(finetuned, masks)
     return {
         "sparsity": s, "kept": kept, "n_prunable": total, "density": kept / total,
         "test_acc": test_acc, "test_loss": test_loss, "train_acc": train_acc, "train_loss": train_loss,
