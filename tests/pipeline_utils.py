@@ -36,13 +36,21 @@ def write_config(path: Path, config: dict) -> Path:
 
 def rule_blocks() -> list[tuple[str, str]]:
     """(name, text) of every rule in workflow/rules/*.smk, parsed from the source: a rule's text runs
-    to the next rule. Rules made in a loop (`rule:` with `name:`) keep their name's expression."""
-    blocks = []
+    to the next rule. Rules made in a loop (`rule:` with `name:`) keep their name's expression; a
+    rule made by `use rule BASE as NAME with:` gets its overrides followed by BASE's text (what it
+    inherits)."""
+    blocks, derived = [], []
     for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
         text = smk.read_text()
-        starts = [m.start() for m in re.finditer(r"(?m)^\s*rule\b[ \w]*:", text)] + [len(text)]
-        for start, end in zip(starts, starts[1:]):
+        starts = [m.start() for m in re.finditer(r"(?m)^\s*(?:rule\b[ \w]*|use rule \w+ as \w+ with):", text)]
+        for start, end in zip(starts, starts[1:] + [len(text)]):
             block = text[start:end]
+            use = re.match(r"\s*use rule (\w+) as (\w+)", block)
+            if use:
+                derived.append((use[2], use[1], block))
+                continue
             named = re.match(r"\s*rule (\w+):", block) or re.search(r"name:\s*\n\s*(.+)", block)
             blocks.append((named[1].strip(), block))
+    base_text = dict(blocks)
+    blocks += [(name, block + base_text[base]) for name, base, block in derived]
     return blocks

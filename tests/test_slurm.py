@@ -22,7 +22,7 @@ import pytest
 import torch
 import yaml
 
-from pipeline_utils import ROOT, snakemake
+from pipeline_utils import ROOT, rule_blocks, snakemake
 
 PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
 GPU_RULES = ("train", "train_reseeded", "slq", "exact_spectrum", "hessian_rows", "theory", "magnitude_scaling", "sweep",
@@ -41,15 +41,9 @@ def _profile() -> dict:
 
 def _rules_declaring_a_gpu() -> list[str]:
     """Rules with `resources: gpu=1` in workflow/rules/*.smk, and rules derived from them by `use rule`."""
-    found, derived = [], []
-    for path in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
-        text = path.read_text()
-        for match in re.finditer(r"^rule (\w+):(.*?)(?=^rule |^use rule |^localrules|\Z)", text, re.S | re.M):
-            if re.search(r"^\s+resources:\s*\n(\s+\w+=.*\n)*?\s+gpu=1", match[2], re.M):
-                found.append(match[1])
-        derived += re.findall(r"^use rule (\w+) as (\w+)", text, re.M)
-    found += [new for base, new in derived if base in found]
-    assert "train" in found  # the pattern still matches the rule files
+    found = [name for name, block in rule_blocks()
+             if re.search(r"^\s+resources:\s*\n(\s+\w+=.*\n)*?\s+gpu=1", block, re.M)]
+    assert "train" in found and "sweep_dense" in found  # the pattern still matches the rule files
     return found
 
 
