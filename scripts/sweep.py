@@ -1,4 +1,4 @@
-"""Rule `sweep` / `sweep_dense`: one-shot magnitude pruning curve and the bisected actual threshold."""
+"""Rule `sweep` / `sweep_dense`: one-shot magnitude pruning on the 0.1% grid and the actual thresholds."""
 
 from prunelimit.config import resolve_device
 from prunelimit.data import load_tensors
@@ -12,10 +12,11 @@ with rule_context(snakemake.log[0], snakemake.threads) as log:  # noqa: F821
     data = load_tensors(snakemake.input.data, device)  # noqa: F821
     model, meta = load_trained(snakemake.input.model, snakemake.input.metrics, device)  # noqa: F821
     cfg = snakemake.params.prune  # noqa: F821
-    curve, actual = sweep_and_threshold(model, data, points=cfg["sweep_points"], tolerance=cfg["tolerance"],
-                                        resolution=cfg["resolution"], progress=True)
+    curve, actual = sweep_and_threshold(model, data, grid=cfg["grid"], tolerances=cfg["tolerances"],
+                                        train_every=cfg["train_every"], progress=True)
     actual.update(task=meta["task"], variant=meta["variant"], model_test_acc=meta["test_acc"])
     save_rows_csv(curve, snakemake.output.curve, CURVE_COLUMNS)  # noqa: F821
     save_json(actual, snakemake.output.actual)  # noqa: F821
-    log.info("%s/%s: actual threshold %.3f (dense acc %.4f) in %d bisection evaluations", meta["task"],
-             meta["variant"], actual["actual_sparsity"], actual["dense_test_acc"], actual["evaluations"])
+    log.info("%s/%s: actual threshold %.3f (%s), by tolerance %s, dense acc %.4f", meta["task"], meta["variant"],
+             actual["actual_sparsity"], actual["actual_criterion"], actual["tolerance_sparsity"],
+             actual["dense_test_acc"])

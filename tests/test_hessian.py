@@ -11,6 +11,7 @@ from torch import nn
 from torch.func import functional_call
 
 from pipeline_utils import load_config, snakemake, write_config
+from prunelimit import hessian
 from prunelimit.data import TensorData, load_tensors, prepare_dataset
 from prunelimit.hessian import (
     HessianOperator,
@@ -212,7 +213,7 @@ def test_lanczos_stops_on_breakdown_with_exact_ritz_values():
     theta = np.linalg.eigvalsh(np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1))
     np.testing.assert_allclose(theta, [-1.0, 0.5, 3.0], atol=1e-12)
     result = slq(Diagonal(diag), n_runs=2, n_iter=6, progress=False)
-    assert result.steps.tolist() == [3, 3] and result.ritz_values.shape == (2, 6)
+    assert result.steps.tolist() == [3, 3] and result.ritz_values.shape == (2, 3)  # columns no run reached dropped
     # Gauss quadrature on an exhausted Krylov space is exact for any f (here: per start vector)
     q = result.quadrature()
     assert q.trace_f(np.ones_like) == pytest.approx(8.0)
@@ -378,3 +379,54 @@ def test_exact_spectrum_is_planned_only_for_small_tasks(tmp_path):
     assert jobs["slq"] == str(len(config["tasks"]))
     assert jobs["exact_spectrum"] == "2"
     assert "hessian/vgg_digits/exact.npz" in proc.stdout and "hessian/fc5_digits/exact.npz" not in proc.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Converged SLQ: the step count doubles until the functional is stable
+# ---------------------------------------------------------------------------------------------
+
+
+def _known_spectrum(dim=600, seed=0):
+    """A diagonal operator whose spectrum is known: a cluster near 0 and a spread-out bulk."""
+    rng = np.random.default_rng(seed)
+    eig = np.concatenate([rng.uniform(0, 1e-3, dim // 3), rng.uniform(0.01, 10.0, dim - dim // 3)])
+    return Diagonal(torch.tensor(eig, dtype=torch.float64)), eig
+
+
+def test_converged_slq_stops_when_the_functional_is_stable_on_doubling():
+    op, eig = _known_spectrum()
+    c = 1e-2  # f(λ) = 1/(1 + λ/c): the width kernel, sharp near 0 like the theory's
+
+    def functional(q):
+        return q.trace_f(lambda lam: 1.0 / (1.0 + np.abs(lam) / c)) / q.dim
+
+    exact = float(np.mean(1.0 / (1.0 + eig / c)))
+    result = slq(op, n_runs=2, n_iter=8, seed=1, progress=False, max_iter=512, predict=functional, tol=0.005)
+    conv = result.settings["convergence"]
+    assert conv["converged"] == [True, True] and not conv["capped"]
+    for run, tried in enumerate(conv["history"]):
+        steps = [m for m, _ in tried]
+        assert steps == [8 * 2 ** i for i in range(len(steps))]  # doubling from n_iter
+        values = [v for _, v in tried]
+        assert abs(values[-1] - values[-2]) < 0.005  # the stop rule held ...
+        assert all(abs(b - a) >= 0.005 for a, b in zip(values[:-2], values[1:-1]))  # ... and not before
+        assert result.steps[run] == steps[-1]
+        # the value at the stop is the run's own quadrature, and near the exact trace
+        m = result.steps[run]
+        q = hessian.run_quadrature(result.alphas[run, :m], result.betas[run, :m - 1], op.dim)
+        assert functional(q) == pytest.approx(values[-1], abs=1e-12)
+        assert abs(values[-1] - exact) < 0.03
+    # the extended runs equal fresh runs of the same length (the doubling keeps the earlier steps)
+    fresh = slq(op, n_runs=2, n_iter=int(result.steps[0]), seed=1, progress=False)
+    np.testing.assert_allclose(fresh.alphas[0, :result.steps[0]], result.alphas[0, :result.steps[0]], rtol=1e-10)
+
+
+def test_converged_slq_reports_the_cap():
+    op, _ = _known_spectrum()
+
+    result = slq(op, n_runs=1, n_iter=4, seed=0, progress=False, max_iter=32, predict=lambda q: float(len(q.nodes)),
+                 tol=0.5)  # the node count doubles with the steps: never stable
+    assert result.settings["convergence"]["capped"] and result.steps.tolist() == [32]
+    assert [m for m, _ in result.settings["convergence"]["history"][0]] == [4, 8, 16, 32]
+    with pytest.raises(PrunelimitError, match="max_iter"):
+        slq(op, n_runs=1, n_iter=16, max_iter=8, predict=lambda q: 0.0, progress=False)

@@ -1,5 +1,5 @@
-"""Tests of prunelimit.prune: exact global magnitude masks, the in-place sweep, the bisected actual
-threshold, iterative pruning. Each checks against an independent computation (numpy brute force,
+"""Tests of prunelimit.prune: exact global magnitude masks, the in-place sweep, the actual thresholds
+on the official grid, iterative pruning. Each checks against an independent computation (numpy brute force,
 torch.nn.utils.prune, explicit deep copies, a dense grid)."""
 
 from __future__ import annotations
@@ -20,18 +20,18 @@ from prunelimit.models import build_model, prunable_parameters
 from prunelimit.prune import (
     InPlacePruner,
     MagnitudeRanking,
-    actual_threshold,
-    bisect_threshold,
-    bracket_from_sweep,
     count_kept,
     derived_seed,
     iterative_prune,
     keep_count,
     magnitude_masks,
+    official_threshold,
     one_shot_sweep,
     retrain_config,
     sweep_and_threshold,
-    sweep_grid,
+    threshold_grid,
+    thresholds_from_curve,
+    tolerance_threshold,
 )
 from prunelimit.train import TrainConfig, evaluate, train
 
@@ -143,7 +143,7 @@ def test_in_place_sweep_matches_pruned_copies_and_restores_weights():
     train(model, data, TrainConfig(epochs=3, batch_size=32, lr=0.05), progress=False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     grid = [0.0, 0.3, 0.6, 0.9, 1.0]
-    rows = one_shot_sweep(model, data, grid)
+    rows = one_shot_sweep(model, data, grid, train_every=1)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     for s, row in zip(grid, rows):
@@ -160,67 +160,83 @@ def test_in_place_sweep_matches_pruned_copies_and_restores_weights():
         assert row["kept"] == count_kept(masks)
 
 
-def test_sweep_grid_is_even_and_exact():
-    grid = sweep_grid(41)
-    assert grid[0] == 0.0 and grid[-1] == 1.0 and len(grid) == 41
-    assert np.allclose(np.diff(grid), 0.025)
-    assert grid[6] == 0.15  # rounded, no 0.15000000000000002
+def test_threshold_grid_is_the_official_tenth_of_a_percent_grid():
+    grid = threshold_grid(1000)
+    assert len(grid) == 1000 and grid[0] == 0.0 and grid[-1] == 0.999
+    assert grid[150] == 0.15  # i/1000 exactly, no 0.15000000000000002
+    with pytest.raises(PrunelimitError, match="grid"):
+        threshold_grid(1)
 
 
-@pytest.mark.parametrize("true_threshold", [0.0, 0.0004, 0.1234, 0.5, 0.73312, 0.9999])
-def test_bisection_finds_monotone_threshold_within_resolution(true_threshold):
-    grid = sweep_grid(41)
-    passes = [s <= true_threshold for s in grid]
-    lo, hi = bracket_from_sweep(grid, passes)
-    calls = []
-
-    def passes_at(s):
-        calls.append(s)
-        return s <= true_threshold, 1.0
-
-    found = bisect_threshold(passes_at, lo, hi, 0.001)
-    assert found.sparsity == pytest.approx(math.floor(true_threshold / 0.001 + 1e-9) * 0.001)
-    assert found.evaluations == len(calls) <= 15
-    assert found.bracket[1] - found.bracket[0] == pytest.approx(0.001)
+def brute_force_official(sparsities, accuracies):
+    """The official loop, transcribed: scan down from the last grid point, stop at the first
+    accuracy strictly above the unpruned one."""
+    for i in range(len(sparsities) - 1, -1, -1):
+        if accuracies[i] > accuracies[0]:
+            return sparsities[i]
+    return None
 
 
-def test_bisection_refuses_a_budget_it_cannot_meet():
-    with pytest.raises(PrunelimitError, match="evaluations"):
-        bisect_threshold(lambda s: (True, 1.0), 0.0, 1.0, 1e-6, max_evaluations=15)
+def brute_force_tolerance(sparsities, accuracies, tol):
+    best = None
+    for s, a in zip(sparsities, accuracies):
+        if a >= accuracies[0] - tol - 1e-12:
+            best = s
+    return best
 
 
-def test_bracket_rejects_failing_dense_point():
-    with pytest.raises(PrunelimitError, match="first point"):
-        bracket_from_sweep([0.0, 0.5, 1.0], [False, False, False])
-    assert bracket_from_sweep([0.0, 0.5, 1.0], [True, True, True]) == (1.0, None)
+@pytest.mark.parametrize("seed", range(6))
+def test_thresholds_equal_a_brute_force_scan_on_non_monotone_curves(seed):
+    rng = np.random.default_rng(seed)
+    grid = threshold_grid(1000)
+    # a cliff at a random sparsity, noise of a few samples before it, and recoveries after it
+    cliff = rng.uniform(0.3, 0.95)
+    correct = np.where(grid < cliff, 300 + rng.integers(-3, 4, grid.size), rng.integers(30, 310, grid.size))
+    acc = correct / 360.0
+    acc[0] = 300 / 360.0
+    non_monotone = np.any(np.diff(acc[grid < cliff]) > 0) and np.any(acc[grid >= cliff] >= acc[0])
+    assert non_monotone, "the test curve must recover after dropping"
+    assert official_threshold(grid, acc) == brute_force_official(list(grid), list(acc))
+    for tol in (0.0, 0.005, 0.01, 0.02):
+        assert tolerance_threshold(grid, acc, tol) == brute_force_tolerance(list(grid), list(acc), tol)
+    out = thresholds_from_curve([{"sparsity": s, "test_acc": a} for s, a in zip(grid, acc)])
+    assert out["official_sparsity"] == brute_force_official(list(grid), list(acc))
+    assert out["tolerance_sparsity"]["0.02"] >= out["tolerance_sparsity"]["0"]
 
 
-def test_actual_threshold_equals_dense_grid_search():
-    data = blobs(seed=1)  # seed chosen so the pass/fail pattern is monotone (asserted below)
+def test_official_threshold_is_undefined_when_nothing_beats_the_unpruned_model():
+    grid, acc = [0.0, 0.25, 0.5, 0.75], [0.9, 0.9, 0.9, 0.1]
+    assert official_threshold(grid, acc) is None
+    out = thresholds_from_curve([{"sparsity": s, "test_acc": a} for s, a in zip(grid, acc)])
+    assert out["actual_sparsity"] == 0.5 and out["actual_criterion"].startswith("tolerance 0")
+    assert thresholds_from_curve([{"sparsity": s, "test_acc": a} for s, a in
+                                  zip(grid, [0.9, 0.95, 0.9, 0.1])])["actual_sparsity"] == 0.25
+
+
+def test_threshold_scan_needs_the_unpruned_point_first():
+    with pytest.raises(PrunelimitError, match="sparsity 0"):
+        official_threshold([0.5, 0.6], [1.0, 1.0])
+    with pytest.raises(PrunelimitError, match="tolerance"):
+        tolerance_threshold([0.0, 0.5], [1.0, 1.0], -0.1)
+
+
+def test_sweep_and_threshold_matches_pruned_copies_on_every_grid_point():
+    data = blobs(seed=1)
     model = build_model("mlp", (1, 4, 4), 3, seed=1, hidden=[16, 8])
     train(model, data, TrainConfig(epochs=4, batch_size=32, lr=0.05), progress=False)
-    tolerance, resolution = 0.05, 0.01
-    curve, actual = sweep_and_threshold(model, data, points=11, tolerance=tolerance, resolution=resolution)
-    # dense grid: every multiple of the resolution, the official "first failure" rule
-    dense_acc = evaluate(model, data.x_test, data.y_test)[1]
-    pruner = InPlacePruner(model)
-    grid = [round(i * resolution, 12) for i in range(int(round(1 / resolution)) + 1)]
-    ok = []
-    for s in grid:
-        with pruner.pruned(s) as m:
-            ok.append(evaluate(m, data.x_test, data.y_test)[1] >= dense_acc - tolerance - 1e-12)
-    first_fail = ok.index(False)
-    assert all(ok[:first_fail]) and not any(ok[first_fail:]), "test model must be monotone in pass/fail"
-    assert actual["actual_sparsity"] == pytest.approx(grid[first_fail - 1])
-    assert actual["dense_test_acc"] == dense_acc
-    assert actual["evaluations"] <= 15
-    assert curve[0]["sparsity"] == 0.0 and len(curve) == 11
-
-
-def test_actual_threshold_needs_dense_first():
-    model = build_model("mlp", (1, 4, 4), 3, seed=0, hidden=[4])
-    with pytest.raises(PrunelimitError, match="sparsity 0"):
-        actual_threshold(model, blobs(), [{"sparsity": 0.5, "test_acc": 1.0}])
+    curve, actual = sweep_and_threshold(model, data, grid=50, train_every=10)
+    assert len(curve) == 50 and curve[-1]["sparsity"] == 0.98
+    for row in curve[::7]:
+        pruned = copy.deepcopy(model)
+        apply = magnitude_masks(pruned, row["sparsity"])
+        with torch.no_grad():
+            for n, p in prunable_parameters(pruned):
+                p.mul_(apply[n])
+        assert row["test_acc"] == evaluate(pruned, data.x_test, data.y_test)[1]
+    assert all(math.isnan(r["train_acc"]) == (i % 10 != 0) for i, r in enumerate(curve))
+    accs = [r["test_acc"] for r in curve]
+    assert actual["official_sparsity"] == brute_force_official([r["sparsity"] for r in curve], accs)
+    assert actual["dense_test_acc"] == evaluate(model, data.x_test, data.y_test)[1]
 
 
 def test_iterative_prune_follows_predictions_and_keeps_pruned_weights_zero():

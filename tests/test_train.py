@@ -116,14 +116,50 @@ def test_lr_schedules():
     assert [lr_at(step, e) for e in (59, 60, 120, 199)] == pytest.approx([0.01, 0.005, 0.0025, 0.00125])
 
 
-def test_per_batch_loss_std_matches_manual(digits):
-    model = _model()
-    got = per_batch_loss_std(model, digits, batch_size=100, seed=3)
-    order = torch.randperm(len(digits.x_train), generator=torch.Generator().manual_seed(3))
-    losses = [torch.nn.functional.cross_entropy(model(digits.x_train[order[i:i + 100]]),
-                                                digits.y_train[order[i:i + 100]]).item()
-              for i in range(0, len(order) - 99, 100)]
-    assert got == pytest.approx(float(np.std(losses, ddof=1)), rel=1e-5)
+def test_epsilon_is_the_official_population_std_over_every_batch_of_the_loader():
+    # A tiny loader by hand: 10 samples in batches of 4 → 4, 4 and a partial 2, all counted;
+    # numpy's population std (ddof 0), the L1 term added to every batch loss [code cal_loss].
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(10, 1, 2, 2, generator=gen), torch.randint(0, 3, (10,), generator=gen)
+    data = TensorData(x, y, x[:2], y[:2], 3)
+    model = build_model("mlp", (1, 2, 2), 3, seed=0, hidden=[5]).eval()
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(7))
+    l1, penalty = 1e-2, sum(p.abs().sum() for _, p in prunable_parameters(model)).item()
+    with torch.no_grad():
+        losses = [torch.nn.functional.cross_entropy(model(x[order[i:i + 4]]), y[order[i:i + 4]]).item() + l1 * penalty
+                  for i in (0, 4, 8)]
+    mean = sum(losses) / 3
+    by_hand = math.sqrt(sum((v - mean) ** 2 for v in losses) / 3)
+    assert per_batch_loss_std(model, data, batch_size=4, l1=l1, seed=7) == pytest.approx(by_hand, rel=1e-12)
+    # over the augmented loader: the same batches, each cropped and flipped by the pass's generator
+    gen = torch.Generator().manual_seed(7)
+    order = torch.randperm(10, generator=gen)
+    with torch.no_grad():
+        aug = [torch.nn.functional.cross_entropy(model(augment_batch(x[order[i:i + 4]], 1, gen)),
+                                                 y[order[i:i + 4]]).item() for i in (0, 4, 8)]
+    got = per_batch_loss_std(model, data, batch_size=4, seed=7, augment=True, crop_padding=1)
+    assert got == pytest.approx(float(np.std(aug)), rel=1e-12)
+    assert got != pytest.approx(per_batch_loss_std(model, data, batch_size=4, seed=7), rel=1e-6)
+
+
+def test_train_task_records_the_l1_regime(digits, tmp_path):
+    from prunelimit.io import load_json
+    from prunelimit.train import l1_shrinkage, train_task
+
+    spec = {"task": "t", "variant": "l1", "model": "mlp", "dataset": "digits", "model_args": {"hidden": [8]},
+            "train": {"epochs": 4, "lr": 0.05, "l1": 1e-3, "warmup_epochs": 2}}
+    x_train = digits.x_train.clone()
+    x_train[:, :, 0, :] = 0.0  # the top row of pixels blank: its 8 × 8 first-layer weights never get a data gradient
+    data = TensorData(x_train, digits.y_train, digits.x_test, digits.y_test, digits.num_classes)
+    train_task(spec, data, tmp_path / "m.pt", tmp_path / "m.json", progress=False)
+    m = load_json(tmp_path / "m.json")
+    per_epoch = len(digits.x_train) // 128
+    assert m["l1_shrinkage"] == pytest.approx(1e-3 * per_epoch * (0.025 + 0.05 + 0.05 + 0.05))
+    assert m["l1_shrinkage"] == pytest.approx(l1_shrinkage(TrainConfig(epochs=4, lr=0.05, l1=1e-3, warmup_epochs=2),
+                                                           len(digits.x_train), m["steps"]))
+    assert [h["small_weight_share"] for h in m["history"]][-1] == m["small_weight_share"]
+    assert m["never_updated_share"] == pytest.approx(8 * 8 / m["n_prunable"])
+    assert m["loss_std"] == m["loss_std_clean"] > 0  # no augmentation: the loader is the clean data
 
 
 def test_augment_batch_crops_are_shifted_windows_and_flips_mirror():

@@ -140,9 +140,8 @@ def check_model_fits_data(model: nn.Module, data) -> None:
 
 def predict(args: argparse.Namespace) -> dict:
     from .config import resolve_device
-    from .hessian import spectrum_of_trained
     from .io import load_state_dict
-    from .theory import hessian_rows, predict_from_model
+    from .theory import predict_from_model
 
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -159,29 +158,22 @@ def predict(args: argparse.Namespace) -> dict:
     timings["load_model"] = time.perf_counter() - t
 
     hessian_cfg = {"params": args.params, "n_runs": args.runs, "n_iter": args.iters, "seed": args.seed,
+                   "max_iter": max(args.max_iters, args.iters), "tol": args.tol,
                    "chunk_size": args.chunk_size, "n_bins": args.bins, "sigma2": args.sigma2}
     theory_cfg = {"epsilon": args.epsilon, "eta": args.eta, "zero_row_threshold": args.zero_row_threshold,
                   "row_levels": args.row_levels, "scales": [1.0]}
     progress = not args.no_progress
     t = time.perf_counter()
-    slq = spectrum_of_trained(model, data, hessian_cfg, progress=progress)
-    timings["slq"] = time.perf_counter() - t
-    t = time.perf_counter()
-    rows = hessian_rows(model, data, hessian_cfg=hessian_cfg, theory_cfg=theory_cfg, progress=progress)
-    timings["hessian_rows"] = time.perf_counter() - t
-    t = time.perf_counter()
     result = predict_from_model(model, data, hessian_cfg=hessian_cfg, theory_cfg=theory_cfg, l1=args.l1,
-                                spectrum=slq.quadrature(), rows=rows, seed=args.seed)
+                                seed=args.seed, progress=progress)
     timings["theory"] = time.perf_counter() - t
-    # the k-th largest Ritz value averaged over runs (every run resolves the top of the spectrum)
-    ritz = np.sort(np.asarray(slq.ritz_values), axis=1)[:, ::-1]
-    top = ritz[:, : args.top].mean(axis=0)
     summary = {
         "predicted_sparsity": result["predicted_sparsity"], "predicted_density": result["predicted_density"],
         "lower_sparsity": result["lower_sparsity"], "upper_sparsity": result["upper_sparsity"],
         "gap": result["gap"], "epsilon": result["epsilon"], "epsilon_source": result["epsilon_source"],
         "D": result["D"], "zero_fraction": result["zero_fraction"],
-        "top_eigenvalues": top.tolist(),
+        "top_eigenvalues": result["top_eigenvalues"][:args.top],
+        "slq_steps": result["slq"]["steps"], "slq_converged": result["slq"]["converged"],
     }
     if args.verify:
         from .prune import sweep_and_threshold
@@ -189,10 +181,11 @@ def predict(args: argparse.Namespace) -> dict:
         if len(data.x_test) == 0:
             raise PrunelimitError("--verify needs x_test and y_test in the data")
         t = time.perf_counter()
-        _, actual = sweep_and_threshold(model, data, points=args.sweep_points, tolerance=args.tolerance,
-                                        resolution=0.001, train_metrics=False, progress=progress)
+        _, actual = sweep_and_threshold(model, data, grid=args.grid, progress=progress)
         timings["verify"] = time.perf_counter() - t
         summary["actual_sparsity"] = actual["actual_sparsity"]
+        summary["actual_criterion"] = actual["actual_criterion"]
+        summary["actual_by_tolerance"] = actual["tolerance_sparsity"]
         summary["dense_test_acc"] = actual["dense_test_acc"]
     summary["timings_s"] = timings
     return summary
@@ -233,7 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--l1", type=float, default=0.0, help="L1 coefficient the model was trained with; part of the loss whose spread is ε (default: 0)")
     p.add_argument("--epsilon", type=float, default=None, help="loss tolerance ε; default: std of the per-batch training loss")
     p.add_argument("--runs", type=int, default=1, help="SLQ runs (default: %(default)s)")
-    p.add_argument("--iters", type=int, default=128, help="Lanczos iterations per run (default: %(default)s)")
+    p.add_argument("--iters", type=int, default=128, help="Lanczos iterations per run to start from (default: %(default)s)")
+    p.add_argument("--max-iters", type=int, default=1024, help="cap of the Lanczos iterations, doubled from --iters until "
+                   "the prediction moves by less than --tol (default: %(default)s)")
+    p.add_argument("--tol", type=float, default=0.005, help="convergence tolerance of the predicted sparsity (default: %(default)s)")
     p.add_argument("--params", choices=["prunable", "all"], default="prunable",
                    help="parameters that are pruned and the Hessian is taken over: conv/linear weights (default) or all")
     p.add_argument("--chunk-size", type=int, default=0, help="samples per HVP chunk, 0 = whole set at once (default: 0)")
@@ -246,8 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=5, help="how many top eigenvalues to print (default: %(default)s)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="compute device (default: auto)")
     p.add_argument("--verify", action="store_true", help="also run the one-shot pruning sweep and print the actual threshold")
-    p.add_argument("--tolerance", type=float, default=0.0, help="with --verify: accuracy drop still counted as no loss (default: 0)")
-    p.add_argument("--sweep-points", type=int, default=41, help="with --verify: sweep sparsities before the bisection (default: %(default)s)")
+    p.add_argument("--grid", type=int, default=1000, help="with --verify: sparsity steps of the sweep; 1000 = the official 0.1%% grid (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser

@@ -2,8 +2,8 @@
 
 Every model takes ``in_shape = (C, H, W)`` (1-D signals arrive as ``(1, 1, L)``) and
 ``num_classes``. Architectures follow the official code (QiaozheZhang/Global-One-shot-Pruning,
-``model.py``); CNNs adapt to small inputs without changing the layer list: pooling is skipped
-once the feature map is 1 pixel, AlexNet resizes its input (the paper upsamples CIFAR to 224).
+``model.py``); CNNs adapt to small inputs: VGG skips a pooling that would leave its convolutions on a 1×1
+map, AlexNet resizes its input (the paper upsamples CIFAR to 224).
 
 The prunable parameters (conv and linear weights; never biases or BatchNorm) are defined once,
 in :func:`prunable_parameters`, and every later stage (L1 penalty, Hessian, pruning, baselines)
@@ -135,13 +135,22 @@ VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
 
 
 class VGG(nn.Module):
+    """VGG16 sized for its input: a max-pool that would leave convolutions to run on a 1×1 map is
+    skipped. On a 1×1 map eight of a 3×3 kernel's nine taps only ever see zero padding, so they
+    never get a gradient and keep their initial values (on 8×8 digits that was 80% of the
+    weights). At 32×32 (CIFAR) every pool is kept: the paper's network is unchanged."""
+
     def __init__(self, in_shape: InShape, num_classes: int, width: float = 1.0):
         super().__init__()
         layers: list[nn.Module] = []
         channels = in_shape[0]
-        for item in VGG16_CFG:
+        size = min(in_shape[1], in_shape[2])
+        for i, item in enumerate(VGG16_CFG):
             if item == "M":
-                layers.append(PoolIfLarger(2, 2))
+                convs_follow = any(c != "M" for c in VGG16_CFG[i + 1:])
+                if size >= 2 and not (convs_follow and size // 2 < 2):
+                    layers.append(nn.MaxPool2d(2, 2))
+                    size //= 2
             else:
                 out = _scaled(int(item), width)
                 layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU()]

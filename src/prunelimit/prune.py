@@ -174,136 +174,111 @@ class InPlacePruner:
 # ---------------------------------------------------------------------------------------------
 
 
-def sweep_grid(points: int) -> np.ndarray:
-    if int(points) < 2:
-        raise PrunelimitError(f"prune.sweep_points must be at least 2, got {points}")
-    return np.round(np.linspace(0.0, 1.0, int(points)), 12)
+OFFICIAL_GRID = 1000  # sparsities i/1000, i = 0 … 999 [code: ``sparse_epoch`` = 1000 in cal_rate.py]
+TOLERANCES = (0.0, 0.005, 0.01, 0.02)  # accuracy drops reported beside the official criterion [ours]
 
 
-def one_shot_sweep(model: nn.Module, data: TensorData, sparsities: Sequence[float], *, train_metrics: bool = True,
+def threshold_grid(steps: int = OFFICIAL_GRID) -> np.ndarray:
+    """Sparsities i/steps for i = 0 … steps − 1: the official 0.1% grid for ``steps`` = 1000."""
+    if int(steps) < 2:
+        raise PrunelimitError(f"prune.grid must be at least 2 sparsity steps, got {steps}")
+    return np.arange(int(steps), dtype=np.float64) / int(steps)
+
+
+def one_shot_sweep(model: nn.Module, data: TensorData, sparsities: Sequence[float], *, train_every: int = 0,
                    pruner: InPlacePruner | None = None, progress: bool = False) -> list[dict]:
     """Test (and train) loss and accuracy of ``model`` magnitude-pruned at each sparsity, in place.
 
-    Rows: sparsity, density, kept (count), test_loss, test_acc, train_loss, train_acc. The model
-    comes back unchanged.
+    Rows: sparsity, density, kept (count), test_loss, test_acc, train_loss, train_acc. Train-set
+    metrics cost several test passes each, so they are taken at every ``train_every``-th point only
+    (0: never) and are NaN elsewhere; the thresholds use test accuracy alone. The model comes back
+    unchanged.
     """
     from tqdm import tqdm
 
     pruner = pruner or InPlacePruner(model)
     rows = []
-    for s in tqdm(list(sparsities), desc="sweep", disable=not progress, leave=False):
+    for i, s in enumerate(tqdm(list(sparsities), desc="sweep", disable=not progress, leave=False)):
         s = check_sparsity(s)
         kept = keep_count(pruner.ranking.size, s)
         with pruner.pruned(s) as m:
             test_loss, test_acc = evaluate(m, data.x_test, data.y_test)
-            train_loss, train_acc = evaluate(m, data.x_train, data.y_train) if train_metrics else (math.nan, math.nan)
+            with_train = train_every > 0 and i % train_every == 0
+            train_loss, train_acc = evaluate(m, data.x_train, data.y_train) if with_train else (math.nan, math.nan)
         rows.append({"sparsity": s, "density": kept / pruner.ranking.size, "kept": kept, "test_loss": test_loss,
                      "test_acc": test_acc, "train_loss": train_loss, "train_acc": train_acc})
     return rows
 
 
-@dataclass
-class Threshold:
-    sparsity: float  # largest sparsity found meeting the criterion (a multiple of the resolution)
-    bracket: tuple[float, float]  # (last passing, first failing) sparsity at the end
-    evaluations: int  # accuracy evaluations spent by the bisection (the sweep's are not counted)
-    history: list[tuple[float, float]]  # (sparsity, test accuracy) of every bisection evaluation
+def official_threshold(sparsities: Sequence[float], accuracies: Sequence[float]) -> float | None:
+    """The official actual threshold [code ``gaussian_width.py``]: scanning down from the largest
+    sparsity of the grid, the first whose test accuracy is strictly above the unpruned model's
+    (the grid's first point, sparsity 0). ``None`` when no pruned model beats the unpruned one.
 
-
-def bracket_from_sweep(sparsities: Sequence[float], passes: Sequence[bool]) -> tuple[float, float | None]:
-    """(last sparsity of the leading run of passes, first failing sparsity or None if all pass)."""
-    s = np.asarray(sparsities, dtype=np.float64)
-    ok = np.asarray(passes, dtype=bool)
-    if s.size == 0 or np.any(np.diff(s) <= 0):
-        raise PrunelimitError("sweep sparsities must be non-empty and strictly increasing")
-    if not ok[0]:
-        raise PrunelimitError(f"the sweep's first point (sparsity {s[0]:g}) already fails the accuracy criterion; "
-                              "start the grid at 0 with a non-negative tolerance")
-    failing = np.flatnonzero(~ok)
-    if failing.size == 0:
-        return float(s[-1]), None
-    first_fail = int(failing[0])
-    return float(s[first_fail - 1]), float(s[first_fail])
-
-
-def bisect_threshold(passes_at: Callable[[float], tuple[bool, float]], lo: float, hi: float, resolution: float,
-                     max_evaluations: int = 15) -> Threshold:
-    """Largest sparsity in [lo, hi) that passes, by bisection on the grid of multiples of ``resolution``.
-
-    Assumes ``lo`` passes and ``hi`` fails, and **monotonicity**: that accuracy after one-shot
-    magnitude pruning does not recover once it has dropped below the criterion inside the bracket
-    (the paper's sharp phase transition). Without it, bisection returns *a* pass→fail transition
-    within the bracket (not necessarily the first). ``passes_at(s)`` returns (passes, accuracy).
+    No monotonicity is assumed: accuracy against sparsity is not monotone at 0.1% steps.
     """
-    if not 0 < resolution <= 0.1:
-        raise PrunelimitError(f"prune.resolution must lie in (0, 0.1], got {resolution}")
-    lo_i = int(math.floor(lo / resolution + 1e-9))  # on the grid, at or below lo (still passes by monotonicity)
-    hi_i = int(math.ceil(hi / resolution - 1e-9))  # on the grid, at or above hi (still fails)
-    needed = max(0, math.ceil(math.log2(max(hi_i - lo_i, 1))))
-    if needed > max_evaluations:
-        raise PrunelimitError(f"bisection from bracket [{lo:g}, {hi:g}] to resolution {resolution:g} needs {needed} "
-                              f"evaluations (> {max_evaluations}); use more prune.sweep_points or a coarser resolution")
-    history = []
-    while hi_i - lo_i > 1:
-        mid = (lo_i + hi_i) // 2
-        ok, acc = passes_at(mid * resolution)
-        history.append((mid * resolution, acc))
-        if ok:
-            lo_i = mid
-        else:
-            hi_i = mid
-    lo_s, hi_s = round(lo_i * resolution, 12), round(hi_i * resolution, 12)
-    return Threshold(sparsity=lo_s, bracket=(lo_s, hi_s), evaluations=len(history), history=history)
+    s, acc = _checked_curve(sparsities, accuracies)
+    above = np.flatnonzero(acc[1:] > acc[0]) + 1
+    return float(s[above[-1]]) if above.size else None
 
 
-def actual_threshold(model: nn.Module, data: TensorData, curve: list[dict], *, tolerance: float = 0.0,
-                     resolution: float = 0.001, pruner: InPlacePruner | None = None) -> dict:
-    """The actual pruning threshold [code: ``cal_rate.py``]: the largest sparsity whose test accuracy
-    is still ≥ dense accuracy − ``tolerance``, bracketed by the sweep ``curve`` and bisected.
+def tolerance_threshold(sparsities: Sequence[float], accuracies: Sequence[float], tolerance: float) -> float:
+    """The largest sparsity of the grid whose test accuracy is ≥ the unpruned accuracy − ``tolerance``
+    [ours: the official scan with a tolerance]; the unpruned point always qualifies."""
+    if not tolerance >= 0:
+        raise PrunelimitError(f"accuracy tolerance must be ≥ 0, got {tolerance}")
+    s, acc = _checked_curve(sparsities, accuracies)
+    passing = np.flatnonzero(acc >= acc[0] - tolerance - 1e-12)  # slack for 0.95 - 0.01 style round-off
+    return float(s[passing[-1]])
 
-    The dense accuracy is the curve's sparsity-0 accuracy (the unpruned model).
+
+def _checked_curve(sparsities: Sequence[float], accuracies: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    s, acc = np.asarray(sparsities, np.float64), np.asarray(accuracies, np.float64)
+    if s.ndim != 1 or s.shape != acc.shape or s.size < 2 or s[0] != 0.0 or np.any(np.diff(s) <= 0):
+        raise PrunelimitError("a threshold scan needs a curve from sparsity 0 (the unpruned model) on a strictly "
+                              "increasing grid, with one accuracy per sparsity")
+    if not np.all(np.isfinite(acc)):
+        raise PrunelimitError("the pruning curve has non-finite test accuracies")
+    return s, acc
+
+
+def thresholds_from_curve(curve: Sequence[dict], tolerances: Sequence[float] = TOLERANCES) -> dict:
+    """Every actual-threshold criterion of one sweep, and the one the verdicts use.
+
+    ``actual_sparsity`` is the official criterion; when no pruned model beats the unpruned one it
+    is undefined, and the tolerance-0 threshold (accuracy ≥ unpruned) stands in, as
+    ``actual_criterion`` records.
     """
-    if not curve or curve[0]["sparsity"] != 0.0:
-        raise PrunelimitError("the sweep must start at sparsity 0 (the dense model) to define the actual threshold")
-    if tolerance < 0:
-        raise PrunelimitError(f"prune.tolerance must be ≥ 0, got {tolerance}")
-    dense_acc = curve[0]["test_acc"]
-    floor_acc = dense_acc - tolerance
-    passes = [row["test_acc"] >= floor_acc - 1e-12 for row in curve]
-    lo, hi = bracket_from_sweep([r["sparsity"] for r in curve], passes)
-    pruner = pruner or InPlacePruner(model)
-
-    def passes_at(s: float) -> tuple[bool, float]:
-        with pruner.pruned(s) as m:
-            acc = evaluate(m, data.x_test, data.y_test)[1]
-        return acc >= floor_acc - 1e-12, acc
-
-    if hi is None:  # every sweep point passes, sparsity 1 included
-        found = Threshold(sparsity=lo, bracket=(lo, lo), evaluations=0, history=[])
-    else:
-        found = bisect_threshold(passes_at, lo, hi, resolution)
+    sparsities = [r["sparsity"] for r in curve]
+    accuracies = [r["test_acc"] for r in curve]
+    official = official_threshold(sparsities, accuracies)
+    by_tolerance = {f"{t:g}": tolerance_threshold(sparsities, accuracies, float(t)) for t in tolerances}
+    zero = tolerance_threshold(sparsities, accuracies, 0.0)
     return {
-        "actual_sparsity": found.sparsity, "actual_density": 1.0 - found.sparsity,
-        "dense_test_acc": dense_acc, "tolerance": tolerance, "criterion": "test_acc >= dense_test_acc - tolerance",
-        "resolution": resolution, "sweep_bracket": [lo, hi], "final_bracket": list(found.bracket),
-        "evaluations": found.evaluations, "bisection": [{"sparsity": s, "test_acc": a} for s, a in found.history],
-        "assumption": "accuracy after one-shot magnitude pruning falls monotonically through the criterion inside "
-                      "the sweep's first failing interval (bisection finds a pass-to-fail transition there)",
-        "source": "[code] official cal_rate.py criterion (first sparsity with acc < dense acc - tol), bisected [ours]",
+        "actual_sparsity": official if official is not None else zero,
+        "actual_density": 1.0 - (official if official is not None else zero),
+        "actual_criterion": "official" if official is not None else "tolerance 0 (official undefined)",
+        "official_sparsity": official,
+        "tolerance_sparsity": by_tolerance,
+        "dense_test_acc": float(accuracies[0]),
+        "grid_points": len(sparsities),
+        "grid_step": float(sparsities[1] - sparsities[0]),
+        "criteria": {
+            "official": "[code gaussian_width.py] scanning down from the largest grid sparsity, the first whose "
+                        "test accuracy is strictly above the unpruned model's",
+            "tolerance": "[ours] the largest grid sparsity whose test accuracy is >= unpruned accuracy - tolerance",
+        },
     }
 
 
-def sweep_and_threshold(model: nn.Module, data: TensorData, *, points: int, tolerance: float, resolution: float,
-                        train_metrics: bool = True, progress: bool = False) -> tuple[list[dict], dict]:
-    """The sweep on ``points`` evenly spaced sparsities in [0, 1] and the bisected actual threshold.
-
-    ``train_metrics=False`` skips the training-set evaluation at each point (the criterion uses
-    test accuracy only)."""
+def sweep_and_threshold(model: nn.Module, data: TensorData, *, grid: int = OFFICIAL_GRID,
+                        tolerances: Sequence[float] = TOLERANCES, train_every: int = 0,
+                        progress: bool = False) -> tuple[list[dict], dict]:
+    """The sweep over the ``grid``-point sparsity grid (evaluated in place) and its actual thresholds."""
     pruner = InPlacePruner(model)
-    curve = one_shot_sweep(model, data, sweep_grid(points), train_metrics=train_metrics, pruner=pruner,
+    curve = one_shot_sweep(model, data, threshold_grid(grid), train_every=train_every, pruner=pruner,
                            progress=progress)
-    actual = actual_threshold(model, data, curve, tolerance=tolerance, resolution=resolution, pruner=pruner)
-    actual["sweep_points"] = int(points)
+    actual = thresholds_from_curve(curve, tolerances)
     actual["n_prunable"] = pruner.ranking.size
     return curve, actual
 

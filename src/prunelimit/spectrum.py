@@ -72,18 +72,30 @@ def absolute_spectrum(q: Quadrature) -> Quadrature:
     return Quadrature(np.abs(q.nodes), q.weights, q.dim)
 
 
-def with_zero_mass(q: Quadrature, zero_fraction: float, zero_value: float = 1e-30) -> Quadrature:
-    """Put mass ``zero_fraction`` at λ = ``zero_value`` and scale the rest by (1 − f₀).
+def top_up_zero_mass(q: Quadrature, zero_fraction: float, null_threshold: float,
+                     zero_value: float = 1e-30) -> tuple[Quadrature, float]:
+    """Snap the near-null nodes of ``q`` to ``zero_value`` and raise their mass to ``zero_fraction``.
 
-    SLQ cannot resolve the (near-)zero eigenvalues; the official code estimates their share from
-    the Hessian rows with L1 norm below 1e-7 and adds it at λ = 1e-30 (each such direction then
-    contributes ≈1 to w²/D).
+    Returns (spectrum, top-up). Nodes with |λ| < ``null_threshold`` are numerically null (below the
+    rounding floor of the Hessian products) and are placed at ``zero_value``. The Hessian-row
+    experiment estimates the share f₀ of exactly-null directions [code ``gradient.py``], but SLQ
+    already resolves most of that mass: the Rademacher start vector has a component in the null
+    space, and Lanczos puts it on its lowest Ritz node (on a Hessian with zero rows, exactly the
+    share of those rows). The official code rescales the whole spectrum by (1 − f₀) and adds f₀ at
+    λ = 1e-30 [code ``cal_sparse_rate``], which counts that mass twice. Here only the shortfall
+    f₀ − m₀ is added (m₀: the null mass SLQ found), taken in proportion from the other nodes, so
+    the null mass ends at max(m₀, f₀).
     """
     if not 0.0 <= zero_fraction <= 1.0:
         raise PrunelimitError(f"zero-eigenvalue fraction must be in [0, 1], got {zero_fraction}")
-    nodes = np.concatenate([q.nodes, [zero_value]])
-    weights = np.concatenate([q.weights * (1.0 - zero_fraction), [zero_fraction]])
-    return Quadrature(nodes, weights, q.dim)
+    null = np.abs(q.nodes) < null_threshold
+    nodes = np.where(null, zero_value, q.nodes)
+    found = float(np.sum(q.weights[null]))
+    top_up = max(0.0, zero_fraction - found)
+    if top_up == 0.0:
+        return Quadrature(nodes, q.weights, q.dim), 0.0
+    weights = np.where(null, q.weights, q.weights * (1.0 - zero_fraction) / (1.0 - found))
+    return Quadrature(np.append(nodes, zero_value), np.append(weights, top_up), q.dim), top_up
 
 
 def kernel_variance(sigma2: float, lambda_min: float, lambda_max: float) -> float:

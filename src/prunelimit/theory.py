@@ -44,9 +44,12 @@ from torch import nn
 from .io import PrunelimitError, load_npz, save_npz
 from .models import prunable_parameters
 from .prune import keep_count
-from .spectrum import Quadrature, absolute_spectrum, smoothed_density, with_zero_mass
+from .spectrum import Quadrature, absolute_spectrum, smoothed_density, top_up_zero_mass
 
 ZERO_EIGENVALUE = 1e-30  # where the unresolved zero-eigenvalue mass is placed [code cal_sparse_rate]
+# |λ| below this share of the largest |λ| is numerically null: float32 Hessian products carry a
+# rounding error of about 8 float32 epsilons (1e-6) of the largest eigenvalue [ours]
+NULL_RELATIVE = 1e-6
 CURVE_SPARSITIES = 201  # points of the R(s) curve in the output (s = 0, 0.005, …, 1)
 CURVE_RADII = 200  # log-spaced R points of the w²(R)/D curve in the output
 BISECTION_TOL = 1e-10  # width of the final bracket of every fixed-point bisection (in sparsity)
@@ -55,7 +58,8 @@ ROW_BATCH = 16  # basis vectors per batched HVP (HessianOperator.matmat) of the 
 FORMULA_MARKS = {
     "epsilon": "[code] std of the per-batch training loss (cal_loss), or config theory.epsilon [ours]",
     "ellipsoid": "[paper] S(eps) ~ ellipsoid, r_i^2 = 2 eps / |lambda_i| ([code] abs of eigenvalues)",
-    "zero_mass": "[code] mass f0 at lambda = 1e-30, f0 = fraction of Hessian rows with L1 norm < threshold",
+    "zero_mass": "[code] f0 = fraction of Hessian rows with L1 norm < threshold; [ours] nodes with |lambda| < 1e-6 "
+                 "lambda_max are null (placed at 1e-30) and their mass is topped up to f0, not added on top",
     "gaussian_width": "[code cal_gw] w^2(R)/D = tr f_R(H)/D, f_R = 1/(1 + R^2 |lambda| / (2 eps)); "
                       "[ours] evaluated as Gauss quadrature on the Ritz values, not on a smoothed density",
     "projection_distance": "[paper] R(s) = ||w* - w_s||_2, w_s = global magnitude pruning at sparsity s",
@@ -88,19 +92,38 @@ def loss_tolerance(model: nn.Module, data, *, l1: float = 0.0, override: float |
                    batch_size: int = 128, seed: int = 0) -> tuple[float, str]:
     """ε and where it came from: ``override`` (config ``theory.epsilon``) or the per-batch loss std.
 
-    [code ``cal_loss``] ε is the standard deviation of the per-minibatch training loss (batch 128,
-    the loss including the L1 term) of the trained model; :func:`prunelimit.train.per_batch_loss_std`
-    measures it exactly as the train rule does for metrics.json ``loss_std`` (same batch size rule,
-    same seed gives the same number).
+    [code ``cal_loss``] ε is the population standard deviation of the per-minibatch training loss
+    (batch 128, the loss including the L1 term) of the trained model, measured by
+    :func:`prunelimit.train.per_batch_loss_std` on the un-augmented training set (``prunelimit
+    predict`` and iterative pruning, which hold no loader). The pipeline's theory rule reads the
+    value the train rule measured instead (:func:`epsilon_from_metrics`).
     """
     if override is not None:
         return check_epsilon(override, "config theory.epsilon"), "config theory.epsilon"
-    from .train import per_batch_loss_std
+    from .train import epsilon_batch_size, per_batch_loss_std
 
-    batch = min(batch_size, len(data.x_train) // 2)
+    batch = epsilon_batch_size(batch_size, len(data.x_train))
     value = per_batch_loss_std(model, data, batch_size=batch, l1=l1, seed=seed)
-    source = f"per-batch training-loss std (batch {batch}, seed {seed}, l1 {l1:g})"
+    source = f"per-batch training-loss std (batch {batch}, seed {seed}, l1 {l1:g}, clean data)"
     return check_epsilon(value, source), source
+
+
+EPSILON_DATA = {"train_loader": "loss_std", "clean": "loss_std_clean"}  # theory.epsilon_data → metrics key
+
+
+def epsilon_from_metrics(meta: dict, theory_cfg: dict, where: str = "metrics.json") -> tuple[float, str]:
+    """ε from the train rule's metrics: over the training loader (augmented where the task augments,
+    the official ``cal_loss``) or on clean data, as ``theory.epsilon_data`` says; or the override."""
+    if theory_cfg.get("epsilon") is not None:
+        return check_epsilon(theory_cfg["epsilon"], "config theory.epsilon"), "config theory.epsilon"
+    choice = theory_cfg.get("epsilon_data", "train_loader")
+    if choice not in EPSILON_DATA:
+        raise PrunelimitError(f"theory.epsilon_data must be one of {sorted(EPSILON_DATA)}, got {choice!r}")
+    key = EPSILON_DATA[choice]
+    if key not in meta:
+        raise PrunelimitError(f"{where} has no {key!r} (written by an older train rule?); retrain the task")
+    source = f"per-batch training-loss std over the {choice.replace('_', ' ')} ({where}: {key})"
+    return check_epsilon(meta[key], source), source
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,8 +192,11 @@ def gaussian_width_sq_curve(spectrum: Quadrature, radii: np.ndarray, epsilon: fl
 
 
 def theory_spectrum(spectrum: Quadrature, zero_fraction: float) -> Quadrature:
-    """The spectrum the theory integrates: |λ| [code], plus mass f₀ at λ = 1e-30 [code]."""
-    return with_zero_mass(absolute_spectrum(spectrum), zero_fraction, ZERO_EIGENVALUE)
+    """The spectrum the theory integrates: |λ| [code], its numerically null nodes at λ = 1e-30 and
+    their mass topped up to the Hessian-row share f₀ [ours; the official code adds f₀ on top of what
+    SLQ found: see :func:`spectrum.top_up_zero_mass`]."""
+    q = absolute_spectrum(spectrum)
+    return top_up_zero_mass(q, zero_fraction, NULL_RELATIVE * q.lambda_max, ZERO_EIGENVALUE)[0]
 
 
 @dataclass(frozen=True)
@@ -319,6 +345,7 @@ def predict_from_spectrum(profile: MagnitudeProfile, spectrum: Quadrature, epsil
         raise PrunelimitError(f"the spectrum is over {spectrum.dim} parameters but the model has {expected} "
                               "(hessian.params); was the Hessian taken over another parameter set or model?")
     q = theory_spectrum(spectrum, zero_fraction)
+    null_found = float(np.sum(q.weights[q.nodes <= ZERO_EIGENVALUE]))  # after the top-up: max(m0, f0)
     dim = profile.dim
 
     def width_at(s: float) -> float:
@@ -345,7 +372,20 @@ def predict_from_spectrum(profile: MagnitudeProfile, spectrum: Quadrature, epsil
         "jensen_sparsity": s_jensen,
         "mean_abs_eigenvalue": mean_abs,
         "zero_fraction": zero_fraction,
+        "null_mass": null_found,
     }
+
+
+def sparsity_predictor(profile: MagnitudeProfile, epsilon: float, zero_fraction: float,
+                       spectrum_dim: int | None = None) -> Callable[[Quadrature], float]:
+    """spectrum → predicted sparsity (the fixed point alone): the functional SLQ converges on."""
+    epsilon = check_epsilon(epsilon, "the caller")
+
+    def predict(spectrum: Quadrature) -> float:
+        q = theory_spectrum(spectrum, zero_fraction)
+        return largest_fixed_point(lambda s: gaussian_width_sq(q, profile.distance(s), epsilon))
+
+    return predict
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,10 +394,17 @@ def predict_from_spectrum(profile: MagnitudeProfile, spectrum: Quadrature, epsil
 
 
 def row_sparsities(levels: int) -> np.ndarray:
-    """Sparsities j/levels, j = 0 … levels − 1 [code ``gradient.py``: index i·10 of 1000, i < 100]."""
+    """Sparsities j/levels, j = 1 … levels.
+
+    The official code takes j = 0 … levels − 1 [code ``gradient.py``: index i·10 of 1000, i < 100];
+    its level 0 (nothing removed) repeats the smallest weight of level 1/levels, so a share d of
+    zero rows is counted as (⌊d·levels⌋ + 1)/levels, up to one level too many. With j = 1 … levels
+    the count is ⌊d·levels⌋/levels ≤ d [ours], which suits f₀'s role: topping up the null mass SLQ
+    already finds (:func:`spectrum.top_up_zero_mass`), never inflating it.
+    """
     if levels < 1:
         raise PrunelimitError(f"theory.row_levels must be ≥ 1, got {levels}")
-    return np.arange(levels, dtype=np.float64) / levels
+    return np.arange(1, levels + 1, dtype=np.float64) / levels
 
 
 def spectrum_dimension(model: nn.Module, params: str) -> int:
@@ -450,7 +497,8 @@ class HessianRows:
 
 
 def hessian_rows(model: nn.Module, data, *, hessian_cfg: dict, theory_cfg: dict,
-                 profile: MagnitudeProfile | None = None, progress: bool = False) -> HessianRows:
+                 profile: MagnitudeProfile | None = None, progress: bool = False,
+                 operator=None) -> HessianRows:
     """Row L1 norms of the Hessian at the threshold weights of ``theory.row_levels`` sparsities.
 
     At each level j/levels take the weight at the magnitude threshold (the largest one removed),
@@ -464,8 +512,8 @@ def hessian_rows(model: nn.Module, data, *, hessian_cfg: dict, theory_cfg: dict,
     indices = np.array([profile.threshold_index(s) for s in levels], np.int64)
     params = hessian_cfg.get("params", "prunable")
     positions = operator_positions(model, params)[indices]
-    op = HessianOperator(model, data.x_train, data.y_train, params=params,
-                         chunk_size=int(hessian_cfg.get("chunk_size", 0)))
+    op = operator if operator is not None else HessianOperator(model, data.x_train, data.y_train, params=params,
+                                                                chunk_size=int(hessian_cfg.get("chunk_size", 0)))
     norms = hessian_row_norms(op, positions, progress=progress)
     return HessianRows(levels, indices, profile.weights[indices], norms,
                        float(theory_cfg.get("zero_row_threshold", 1e-7)), profile.dim)
@@ -492,27 +540,16 @@ def scaled_model(model: nn.Module, scale: float) -> nn.Module:
     return scaled
 
 
-def scaled_accuracy(model: nn.Module, data, scale: float, sparsity: float) -> float:
-    """Test accuracy of ``scale``·w* pruned by global magnitude at ``sparsity`` (a sweep callback)."""
-    from .prune import InPlacePruner
-    from .train import evaluate
+def scaled_actual_threshold(model: nn.Module, data, scale: float, *, grid: int) -> dict:
+    """The actual threshold of the scaled model: prune's in-place sweep on ``scale``·w* (test set only).
 
-    with InPlacePruner(scaled_model(model, scale)).pruned(sparsity) as m:
-        return evaluate(m, data.x_test, data.y_test)[1]
-
-
-def scaled_actual_threshold(model: nn.Module, data, scale: float, *, points: int, tolerance: float,
-                            resolution: float) -> dict:
-    """The actual threshold of the scaled model: prune's test-set sweep + bisection on ``scale``·w*.
-
-    Reference accuracy is the scaled dense model's (the sweep's sparsity-0 point); train-set
-    metrics are skipped (the criterion is on test accuracy).
+    Reference accuracy is the scaled unpruned model's (the sweep's sparsity-0 point).
     """
     from .prune import sweep_and_threshold
 
-    curve, found = sweep_and_threshold(scaled_model(model, scale), data, points=points, tolerance=tolerance,
-                                       resolution=resolution, train_metrics=False)
-    return {"actual_sparsity": found["actual_sparsity"], "dense_test_acc": found["dense_test_acc"],
+    curve, found = sweep_and_threshold(scaled_model(model, scale), data, grid=grid)
+    return {"actual_sparsity": found["actual_sparsity"], "actual_criterion": found["actual_criterion"],
+            "dense_test_acc": found["dense_test_acc"],
             "curve": [{"sparsity": r["sparsity"], "test_acc": r["test_acc"]} for r in curve]}
 
 
@@ -600,35 +637,68 @@ def prediction_report(profile: MagnitudeProfile, spectrum: Quadrature, epsilon: 
     }
 
 
+def slq_report(result, profile: MagnitudeProfile, epsilon: float, zero_fraction: float,
+               spectrum_dim: int | None = None) -> dict:
+    """How the SLQ estimate was made and how far to trust it: per-run predictions (their spread is
+    the seed-to-seed error), the step counts tried and whether every run converged."""
+    predict = sparsity_predictor(profile, epsilon, zero_fraction, spectrum_dim)
+    per_run = []
+    for r in range(result.n_runs):
+        m = int(result.steps[r])
+        per_run.append(predict(Quadrature(result.ritz_values[r, :m], result.ritz_weights[r, :m]
+                                          / result.ritz_weights[r, :m].sum(), result.dim)))
+    if isinstance(result, Quadrature):  # an exact spectrum: nothing estimated
+        return {"n_runs": 0, "steps": [], "per_run_predicted_sparsity": [], "spread": 0.0, "converged": None,
+                "capped": None, "tol": None, "max_iter": None, "predictions_by_steps": None}
+    convergence = result.settings.get("convergence", {})
+    return {"n_runs": result.n_runs, "steps": [int(m) for m in result.steps],
+            "per_run_predicted_sparsity": per_run, "spread": float(max(per_run) - min(per_run)),
+            "converged": not convergence.get("capped", True) if convergence else None,
+            "capped": convergence.get("capped") if convergence else None,
+            "tol": convergence.get("tol"), "max_iter": convergence.get("max_iter"),
+            "predictions_by_steps": convergence.get("history")}
+
+
 def predict_from_model(model: nn.Module, data, *, hessian_cfg: dict, theory_cfg: dict, l1: float = 0.0,
-                       spectrum: Quadrature | None = None, rows: HessianRows | None = None, seed: int = 0,
-                       progress: bool = False) -> dict:
+                       spectrum=None, rows: HessianRows | None = None, seed: int = 0,
+                       epsilon: tuple[float, str] | None = None, progress: bool = False) -> dict:
     """Trained model → predicted pruning threshold, kinematic bounds and curves (JSON-ready dict).
 
-    The one code path of the pipeline's theory rule, ``prunelimit predict`` and iterative pruning:
-    ε from the model (per-batch loss std with the training loss incl. ``l1``, batch order ``seed``)
-    unless ``theory_cfg['epsilon']`` is set; the spectrum from ``hessian.spectrum_of_trained``
-    unless ``spectrum`` is given; f₀ from the Hessian rows unless ``rows`` is given.
+    The one code path of the pipeline's theory rule, ``prunelimit predict`` and iterative pruning.
+    ε: ``epsilon`` (value, source) if given, else from the model (:func:`loss_tolerance`). f₀: from
+    ``rows`` if given, else the Hessian rows. The spectrum: ``spectrum`` (an :class:`SLQResult`, or
+    a :class:`Quadrature` of exact eigenvalues) if given, else converged SLQ (:func:`hessian.spectrum_of_trained` with this prediction as the
+    functional). One Hessian operator serves the rows and the spectrum.
     """
+    from .hessian import operator_of_trained, spectrum_of_trained
+
     t0 = time.perf_counter()
     model = model.eval()
     profile = magnitude_profile(flat_prunable(model))
-    epsilon, eps_source = loss_tolerance(model, data, l1=l1, override=theory_cfg.get("epsilon"), seed=seed)
-    spectrum_source = "given"
-    if spectrum is None:
-        from .hessian import spectrum_of_trained
-
-        spectrum = spectrum_of_trained(model, data, hessian_cfg, progress=progress).quadrature()
-        spectrum_source = "computed (hessian.spectrum_of_trained)"
+    epsilon, eps_source = epsilon or loss_tolerance(model, data, l1=l1, override=theory_cfg.get("epsilon"), seed=seed)
+    params = hessian_cfg.get("params", "prunable")
+    spectrum_dim = spectrum_dimension(model, params)
+    operator = None
+    if rows is None or spectrum is None:
+        operator = operator_of_trained(model, data, hessian_cfg)
     if rows is None:
         rows = hessian_rows(model, data, hessian_cfg=hessian_cfg, theory_cfg=theory_cfg, profile=profile,
-                            progress=progress)
+                            progress=progress, operator=operator)
     elif rows.dim != profile.dim:
         raise PrunelimitError(f"Hessian rows are for {rows.dim} weights, the model has {profile.dim}")
     f0 = rows.zero_fraction
-    report = prediction_report(profile, spectrum, epsilon, zero_fraction=f0, hessian_cfg=hessian_cfg,
-                               theory_cfg=theory_cfg,
-                               spectrum_dim=spectrum_dimension(model, hessian_cfg.get("params", "prunable")))
+    spectrum_source = "given"
+    if spectrum is None:
+        spectrum = spectrum_of_trained(model, data, hessian_cfg, progress=progress, operator=operator,
+                                       predict=sparsity_predictor(profile, epsilon, f0, spectrum_dim))
+        spectrum_source = "computed (hessian.spectrum_of_trained, converged on the prediction)"
+    exact = isinstance(spectrum, Quadrature)
+    quadrature = spectrum if exact else spectrum.quadrature()
+    report = prediction_report(profile, quadrature, epsilon, zero_fraction=f0, hessian_cfg=hessian_cfg,
+                               theory_cfg=theory_cfg, spectrum_dim=spectrum_dim)
+    # the largest eigenvalues: exact ones, or the k-th largest Ritz value averaged over runs
+    top = (np.sort(quadrature.nodes)[::-1][:10] if exact
+           else np.sort(spectrum.ritz_values, axis=1)[:, ::-1][:, :10].mean(axis=0))
     return {
         "epsilon": epsilon,
         "epsilon_source": eps_source,
@@ -638,8 +708,11 @@ def predict_from_model(model: nn.Module, data, *, hessian_cfg: dict, theory_cfg:
         "zero_rows": {"n_rows": int(len(rows.l1_norms)), "n_zero": rows.zero_rows,
                       "threshold": rows.zero_threshold, "important_fraction": 1.0 - f0},
         **report,
+        "slq": slq_report(spectrum, profile, epsilon, f0, spectrum_dim),
+        "top_eigenvalues": top.tolist(),
         "provenance": {"formulas": FORMULA_MARKS, "spectrum_source": spectrum_source,
                        "hessian": dict(hessian_cfg), "theory": dict(theory_cfg), "l1": l1,
+                       "spectrum_settings": {} if exact else dict(spectrum.settings),
                        "bounds": "kinematic bounds", "seconds": time.perf_counter() - t0},
     }
 
@@ -647,6 +720,18 @@ def predict_from_model(model: nn.Module, data, *, hessian_cfg: dict, theory_cfg:
 # ---------------------------------------------------------------------------------------------
 # Pipeline entry points (files in, files out; the rule scripts call these)
 # ---------------------------------------------------------------------------------------------
+
+
+def check_spectrum(q: Quadrature, *, path, model: nn.Module, hessian_cfg: dict, made_with: str | None = None) -> None:
+    """Stop with a message naming ``path`` if its spectrum is not of ``model``'s Hessian as configured."""
+    params = hessian_cfg.get("params", "prunable")
+    if made_with is not None and made_with != params:
+        raise PrunelimitError(f"spectrum file {path} was taken over params={made_with!r}, "
+                              f"the config asks for {params!r}; rerun the hessian rule")
+    dim = spectrum_dimension(model, params)
+    if q.dim != dim:
+        raise PrunelimitError(f"spectrum file {path} is over {q.dim} parameters, but the model has {dim} "
+                              f"({params} parameters): it belongs to another model or setting")
 
 
 def load_spectrum(path: str | os.PathLike, *, kind: str, model: nn.Module, hessian_cfg: dict) -> Quadrature:
@@ -658,22 +743,16 @@ def load_spectrum(path: str | os.PathLike, *, kind: str, model: nn.Module, hessi
     from .hessian import SLQResult, load_exact
     from .spectrum import from_eigenvalues
 
-    params = hessian_cfg.get("params", "prunable")
-    dim = spectrum_dimension(model, params)
+    made_with = None
     if kind == "slq":
         result = SLQResult.load(path)
         made_with = result.settings.get("params")
-        if made_with is not None and made_with != params:
-            raise PrunelimitError(f"spectrum file {path} was taken over params={made_with!r}, "
-                                  f"the config asks for {params!r}; rerun the hessian rule")
         q = result.quadrature()
     elif kind == "exact":
         q = from_eigenvalues(load_exact(path))
     else:
         raise PrunelimitError(f"unknown spectrum kind {kind!r}; use 'slq' or 'exact'")
-    if q.dim != dim:
-        raise PrunelimitError(f"spectrum file {path} is over {q.dim} parameters, but the model has {dim} "
-                              f"({params} parameters): it belongs to another model or setting")
+    check_spectrum(q, path=path, model=model, hessian_cfg=hessian_cfg, made_with=made_with)
     return q
 
 
@@ -696,25 +775,46 @@ def rows_task(*, model_path, metrics_path, data_path, out_path, hessian_cfg: dic
     return rows
 
 
+def slq_task(*, model_path, metrics_path, data_path, rows_path, out_path, hessian_cfg: dict, theory_cfg: dict,
+             device: str = "cpu", progress: bool = False):
+    """Rule ``slq``: the SLQ spectrum of a trained task, its step count grown until the predicted
+    threshold is stable (ε from metrics.json, f₀ from the Hessian rows), saved as .npz."""
+    from .hessian import spectrum_of_trained
+
+    model, meta, data = _load_task(model_path, metrics_path, data_path, device)
+    profile = magnitude_profile(flat_prunable(model))
+    rows = HessianRows.load(rows_path, dim=profile.dim)
+    epsilon, _ = epsilon_from_metrics(meta, theory_cfg, str(metrics_path))
+    spectrum_dim = spectrum_dimension(model, hessian_cfg.get("params", "prunable"))
+    result = spectrum_of_trained(model, data, hessian_cfg, progress=progress,
+                                 predict=sparsity_predictor(profile, epsilon, rows.zero_fraction, spectrum_dim))
+    result.save(out_path, n_bins=int(hessian_cfg["n_bins"]), sigma2=float(hessian_cfg["sigma2"]))
+    return result
+
+
 def theory_task(*, model_path, metrics_path, data_path, slq_path, rows_path, out_path, hessian_cfg: dict,
                 theory_cfg: dict, exact_path=None, device: str = "cpu") -> dict:
     """Rule ``theory``: prediction.json from the trained model, its SLQ spectrum and Hessian rows.
 
-    With ``exact_path`` the same prediction from the exact eigenvalues goes under ``exact``, with
-    the same f₀ (so the difference is the SLQ quadrature error) and without it (the quadratic
-    model's own answer, every zero eigenvalue resolved).
+    ε is the one the train rule measured (metrics.json). With ``exact_path`` the same prediction
+    from the exact eigenvalues goes under ``exact``, with the same f₀ (so the difference is the SLQ
+    quadrature error) and without it (the quadratic model's own answer, every zero eigenvalue
+    resolved).
     """
+    from .hessian import SLQResult
+
     model, meta, data = _load_task(model_path, metrics_path, data_path, device)
-    spectrum = load_spectrum(slq_path, kind="slq", model=model, hessian_cfg=hessian_cfg)
+    result = SLQResult.load(slq_path)
+    check_spectrum(result.quadrature(), path=slq_path, model=model, hessian_cfg=hessian_cfg,
+                   made_with=result.settings.get("params"))
     profile = magnitude_profile(flat_prunable(model))
     rows = HessianRows.load(rows_path, dim=profile.dim)
     train_cfg = meta.get("train", {})
     out = predict_from_model(model, data, hessian_cfg=hessian_cfg, theory_cfg=theory_cfg,
-                             l1=float(train_cfg.get("l1", 0.0)), spectrum=spectrum, rows=rows,
-                             seed=int(train_cfg.get("seed", 0)))
-    out["epsilon_metrics_json"] = meta.get("loss_std")
+                             l1=float(train_cfg.get("l1", 0.0)), spectrum=result, rows=rows,
+                             epsilon=epsilon_from_metrics(meta, theory_cfg, str(metrics_path)))
     out["provenance"].update({"model": str(model_path), "metrics": str(metrics_path), "spectrum_file": str(slq_path),
-                              "hessian_rows_file": str(rows_path), "spectrum_settings": _slq_settings(slq_path)})
+                              "hessian_rows_file": str(rows_path)})
     if exact_path is not None:
         out["exact"] = exact_comparison(profile, load_spectrum(exact_path, kind="exact", model=model,
                                                                hessian_cfg=hessian_cfg),
@@ -725,12 +825,6 @@ def theory_task(*, model_path, metrics_path, data_path, slq_path, rows_path, out
 
     save_json(out, out_path)
     return out
-
-
-def _slq_settings(path) -> dict:
-    from .hessian import SLQResult
-
-    return dict(SLQResult.load(path).settings)
 
 
 def exact_comparison(profile: MagnitudeProfile, exact: Quadrature, slq_prediction: dict, *, theory_cfg: dict,
@@ -766,9 +860,7 @@ def scaling_task(*, model_path, metrics_path, data_path, slq_path, prediction_pa
         raise PrunelimitError(f"{prediction_path} is for D = {pred.get('D')} weights, the model has {profile.dim}")
 
     def actual(c: float) -> dict:
-        return scaled_actual_threshold(model, data, c, points=int(prune_cfg.get("sweep_points", 41)),
-                                       tolerance=float(prune_cfg.get("tolerance", 0.0)),
-                                       resolution=float(prune_cfg.get("resolution", 0.001)))
+        return scaled_actual_threshold(model, data, c, grid=int(theory_cfg["scaling_grid"]))
 
     out = magnitude_scaling(profile, spectrum, pred["epsilon"], list(theory_cfg.get("scales", [1, 2, 3, 4, 5])),
                             zero_fraction=pred["zero_fraction"], eta=float(theory_cfg.get("eta", 0.05)),

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -94,25 +95,89 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 @torch.no_grad()
 def per_batch_loss_std(model: nn.Module, data: TensorData, batch_size: int = 128, l1: float = 0.0,
-                       seed: int = 0) -> float:
-    """Standard deviation of the training loss over minibatches (the ε of the theory, official code).
+                       seed: int = 0, augment: bool = False, crop_padding: int = 4) -> float:
+    """ε of the theory: the spread of the training loss over the minibatches of one pass of the loader.
 
-    Evaluated in eval mode on a seeded permutation of the un-augmented training set, with the
-    loss the model was trained on (cross-entropy + L1 term); incomplete last batches are dropped.
+    As the official ``cal_loss`` computes it [code]: the model in eval mode, every batch of a
+    shuffled pass over the training set (the partial last batch included), each batch augmented
+    as in training when ``augment`` (random crop with ``crop_padding`` + flip), the loss the model
+    was trained on (cross-entropy + λ·Σ|w|), and numpy's population standard deviation (ddof 0)
+    of the per-batch losses. The pass is seeded by ``seed``, so reruns agree.
     """
     was_training = model.training
     model.eval()
-    order = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(seed)).to(data.x_train.device)
+    generator = torch.Generator().manual_seed(seed)
+    n = len(data.x_train)
+    order = torch.randperm(n, generator=generator).to(data.x_train.device)
     penalty = l1 * l1_penalty(model).item() if l1 else 0.0
     losses = []
-    for i in range(0, len(order) - batch_size + 1, batch_size):
+    for i in range(0, n, batch_size):
         idx = order[i:i + batch_size]
-        losses.append(F.cross_entropy(model(data.x_train[idx]), data.y_train[idx]).item() + penalty)
+        x = data.x_train[idx]
+        if augment:
+            x = augment_batch(x, crop_padding, generator)
+        losses.append(F.cross_entropy(model(x), data.y_train[idx]).item() + penalty)
     model.train(was_training)
     if len(losses) < 2:
         raise PrunelimitError(f"need at least 2 batches of {batch_size} to measure the loss spread, "
-                              f"have {len(data.x_train)} training samples")
-    return float(torch.tensor(losses, dtype=torch.float64).std().item())
+                              f"have {n} training samples")
+    return float(np.std(np.asarray(losses, np.float64)))  # population std, ddof 0 (numpy's default)
+
+
+def epsilon_batch_size(batch_size: int, n_train: int) -> int:
+    """The loader's batch size for ε, halved on tiny training sets so the spread has two batches."""
+    return max(1, min(int(batch_size), n_train // 2))
+
+
+def l1_shrinkage(cfg: TrainConfig, n_train: int, steps: int) -> float:
+    """λ·Σ_t lr_t over the ``steps`` SGD steps run: how far L1 alone moves a weight the data never
+    push back [ours]. The official recipes give ≈0.04 (FC5: 0.01·5e-5·200·391) and ≈0.08 (VGG16)."""
+    per_epoch = max(1, n_train // cfg.batch_size)
+    total, epoch = 0.0, cfg.start_epoch
+    while steps > 0:
+        taken = min(per_epoch, steps)
+        total += lr_at(cfg, epoch) * taken
+        steps -= taken
+        epoch += 1
+    return cfg.l1 * total
+
+
+SMALL_WEIGHT = 1e-3  # |w| below this counts as pruned away by L1 (the equilibrium diagnostic)
+
+
+def small_weight_share(model: nn.Module) -> float:
+    """Share of the prunable weights with |w| < 1e-3."""
+    with torch.no_grad():
+        flat = torch.cat([p.detach().reshape(-1) for _, p in prunable_parameters(model)])
+    return float((flat.abs() < SMALL_WEIGHT).double().mean())
+
+
+class DataGradientTracker:
+    """Which prunable weights ever received a non-zero gradient of the data loss during training.
+
+    A hook on each weight sees the gradient of the whole training loss; the L1 term's share
+    λ·sign(w) is taken off, so what remains is the cross-entropy's. Weights whose share stays
+    exactly zero (e.g. kernel taps that only ever see padding, weights of dead units) are never
+    shaped by the data and keep what initialisation and the L1 pull give them.
+    """
+
+    def __init__(self, model: nn.Module, l1: float):
+        self.seen = {name: torch.zeros_like(p, dtype=torch.bool) for name, p in prunable_parameters(model)}
+        self.handles = [p.register_hook(self._hook(name, p, l1)) for name, p in prunable_parameters(model)]
+
+    def _hook(self, name: str, param: torch.Tensor, l1: float):
+        def record(grad: torch.Tensor) -> None:
+            data_grad = grad - l1 * torch.sign(param.detach()) if l1 else grad
+            self.seen[name] |= data_grad != 0
+        return record
+
+    def never_updated_share(self) -> float:
+        total = sum(m.numel() for m in self.seen.values())
+        return float(sum(int((~m).sum()) for m in self.seen.values()) / total)
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
 
 
 @torch.no_grad()
@@ -224,9 +289,21 @@ def train_task(spec: dict, data: TensorData, model_out: str | os.PathLike, metri
     cfg = TrainConfig.from_dict(spec["train"])
     model = build_model(spec["model"], data.in_shape, data.num_classes, seed=cfg.seed,
                         **spec.get("model_args", {})).to(data.x_train.device)
-    result = train(model, data, cfg, checkpoint=checkpoint, progress=progress, desc=f"{spec['task']}/{spec['variant']}")
+    gradients = DataGradientTracker(model, cfg.l1)
+    shares: list[float] = []
+
+    def on_epoch(epoch: int, record: dict) -> None:
+        record["small_weight_share"] = small_weight_share(model)
+        shares.append(record["small_weight_share"])
+
+    result = train(model, data, cfg, checkpoint=checkpoint, progress=progress, desc=f"{spec['task']}/{spec['variant']}",
+                   on_epoch=on_epoch)
+    gradients.remove()
     train_loss, train_acc = evaluate(model, data.x_train, data.y_train)
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
+    eps_batch = epsilon_batch_size(cfg.batch_size, len(data.x_train))
+    history = result.history
+    tail = [h["small_weight_share"] for h in history[-max(1, len(history) // 10):] if "small_weight_share" in h]
     metrics = {
         "task": spec["task"], "variant": spec["variant"], "model": spec["model"],
         "model_args": spec.get("model_args", {}), "dataset": spec["dataset"],
@@ -234,11 +311,18 @@ def train_task(spec: dict, data: TensorData, model_out: str | os.PathLike, metri
         "n_params": count_parameters(model), "n_prunable": count_prunable(model),
         "train": asdict(cfg),
         "train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc,
-        # ε of the theory: spread of the per-batch training loss (official code: batch 128)
-        "loss_std": per_batch_loss_std(model, data, batch_size=min(128, len(data.x_train) // 2), l1=cfg.l1,
-                                       seed=cfg.seed),
-        "l1_penalty": l1_penalty(model).item(), "epochs_run": len(result.history), "steps": result.steps,
-        "wall_time_s": result.wall_time, "history": result.history,
+        # ε of the theory [code cal_loss]: over the loader the model was trained with, and on clean data
+        "loss_std": per_batch_loss_std(model, data, batch_size=eps_batch, l1=cfg.l1, seed=cfg.seed,
+                                       augment=cfg.augment, crop_padding=cfg.crop_padding),
+        "loss_std_clean": per_batch_loss_std(model, data, batch_size=eps_batch, l1=cfg.l1, seed=cfg.seed),
+        "loss_std_batch_size": eps_batch,
+        "l1_penalty": l1_penalty(model).item(), "epochs_run": len(history), "steps": result.steps,
+        # total L1 pull on a weight the data never push back: λ·Σ_t lr_t [ours; the paper's regime]
+        "l1_shrinkage": l1_shrinkage(cfg, len(data.x_train), result.steps),
+        "small_weight_share": small_weight_share(model),
+        "small_weight_share_change_last_tenth": (max(tail) - min(tail)) if tail else None,
+        "never_updated_share": gradients.never_updated_share(),
+        "wall_time_s": result.wall_time, "history": history,
     }
     save_torch(model.state_dict(), model_out)
     save_json(metrics, metrics_out)

@@ -12,6 +12,14 @@ SPARSITY_TAGS = {f"{float(s):g}": float(s) for s in BASELINES["sparsities"]}
 SEEDS = [int(s) for s in BASELINES["seeds"]]
 
 
+def baseline_spec(task):
+    """The task's dense recipe, trained for baselines.epochs when set (IMP retrains every round)."""
+    spec = task_spec(config, task, "dense")
+    if BASELINES.get("epochs"):
+        spec["train"]["epochs"] = int(BASELINES["epochs"])
+    return spec
+
+
 wildcard_constraints:
     method="|".join(BASELINE_METHODS),
     sparsity="|".join(re.escape(tag) for tag in SPARSITY_TAGS),
@@ -55,7 +63,7 @@ rule baseline:
         gpu=1,
     params:
         method=lambda w: w.method,
-        spec=lambda w: task_spec(config, w.task, "dense"),
+        spec=lambda w: baseline_spec(w.task),
         options=lambda w: BASELINES.get(w.method, {}),
         device=config.get("device", "auto"),
     script:
@@ -83,7 +91,7 @@ rule baseline_imp:
     params:
         method="imp",
         sparsities=list(SPARSITY_TAGS.values()),
-        spec=lambda w: task_spec(config, w.task, "dense"),
+        spec=lambda w: baseline_spec(w.task),
         options=BASELINES.get("imp", {}),
         device=config.get("device", "auto"),
     script:

@@ -4,6 +4,7 @@ rule slq:
     input:
         unpack(lambda w: trained(w.task)),
         data=dataset_of,
+        rows=f"{RESULTS}/theory/{{task}}/hessian_rows.npz",
     output:
         slq=f"{RESULTS}/hessian/{{task}}/slq.npz",
         plot=report(
@@ -23,6 +24,7 @@ rule slq:
         gpu=1,
     params:
         hessian=lambda w: spectrum_settings(w.task),
+        theory=config["theory"],
         device=config.get("device", "auto"),
     script:
         "../../scripts/slq.py"

@@ -57,7 +57,7 @@ rule iterative:
     params:
         spec=lambda w: task_spec(config, w.task, THEORY_VARIANT),
         iterative=config["iterative"],
-        hessian=config["hessian"],
+        hessian=lambda w: spectrum_settings(w.task),
         theory=config["theory"],
         device=config.get("device", "auto"),
     script:
