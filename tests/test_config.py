@@ -24,7 +24,7 @@ def _dry_run_error(tmp_path, mutate):
         (lambda c: c["tasks"]["fc5_digits"].update(model="resnet19"), "'resnet19' is not one of"),
         (lambda c: c["tasks"]["fc5_digits"].update(dataset="mnist"), "'mnist' is not one of"),
         (lambda c: c.update(hesian={}), "'hesian' was unexpected"),
-        (lambda c: c["prune"].update(tolerance=2), "2 is greater than the maximum of 1"),
+        (lambda c: c["prune"].update(tolerances=[2]), "2 is greater than the maximum of 1"),
         (lambda c: c["baselines"].update(tasks=["no_such_task"]), "baselines.tasks names unknown task(s) ['no_such_task']"),
     ],
     ids=["misspelt-key", "wrong-type", "unknown-model", "unknown-dataset", "unknown-section", "out-of-range",

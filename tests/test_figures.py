@@ -28,6 +28,7 @@ def prediction(i: int, exact: bool = False) -> dict:
             "predicted_sparsity": 0.6 + 0.05 * i, "lower_sparsity": 0.5 + 0.05 * i, "upper_sparsity": 0.7 + 0.05 * i,
             "gap": 0.2, "R_at_prediction": 0.3 + 0.1 * i,
             "official_smoothed": {"predicted_sparsity": 0.55 + 0.05 * i},
+            "slq": {"steps": [256, 512], "spread": 0.004, "converged": False},
             "curves": {"sparsity_grid": s_grid.tolist(), "R_of_sparsity": (3 * s_grid ** 2).tolist(),
                        "R_grid": r_grid.tolist(), "gw2_over_D": gw.tolist(),
                        "gw2_over_D_official_smoothed": (0.9 * gw).tolist()}}
@@ -39,9 +40,10 @@ def prediction(i: int, exact: bool = False) -> dict:
 
 
 def actual(i: int) -> dict:
-    return {"actual_sparsity": 0.4 + 0.1 * i, "dense_test_acc": 0.9,
-            "bisection": [{"sparsity": 0.41 + 0.1 * i, "test_acc": 0.9},
-                          {"sparsity": 0.43 + 0.1 * i, "test_acc": 0.85}]}
+    return {"actual_sparsity": 0.4 + 0.1 * i, "dense_test_acc": 0.9, "actual_criterion": "official",
+            "official_sparsity": 0.4 + 0.1 * i,
+            "tolerance_sparsity": {"0": 0.38 + 0.1 * i, "0.005": 0.39 + 0.1 * i, "0.01": 0.4 + 0.1 * i,
+                                   "0.02": 0.45 + 0.1 * i}}
 
 
 def curve(i: int) -> pd.DataFrame:

@@ -401,7 +401,8 @@ def test_converged_slq_stops_when_the_functional_is_stable_on_doubling():
         return q.trace_f(lambda lam: 1.0 / (1.0 + np.abs(lam) / c)) / q.dim
 
     exact = float(np.mean(1.0 / (1.0 + eig / c)))
-    result = slq(op, n_runs=2, n_iter=8, seed=1, progress=False, max_iter=512, predict=functional, tol=0.005)
+    result = slq(op, n_runs=2, n_iter=8, seed=1, progress=False, max_iter=512, predict=functional, tol=0.005,
+                 stable_doublings=1)
     conv = result.settings["convergence"]
     assert conv["converged"] == [True, True] and not conv["capped"]
     for run, tried in enumerate(conv["history"]):
@@ -428,5 +429,20 @@ def test_converged_slq_reports_the_cap():
                  tol=0.5)  # the node count doubles with the steps: never stable
     assert result.settings["convergence"]["capped"] and result.steps.tolist() == [32]
     assert [m for m, _ in result.settings["convergence"]["history"][0]] == [4, 8, 16, 32]
+
+
+def test_two_stable_doublings_see_past_a_plateau():
+    op, _ = _known_spectrum()
+    plateau = iter([0.50, 0.70, 0.70, 0.60, 0.60, 0.60])  # flat from 16 to 32 steps, then a drop
+
+    def scripted(q):
+        return next(plateau)
+
+    one = slq(op, n_runs=1, n_iter=4, max_iter=1024, predict=lambda q: [0.5, 0.7, 0.7, 0.6][min(
+        int(np.log2(q.nodes.size // 4)), 3)], tol=0.005, stable_doublings=1, progress=False)
+    assert one.steps.tolist() == [16]  # stopped on the plateau
+    two = slq(op, n_runs=1, n_iter=4, max_iter=1024, predict=scripted, tol=0.005, stable_doublings=2, progress=False)
+    assert [v for _, v in two.settings["convergence"]["history"][0]] == [0.5, 0.7, 0.7, 0.6, 0.6, 0.6]
+    assert two.steps.tolist() == [128] and two.settings["convergence"]["converged"] == [True]
     with pytest.raises(PrunelimitError, match="max_iter"):
         slq(op, n_runs=1, n_iter=16, max_iter=8, predict=lambda q: 0.0, progress=False)

@@ -26,9 +26,11 @@ TABLES = ["bounds_gap", "theory_vs_actual", "slq", "training", "tv_distance", "l
 BOUNDS_COLUMNS = ["task", "D", "epsilon", "zero_fraction", "eta", "lower_sparsity", "predicted_sparsity",
                   "upper_sparsity", "gap", "exact_lower_sparsity", "exact_predicted_sparsity", "exact_upper_sparsity",
                   "exact_gap", "slq_minus_exact"]
-THEORY_COLUMNS = ["task", "predicted_sparsity", "actual_sparsity", "difference", "lower_sparsity", "upper_sparsity",
-                  "within_bounds", "verdict", "predicted_density", "actual_density", "official_smoothed_sparsity",
-                  "unpruned_test_acc", "tolerance"]
+THEORY_COLUMNS = ["task", "predicted_sparsity", "slq_seed_spread", "slq_steps", "slq_converged", "actual_sparsity",
+                  "actual_criterion", "official_sparsity", "actual_tol_0", "actual_tol_0.005", "actual_tol_0.01",
+                  "actual_tol_0.02", "difference", "verdict", "lower_sparsity", "upper_sparsity", "within_bounds",
+                  "bounds_verdict", "predicted_density", "actual_density", "official_smoothed_sparsity",
+                  "unpruned_test_acc"]
 SLQ_COLUMNS = ["task", "params", "D", "n_samples", "runs", "iterations", "min_steps_taken", "bins", "sigma2",
                "sigma2_kernel", "lambda_min", "lambda_max", "hvp_products", "seconds"]
 
@@ -50,17 +52,20 @@ def test_bounds_gap_table_has_exact_columns_only_where_computed(tmp_path):
     assert back.shape == table.shape and math.isnan(back.exact_gap[1])
 
 
-@pytest.mark.parametrize("actual_sparsity, within, verdict", [
-    (0.45, False, "actual below lower bound"),
-    (0.55, True, "within kinematic bounds"),
-    (0.75, False, "actual above upper bound"),
+@pytest.mark.parametrize("actual_sparsity, within, bounds_verdict, verdict", [
+    (0.45, False, "actual below lower bound", "prediction above actual by 0.150"),
+    (0.55, True, "within kinematic bounds", "prediction above actual by 0.050"),
+    (0.595, True, "within kinematic bounds", "agrees (|difference| <= 0.01)"),
+    (0.75, False, "actual above upper bound", "prediction below actual by 0.150"),
 ])
-def test_theory_vs_actual_table_flags_misses(actual_sparsity, within, verdict):
+def test_theory_vs_actual_table_flags_misses(actual_sparsity, within, bounds_verdict, verdict):
     pred = prediction(0)  # predicted 0.6, bounds [0.5, 0.7]
     row = theory_vs_actual_table({"a": pred}, {"a": {**actual(0), "actual_sparsity": actual_sparsity}}).iloc[0]
     assert row.difference == pytest.approx(0.6 - actual_sparsity)
-    assert bool(row.within_bounds) is within and row.verdict == verdict
+    assert bool(row.within_bounds) is within and row.bounds_verdict == bounds_verdict and row.verdict == verdict
     assert row.predicted_density == pytest.approx(0.4) and row.actual_density == pytest.approx(1 - actual_sparsity)
+    assert row.slq_steps == "256/512" and row.slq_converged == "no (step cap)"
+    assert row.slq_seed_spread == pytest.approx(0.004) and row["actual_tol_0.02"] == pytest.approx(0.45)
 
 
 def test_theory_vs_actual_table_needs_every_actual():
@@ -121,7 +126,8 @@ def job_counts(output: str) -> dict[str, int]:
      {"slq", "theory", "sweep", "baseline", "iterative"}),
     ("figures/pruning_curves.png", {"fig_pruning_curves", "sweep", "theory", "slq"},
      {"baseline", "baseline_imp", "iterative", "magnitude_scaling", "sweep_dense"}),
-    ("tables/slq.tex", {"table_slq", "slq"}, {"theory", "sweep", "hessian_rows", "exact_spectrum"}),
+    # SLQ converges on the predicted threshold, so it needs f₀ from the Hessian rows
+    ("tables/slq.tex", {"table_slq", "slq", "hessian_rows"}, {"theory", "sweep", "exact_spectrum"}),
 ])
 def test_a_figure_or_table_target_builds_only_what_it_needs(tmp_path, target, needs, not_needed):
     proc = snakemake(tmp_path, "-n", f"results/mini/{target}", timeout=300)

@@ -15,7 +15,7 @@ from prunelimit.data import TensorData
 from prunelimit.io import PrunelimitError, save_json
 from prunelimit.models import build_model, prunable_parameters
 from prunelimit.prune import MagnitudeRanking, keep_count
-from prunelimit.spectrum import Quadrature, from_eigenvalues
+from prunelimit.spectrum import Quadrature, absolute_spectrum, from_eigenvalues
 
 
 def _single(lam: float, dim: int) -> Quadrature:
@@ -386,7 +386,8 @@ def task_files(tmp_path):
 
 
 HCFG = {"params": "prunable", "chunk_size": 0, "n_bins": 1000, "sigma2": 1e-5}
-TCFG = {"epsilon": None, "eta": 0.05, "zero_row_threshold": 1e-7, "row_levels": 6, "scales": [1, 2]}
+TCFG = {"epsilon": None, "epsilon_data": "train_loader", "eta": 0.05, "zero_row_threshold": 1e-7, "row_levels": 6,
+        "scales": [1, 2], "scaling_grid": 20}
 
 
 def _paths(d):
@@ -411,18 +412,18 @@ def test_rule_functions_write_rows_prediction_with_exact_and_scaling(task_files)
     assert len(exact["gw2_over_D"]) == len(saved["curves"]["R_grid"])
     assert saved["provenance"]["spectrum_file"].endswith("slq.npz")
     scaling = theory.scaling_task(**_paths(d), slq_path=d / "slq.npz", prediction_path=d / "prediction.json",
-                                  out_path=d / "scaling.json", hessian_cfg=HCFG, theory_cfg=TCFG,
-                                  prune_cfg={"sweep_points": 11, "tolerance": 0.0, "resolution": 0.01})
+                                  out_path=d / "scaling.json", hessian_cfg=HCFG, theory_cfg=TCFG)
     rows_out = json.loads((d / "scaling.json").read_text())["scales"]
     assert [r["scale"] for r in rows_out] == [1.0, 2.0]
     assert rows_out[0]["predicted_sparsity"] == pytest.approx(saved["predicted_sparsity"])
     assert rows_out[1]["predicted_sparsity"] <= rows_out[0]["predicted_sparsity"]
     assert all(0.0 <= r["actual_sparsity"] <= 1.0 for r in scaling["scales"])
-    # the callback gives the scaled model's accuracy; scaling by 1 is the model itself
+    # scaling by 1 is the model itself: its curve starts at the model's own test accuracy
     from prunelimit.train import evaluate
 
     _, data = _tiny(n=64)
-    assert theory.scaled_accuracy(model, data, 1.0, 0.0) == evaluate(model, data.x_test, data.y_test)[1]
+    assert scaling["scales"][0]["dense_test_acc"] == evaluate(model, data.x_test, data.y_test)[1]
+    assert len(scaling["scales"][0]["curve"]) == TCFG["scaling_grid"]
 
 
 def test_missing_or_inconsistent_spectrum_file_stops(task_files):
@@ -474,3 +475,66 @@ def test_official_smoothed_estimate_is_undefined_not_fatal_when_kernels_miss_the
     assert "undefined" in out["official_smoothed"]["note"]
     assert 0.0 < out["predicted_sparsity"] < 1.0
     assert "gw2_over_D_official_smoothed" not in out["curves"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The zero-eigenvalue mass: f₀ tops up what SLQ found, it is not added on top
+# ---------------------------------------------------------------------------------------------
+
+
+def test_top_up_raises_the_null_mass_to_f0_and_keeps_the_rest_in_proportion():
+    from prunelimit.spectrum import top_up_zero_mass
+
+    # SLQ found 30% at (numerically) zero; the Hessian rows say 40%: 10% is added, the rest shrinks 0.6/0.7
+    q = Quadrature(np.array([3e-9, 0.5, 2.0]), np.array([0.3, 0.4, 0.3]), 100)
+    topped, added = top_up_zero_mass(q, 0.4, null_threshold=1e-6, zero_value=1e-30)
+    assert added == pytest.approx(0.1)
+    np.testing.assert_allclose(topped.nodes, [1e-30, 0.5, 2.0, 1e-30])
+    np.testing.assert_allclose(topped.weights, [0.3, 0.4 * 0.6 / 0.7, 0.3 * 0.6 / 0.7, 0.1])
+    # equal to the exact spectrum with 40% zeros and the same shape above
+    eig = np.concatenate([np.zeros(40), np.full(60 * 4 // 7, 0.5), np.full(60 * 3 // 7 + 1, 2.0)])
+    f = lambda lam: 1.0 / (1.0 + np.abs(lam) / 0.3)  # noqa: E731
+    assert topped.trace_f(f) == pytest.approx(from_eigenvalues(eig).trace_f(f), rel=1e-2)
+    # f₀ below what SLQ found changes nothing but the placement of the null nodes
+    same, added = top_up_zero_mass(q, 0.2, null_threshold=1e-6)
+    assert added == 0.0 and np.allclose(same.weights, q.weights) and same.nodes[0] == 1e-30
+
+
+def _dead_inputs_model():
+    """An MLP whose 7 of 16 input pixels are always 0 with zeroed weights: 56 of 152 Hessian rows are
+    exactly zero (the weights an L1-trained net has killed), trained a little on the live pixels."""
+    from prunelimit.train import TrainConfig, train
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 1, 4, 4, generator=gen)
+    dead = [0, 1, 2, 3, 4, 8, 12]
+    x.view(200, 16)[:, dead] = 0.0
+    y = (x.view(200, 16) @ torch.randn(16, 3, generator=gen)).argmax(1)
+    data = TensorData(x, y, x[:50].clone(), y[:50].clone(), 3)
+    model = build_model("mlp", (1, 4, 4), 3, seed=0, hidden=[8])
+    train(model, data, TrainConfig(epochs=30, batch_size=32, lr=0.05, l1=1e-3), progress=False)
+    with torch.no_grad():
+        model.linear[0].weight[:, dead] = 0.0
+    return model.eval(), data
+
+
+def test_slq_plus_f0_matches_the_exact_spectrum_on_a_model_with_zero_hessian_rows():
+    model, data = _dead_inputs_model()
+    op = hessian.HessianOperator(model, data.x_train, data.y_train)
+    profile = theory.magnitude_profile(theory.flat_prunable(model))
+    eps, _ = theory.loss_tolerance(model, data)
+    rows = theory.hessian_rows(model, data, hessian_cfg={"params": "prunable"}, theory_cfg={"row_levels": 50},
+                               profile=profile, operator=op)
+    assert 0.3 <= rows.zero_fraction <= 56 / 152  # the rows see the dead weights (never more than there are)
+    exact = theory.sparsity_predictor(profile, eps, 0.0)(from_eigenvalues(hessian.exact_eigenvalues(op)))
+    # every run to its invariant subspace, so the only error left is the stochastic trace estimate
+    result = hessian.slq(op, n_runs=60, n_iter=op.dim, seed=1, progress=False)
+    with_f0 = theory.sparsity_predictor(profile, eps, rows.zero_fraction)(result.quadrature())
+    assert abs(with_f0 - exact) < 0.005
+    assert 0.1 < exact < 0.99  # a prediction the zero mass can move
+    # the official rescale-and-add counts the null mass SLQ found a second time: far off
+    q = absolute_spectrum(result.quadrature())
+    f0 = rows.zero_fraction
+    doubled = Quadrature(np.append(q.nodes, 1e-30), np.append(q.weights * (1 - f0), f0), q.dim)
+    official = theory.largest_fixed_point(lambda s: theory.gaussian_width_sq(doubled, profile.distance(s), eps))
+    assert official - exact > 0.03

@@ -214,6 +214,7 @@ def theory_vs_actual_table(predictions: dict[str, dict], actuals: dict[str, dict
             "difference": predicted - actual, "verdict": _verdict_difference(predicted - actual),
             "lower_sparsity": lower, "upper_sparsity": upper,
             "within_bounds": bool(lower <= actual <= upper), "bounds_verdict": _verdict(actual, lower, upper),
+            "predicted_density": 1.0 - predicted, "actual_density": 1.0 - actual,
             "official_smoothed_sparsity": _float_or_nan(p.get("official_smoothed", {}).get("predicted_sparsity")),
             "unpruned_test_acc": float(a["dense_test_acc"]),
         })

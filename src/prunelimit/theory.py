@@ -641,15 +641,15 @@ def slq_report(result, profile: MagnitudeProfile, epsilon: float, zero_fraction:
                spectrum_dim: int | None = None) -> dict:
     """How the SLQ estimate was made and how far to trust it: per-run predictions (their spread is
     the seed-to-seed error), the step counts tried and whether every run converged."""
+    if isinstance(result, Quadrature):  # an exact spectrum: nothing estimated
+        return {"n_runs": 0, "steps": [], "per_run_predicted_sparsity": [], "spread": 0.0, "converged": None,
+                "capped": None, "tol": None, "max_iter": None, "predictions_by_steps": None}
     predict = sparsity_predictor(profile, epsilon, zero_fraction, spectrum_dim)
     per_run = []
     for r in range(result.n_runs):
         m = int(result.steps[r])
         per_run.append(predict(Quadrature(result.ritz_values[r, :m], result.ritz_weights[r, :m]
                                           / result.ritz_weights[r, :m].sum(), result.dim)))
-    if isinstance(result, Quadrature):  # an exact spectrum: nothing estimated
-        return {"n_runs": 0, "steps": [], "per_run_predicted_sparsity": [], "spread": 0.0, "converged": None,
-                "capped": None, "tol": None, "max_iter": None, "predictions_by_steps": None}
     convergence = result.settings.get("convergence", {})
     return {"n_runs": result.n_runs, "steps": [int(m) for m in result.steps],
             "per_run_predicted_sparsity": per_run, "spread": float(max(per_run) - min(per_run)),
@@ -848,7 +848,7 @@ def exact_comparison(profile: MagnitudeProfile, exact: Quadrature, slq_predictio
 
 
 def scaling_task(*, model_path, metrics_path, data_path, slq_path, prediction_path, out_path, hessian_cfg: dict,
-                 theory_cfg: dict, prune_cfg: dict, device: str = "cpu") -> dict:
+                 theory_cfg: dict, device: str = "cpu") -> dict:
     """Rule ``magnitude_scaling``: predicted (and, by prune's sweep, actual) threshold per weight scale."""
     from .io import load_json, save_json
 
@@ -870,8 +870,8 @@ def scaling_task(*, model_path, metrics_path, data_path, slq_path, prediction_pa
                 "R_of_sparsity": pred["curves"]["R_of_sparsity"], "sparsity_grid": pred["curves"]["sparsity_grid"],
                 "R_grid": pred["curves"]["R_grid"], "gw2_over_D": pred["curves"]["gw2_over_D"],
                 "provenance": {"formulas": {k: FORMULA_MARKS[k] for k in ("gaussian_width", "prediction")},
-                               "actual": "[code] prune.actual_threshold on the scaled model (test accuracy)",
+                               "actual": "[code] official criterion on the scaled model's own sweep (test accuracy)",
                                "prediction_file": str(prediction_path), "spectrum_file": str(slq_path),
-                               "prune": dict(prune_cfg)}})
+                               "scaling_grid": int(theory_cfg["scaling_grid"])}})
     save_json(out, out_path)
     return out

@@ -24,7 +24,8 @@ rule slq:
         gpu=1,
     params:
         hessian=lambda w: spectrum_settings(w.task),
-        theory=config["theory"],
+        # ε (the convergence functional needs it); f₀ arrives as the Hessian-rows file
+        theory={k: config["theory"][k] for k in ("epsilon", "epsilon_data")},
         device=config.get("device", "auto"),
     script:
         "../../scripts/slq.py"

@@ -83,7 +83,6 @@ rule magnitude_scaling:
     params:
         hessian=lambda w: spectrum_settings(w.task, THEORY_HESSIAN_KEYS),
         theory=config["theory"],
-        prune=config["prune"],
         device=config.get("device", "auto"),
     script:
         "../../scripts/magnitude_scaling.py"
