@@ -4,9 +4,80 @@ traceback in the rule's log; a killed write leaves nothing behind for long.
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
+import tarfile
 
-from prunelimit.io import save_json, save_torch
+import numpy as np
+import pytest
+
+from prunelimit.data import load_tensors, prepare_dataset
+from prunelimit.io import PrunelimitError, save_json, save_npz, save_torch
+from test_data_download import _tar_gz, make_cifar10, server  # noqa: F401 - server is a fixture
+
+# ---------------------------------------------------------------------------------------------
+# Labels and arrays: checked when an archive is parsed and when a dataset file is loaded
+# ---------------------------------------------------------------------------------------------
+
+
+def _cifar10_with_labels(labels_of_batch_2) -> bytes:
+    body, _ = make_cifar10()
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    batch = pickle.loads(members["cifar-10-batches-py/data_batch_2"])  # our own benign batch
+    batch[b"labels"] = labels_of_batch_2
+    members["cifar-10-batches-py/data_batch_2"] = pickle.dumps(batch, protocol=2)
+    return _tar_gz(members)
+
+
+@pytest.mark.parametrize(("labels", "message"), [
+    ([3, 12], r"data_batch_2: label 12 is outside \[0, 10\)"),
+    ([-1, 3], r"data_batch_2: label -1 is outside \[0, 10\)"),
+    ([1.7, 3.0], r"data_batch_2: labels must be integers, got float64"),  # was truncated to 1 silently
+], ids=["above", "negative", "float"])
+def test_archive_with_bad_labels_never_becomes_a_dataset(server, tmp_path, labels, message):  # noqa: F811
+    url, md5 = server.add("cifar-10-python.tar.gz", _cifar10_with_labels(labels))
+    out = tmp_path / "cifar10.npz"
+    with pytest.raises(PrunelimitError, match=r"corrupt archive .*cifar-10-batches-py/" + message):
+        prepare_dataset("cifar10", out, {"url": url, "md5": md5}, progress=False)
+    assert not out.exists()
+
+
+def _digits_file(tmp_path, **changes):
+    good = prepare_dataset("digits", tmp_path / "good.npz", progress=False)
+    with np.load(good) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    for key, change in changes.items():
+        arrays[key] = change(arrays[key].copy())
+    save_npz(tmp_path / "bad.npz", **arrays)
+    return tmp_path / "bad.npz"
+
+
+def _set(index, value, dtype=None):
+    def change(a):
+        a = a.astype(dtype) if dtype else a
+        a[index] = value
+        return a
+    return change
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"y_train": _set(5, 12)}, r"y_train: label 12 is outside \[0, 10\)"),
+    ({"y_test": _set(0, -1)}, r"y_test: label -1 is outside \[0, 10\)"),
+    ({"y_train": lambda y: y.astype(np.float32)}, "y_train: labels must be integers, got float32"),
+    ({"x_train": _set((3, 0, 0, 0), np.inf, np.float32)}, "x_train holds 1 inf values"),
+    ({"x_test": _set((0, 0, 1, 1), np.nan, np.float32)}, "x_test holds 1 NaN values"),
+    ({"y_test": lambda y: y[:-1]}, r"y_test has shape \(\d+,\), need one label per sample"),
+    ({"x_test": lambda x: x[:, :, :4]}, r"x_test samples are \(1, 4, 8\), x_train's \(1, 8, 8\)"),
+    ({"mean": _set(0, np.nan)}, "mean must be one finite value per channel"),
+], ids=["label-above", "label-negative", "float-labels", "inf", "nan", "label-count", "shape", "nan-mean"])
+def test_dataset_file_with_bad_arrays_is_named_on_load(tmp_path, changes, message):
+    bad = _digits_file(tmp_path, **changes)
+    with pytest.raises(PrunelimitError, match=r"dataset file .*bad\.npz: " + message) as err:
+        load_tensors(bad)
+    assert "\n" not in str(err.value)
+
 
 # ---------------------------------------------------------------------------------------------
 # Temporaries of a killed write are removed by the next write of the same target
