@@ -5,6 +5,7 @@ traceback in the rule's log; a killed write leaves nothing behind for long.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import pickle
 import tarfile
@@ -14,6 +15,7 @@ import pytest
 
 from prunelimit.data import load_tensors, prepare_dataset
 from prunelimit.io import PrunelimitError, save_json, save_npz, save_torch
+from prunelimit.runlog import rule_context
 from test_data_download import _tar_gz, make_cifar10, server  # noqa: F401 - server is a fixture
 
 # ---------------------------------------------------------------------------------------------
@@ -77,6 +79,34 @@ def test_dataset_file_with_bad_arrays_is_named_on_load(tmp_path, changes, messag
     with pytest.raises(PrunelimitError, match=r"dataset file .*bad\.npz: " + message) as err:
         load_tensors(bad)
     assert "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# A rule's log ends with the exception that failed it
+# ---------------------------------------------------------------------------------------------
+
+
+def test_unexpected_exception_is_written_to_the_rule_log_with_its_traceback(tmp_path):
+    log = tmp_path / "rule.log"
+    with pytest.raises(IndexError, match="index 12 is out of bounds"):
+        with rule_context(log):
+            print("training ...")
+            np.zeros(10)[12]
+    lines = log.read_text().rstrip().splitlines()
+    assert "Traceback (most recent call last):" in lines
+    assert lines[-1] == "IndexError: index 12 is out of bounds for axis 0 with size 10"
+    logging.getLogger("prunelimit").info("after the rule")  # the closed log is no longer a handler
+
+
+def test_user_error_stays_one_line_in_the_rule_log(tmp_path, capsys):
+    log = tmp_path / "rule.log"
+    with pytest.raises(SystemExit) as exit_:
+        with rule_context(log):
+            raise PrunelimitError("md5 mismatch for http://x: expected a, got b")
+    assert exit_.value.code == 1
+    text = log.read_text()
+    assert text.rstrip().splitlines()[-1] == "error: md5 mismatch for http://x: expected a, got b"
+    assert "Traceback" not in text
 
 
 # ---------------------------------------------------------------------------------------------
