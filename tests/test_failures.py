@@ -4,6 +4,7 @@ traceback in the rule's log; a killed write leaves nothing behind for long.
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import os
@@ -12,7 +13,10 @@ import tarfile
 
 import numpy as np
 import pytest
+import yaml
 
+from pipeline_utils import ROOT, load_config
+from prunelimit.config import SCHEMA, task_spec, validate_config
 from prunelimit.data import load_tensors, prepare_dataset
 from prunelimit.io import PrunelimitError, save_json, save_npz, save_torch
 from prunelimit.runlog import rule_context
@@ -107,6 +111,99 @@ def test_user_error_stays_one_line_in_the_rule_log(tmp_path, capsys):
     text = log.read_text()
     assert text.rstrip().splitlines()[-1] == "error: md5 mismatch for http://x: expected a, got b"
     assert "Traceback" not in text
+
+
+# ---------------------------------------------------------------------------------------------
+# Config: missing sections, non-finite numbers, model_args typos, misspelt keys — in-process,
+# through validate_config (what workflow/rules/common.smk runs) and Snakemake's own validate
+# ---------------------------------------------------------------------------------------------
+
+
+def _invalid(config) -> str:
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    with pytest.raises(WorkflowError):  # the schema itself rejects it, not only our wrapper
+        validate(copy.deepcopy(config), schema=str(SCHEMA))
+    with pytest.raises(PrunelimitError) as err:
+        validate_config(config, SCHEMA)
+    message = str(err.value)
+    assert "\n" not in message and len(message) < 400, message
+    return message
+
+
+@pytest.mark.parametrize("section", ["hessian", "theory", "prune", "iterative", "baselines"])
+def test_missing_section_is_named(section):
+    config = load_config()
+    del config[section]
+    assert f"at the top level: '{section}' is a required property" in _invalid(config)
+
+
+@pytest.mark.parametrize(("section", "key"), [
+    ("hessian", "n_iter"), ("hessian", "exact_max_params"), ("theory", "eta"), ("prune", "tolerance"),
+    ("iterative", "rounds"), ("baselines", "sparsities"), ("baselines", "imp"),
+])
+def test_missing_key_of_a_section_is_named(section, key):
+    config = load_config()
+    del config[section][key]
+    assert f"at {section}: '{key}' is a required property" in _invalid(config)
+
+
+def test_partial_nested_block_is_named():
+    config = load_config()
+    del config["baselines"]["rare_gems"]["score_lr"]
+    assert "at baselines.rare_gems: 'score_lr' is a required property" in _invalid(config)
+
+
+@pytest.mark.parametrize(("key", "yaml_value", "message"), [
+    ("tasks.fc5_digits.l1", ".nan", "tasks.fc5_digits.l1 = nan: numbers must be finite"),
+    ("train_defaults.lr", ".inf", "train_defaults.lr = inf: numbers must be finite"),
+    ("prune.tolerance", "-.inf", "prune.tolerance = -inf: numbers must be finite"),
+], ids=["l1-nan", "lr-inf", "tolerance-minus-inf"])
+def test_non_finite_numbers_are_refused_by_key(key, yaml_value, message):
+    """YAML's .nan and .inf are floats that pass any minimum/maximum of the schema."""
+    config = load_config()
+    *parents, leaf = key.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    node[leaf] = yaml.safe_load(f"value: {yaml_value}")["value"]
+    assert message in _invalid_ours(config)
+
+
+def _invalid_ours(config) -> str:
+    with pytest.raises(PrunelimitError) as err:
+        validate_config(config, SCHEMA)
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def test_task_spec_refuses_non_finite_training_options_naming_the_task():
+    config = load_config()
+    config["tasks"]["mlp_digits"]["train"]["lr"] = float("nan")
+    with pytest.raises(PrunelimitError, match=r"task mlp_digits: training option lr = nan; numbers must be finite"):
+        task_spec(config, "mlp_digits", "dense")
+
+
+def test_model_args_typo_names_the_task_and_the_known_arguments():
+    config = load_config()
+    config["tasks"]["vgg_digits"]["model_args"] = {"widht": 0.125}
+    message = _invalid_ours(config)
+    assert message == ("invalid config at tasks.vgg_digits: model_args ['widht'] unknown to model vgg16; "
+                       "it takes ['width']")
+
+
+def test_misspelt_top_level_key_is_one_short_line():
+    config = load_config()
+    config["hesian"] = config.pop("hessian")
+    message = _invalid_ours(config)
+    assert "'hesian' was unexpected" in message and "'hessian' is a required property" in message
+    assert len(message) < 250  # no schema dump
+
+
+@pytest.mark.parametrize("preset", ["config.yaml", "workflow/presets/paper.yaml", "workflow/presets/smoke.yaml"])
+def test_every_preset_is_valid(preset):
+    validate_config(load_config(preset), SCHEMA)
 
 
 # ---------------------------------------------------------------------------------------------
