@@ -422,6 +422,20 @@ def check_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
                 raise PrunelimitError(f"{where}: {name} must be one finite value per channel, got {v.tolist()}")
 
 
+def content_hash(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over every array's name, dtype, shape and bytes.
+
+    Not the file's bytes: the zip inside an .npz stamps its write time, and re-preparing the same
+    data must not count as a change of data.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        digest.update(memoryview(a).cast("B"))
+    return digest.hexdigest()
+
+
 def _with_stats(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     x = arrays["x_train"].astype(np.float64)
     if arrays["x_train"].dtype == np.uint8:
@@ -463,6 +477,7 @@ class TensorData:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    content_hash: str | None = None  # of the arrays it was loaded from (keys training resumes)
 
     @property
     def in_shape(self) -> tuple[int, int, int]:
@@ -470,7 +485,7 @@ class TensorData:
 
     def to(self, device: torch.device | str) -> "TensorData":
         return TensorData(self.x_train.to(device), self.y_train.to(device), self.x_test.to(device),
-                          self.y_test.to(device), self.num_classes)
+                          self.y_test.to(device), self.num_classes, self.content_hash)
 
 
 def load_tensors(path: str | os.PathLike, device: torch.device | str = "cpu") -> TensorData:
@@ -488,7 +503,7 @@ def load_tensors(path: str | os.PathLike, device: torch.device | str = "cpu") ->
 
     return TensorData(norm(arrays["x_train"]), torch.from_numpy(arrays["y_train"]).long(),
                       norm(arrays["x_test"]), torch.from_numpy(arrays["y_test"]).long(),
-                      int(arrays["num_classes"])).to(device)
+                      int(arrays["num_classes"]), content_hash(arrays)).to(device)
 
 
 def augment_batch(x: torch.Tensor, padding: int, generator: torch.Generator, flip: bool = True) -> torch.Tensor:

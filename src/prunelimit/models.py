@@ -287,7 +287,11 @@ def check_model_args(name: str, model_args) -> None:
 
 
 def build_model(name: str, in_shape: InShape, num_classes: int, seed: int | None = None, **kwargs) -> nn.Module:
-    """Build registry model ``name``; with ``seed``, the initialisation is reproducible."""
+    """Build registry model ``name``; with ``seed``, the initialisation is reproducible.
+
+    The model carries its recipe as ``build_spec`` (name, arguments, input shape, classes): what a
+    resume checkpoint is keyed on.
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
     check_model_args(name, kwargs)
@@ -297,6 +301,8 @@ def build_model(name: str, in_shape: InShape, num_classes: int, seed: int | None
     if seed is not None:
         torch.manual_seed(seed)
     init_weights(model)
+    model.build_spec = {"model": name, "model_args": dict(kwargs), "in_shape": list(in_shape),
+                        "num_classes": int(num_classes)}
     return model
 
 
