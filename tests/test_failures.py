@@ -1,5 +1,8 @@
 """Failure behaviour: bad input stops early in one line naming the culprit; a crash leaves its
 traceback in the rule's log; a killed write leaves nothing behind for long.
+
+(Hostile payloads: tests/test_security.py; downloads: tests/test_data_download.py; resume keys:
+tests/test_resume.py; `prunelimit predict` inputs: tests/test_cli.py.)
 """
 
 from __future__ import annotations
@@ -224,3 +227,77 @@ def test_next_write_removes_a_killed_writes_temporary(tmp_path):
     save_json({"a": 1}, tmp_path / "metrics.json")
     assert not other.exists()
     assert sorted(os.listdir(tmp_path)) == [".model.pt.x.abcd1234.tmp", "metrics.json", "model.pt"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reproducibility and Snakemake's lock
+# ---------------------------------------------------------------------------------------------
+
+
+def test_two_runs_from_scratch_give_identical_weights_spectra_and_predictions(tmp_path, capsys):
+    import json
+
+    import torch
+
+    from prunelimit.cli import main
+    from prunelimit.hessian import spectrum_of_trained
+    from prunelimit.models import build_model
+    from prunelimit.train import TrainConfig, train
+
+    from prunelimit.data import TensorData
+
+    data_file = prepare_dataset("digits", tmp_path / "digits.npz", progress=False)
+    full = load_tensors(data_file)
+    np.savez(tmp_path / "user.npz", x_train=full.x_train.numpy()[:300], y_train=full.y_train.numpy()[:300])
+    runs = []
+    for run in range(2):
+        full = load_tensors(data_file)
+        data = TensorData(full.x_train[:256], full.y_train[:256], full.x_test, full.y_test, 10)  # kept small
+        model = build_model("mlp", (1, 8, 8), 10, seed=0, hidden=[16])
+        train(model, data, TrainConfig(epochs=2, lr=0.05, l1=1e-4, augment=True, crop_padding=1), progress=False)
+        spectrum = spectrum_of_trained(model, data, {"n_runs": 2, "n_iter": 8, "seed": 0}, progress=False)
+        torch.save(model.state_dict(), tmp_path / f"run{run}.pt")
+        assert main(["predict", "--model", "mlp", "--model-args", '{"hidden": [16]}', "--checkpoint",
+                     str(tmp_path / f"run{run}.pt"), "--data", str(tmp_path / "user.npz"), "--runs", "1",
+                     "--iters", "8", "--row-levels", "3", "--bins", "100", "--l1", "1e-4", "--json",
+                     "--no-progress"]) == 0
+        prediction = json.loads(capsys.readouterr().out)
+        prediction.pop("timings_s")
+        runs.append((model.state_dict(), spectrum.ritz_values, prediction))
+    (w0, s0, p0), (w1, s1, p1) = runs
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    np.testing.assert_array_equal(s0, s1)
+    assert p0 == p1
+
+
+@pytest.mark.slow  # two Snakemake processes: ~10 s of CPU
+def test_snakemake_lock_stops_a_second_run(tmp_path, small_config):
+    """The first run waits inside its dataset rule (a server that accepts and never answers) while
+    holding the lock; a second run of the same target stops at once."""
+    import signal
+    import socket
+    import subprocess
+
+    from pipeline_utils import SNAKEMAKE, snakemake
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/cifar-10-python.tar.gz"
+    config = small_config(tmp_path / "lock.yaml", preset="lock", device="cpu", variants=["dense"],
+                          datasets={"cifar10": {"url": url, "md5": "0" * 32}},
+                          tasks={"fc5_cifar10": {"model": "fc5", "dataset": "cifar10"}})
+    work, target = tmp_path / "work", "results/lock/data/cifar10.npz"
+    first = subprocess.Popen([SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(work), "--configfile",
+                              str(config), "--cores", "1", target], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    try:
+        listener.settimeout(60)
+        connection, _ = listener.accept()  # the first run is downloading: it holds the lock
+        second = snakemake(work, "--cores", "1", target, configfile=config, check=False, timeout=120)
+        assert second.returncode != 0
+        assert "Directory cannot be locked" in second.stdout + second.stderr
+        connection.close()
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the session we started for it, nothing else
+        first.wait(timeout=30)
+        listener.close()
