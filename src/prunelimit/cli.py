@@ -261,8 +261,9 @@ def predict(args: argparse.Namespace) -> dict:
         "lower_sparsity": result["lower_sparsity"], "upper_sparsity": result["upper_sparsity"],
         "gap": result["gap"], "epsilon": result["epsilon"], "epsilon_source": result["epsilon_source"],
         "D": result["D"], "zero_fraction": result["zero_fraction"],
-        "top_eigenvalues": top.tolist(), "warnings": [],
+        "top_eigenvalues": top.tolist(),
     }
+    summary["warnings"] = []
     if args.epsilon is None and len(data.x_train) < 2 * OFFICIAL_BATCH:
         summary["warnings"].append(
             f"only {len(data.x_train)} training samples: ε is measured on batches smaller than the paper's "
