@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .io import PrunelimitError
+from .io import PrunelimitError, read_state_dict
+from .models import MODELS
 
 DATA_FORMAT = """\
 data files: a .npz (numpy) or .pt (torch.save of a dict) holding
@@ -213,8 +214,7 @@ def check_model_fits_data(model: nn.Module, data) -> None:
 def predict(args: argparse.Namespace) -> dict:
     from .config import resolve_device
     from .hessian import spectrum_of_trained
-    from .io import load_state_dict, read_state_dict
-    from .models import MODELS
+    from .io import load_state_dict
     from .theory import hessian_rows, predict_from_model
 
     timings: dict[str, float] = {}
