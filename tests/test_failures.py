@@ -209,6 +209,16 @@ def test_every_preset_is_valid(preset):
     validate_config(load_config(preset), SCHEMA)
 
 
+def test_required_lists_match_the_properties_of_every_required_section():
+    """A key added to (or renamed in) a section must join its `required` list, or its absence would
+    again surface as a KeyError inside a rule."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    blocks = {name: schema["properties"][name] for name in ("hessian", "theory", "prune", "iterative", "baselines")}
+    blocks.update({f"baselines.{m}": blocks["baselines"]["properties"][m] for m in ("imp", "rare_gems", "smart_ratio")})
+    for name, block in blocks.items():
+        assert set(block["required"]) == set(block["properties"]), name
+
+
 # ---------------------------------------------------------------------------------------------
 # Temporaries of a killed write are removed by the next write of the same target
 # ---------------------------------------------------------------------------------------------
