@@ -105,6 +105,22 @@ def test_unexpected_exception_is_written_to_the_rule_log_with_its_traceback(tmp_
     logging.getLogger("prunelimit").info("after the rule")  # the closed log is no longer a handler
 
 
+def test_every_rule_script_runs_inside_rule_context():
+    """What makes the two tests around this one hold for every rule: its whole body is in rule_context."""
+    import ast
+    import re
+
+    from pipeline_utils import rule_blocks
+
+    scripts = {m[1] for _, block in rule_blocks() if (m := re.search(r'script:\s*\n\s*"\.\./\.\./([\w/.]+)"', block))}
+    assert len(scripts) >= 20
+    for script in sorted(scripts):
+        body = [node for node in ast.parse((ROOT / script).read_text()).body
+                if not isinstance(node, (ast.Import, ast.ImportFrom, ast.Expr, ast.FunctionDef))]  # Expr: docstring
+        assert len(body) == 1 and isinstance(body[0], ast.With), script
+        assert ast.unparse(body[0].items[0].context_expr).startswith("rule_context(snakemake.log[0]"), script
+
+
 def test_user_error_stays_one_line_in_the_rule_log(tmp_path, capsys):
     log = tmp_path / "rule.log"
     with pytest.raises(SystemExit) as exit_:
