@@ -140,3 +140,98 @@ def test_help_describes_every_option():
             assert flag in sub.stdout
         assert action.help, f"{action.option_strings} has no help"
     assert "x_train" in sub.stdout  # the data format is documented
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input without a trained pipeline: in-process, a registry model with an untrained checkpoint
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def registry_files(tmp_path):
+    """An mlp [8] checkpoint for 10 classes of 8x8 inputs, and a writer of --data files."""
+    import torch
+
+    from prunelimit.models import build_model
+
+    torch.save(build_model("mlp", (1, 8, 8), 10, seed=0, hidden=[8]).state_dict(), tmp_path / "mlp.pt")
+    rng = np.random.default_rng(0)
+
+    def data(name="d.npz", n=40, labels=None, x=None):
+        x = rng.normal(size=(n, 1, 8, 8)).astype(np.float32) if x is None else x
+        y = np.arange(n) % 10 if labels is None else labels
+        np.savez(tmp_path / name, x_train=x, y_train=y)
+        return str(tmp_path / name)
+
+    return tmp_path, data
+
+
+def _predict(capsys, tmp_path, data, *extra, model_args='{"hidden": [8]}', checkpoint="mlp.pt"):
+    from prunelimit.cli import main
+
+    args = ["predict", "--model", "mlp", "--checkpoint", str(tmp_path / checkpoint), "--data", data,
+            "--runs", "1", "--iters", "4", "--row-levels", "2", "--bins", "50", "--no-progress", *extra]
+    if model_args is not None:
+        args += ["--model-args", model_args]
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _rejected(result, message):
+    code, _, err = result
+    assert code == 2, err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+BAD_DATA = {  # case: (data file, expected message)
+    "label-negative": (lambda data: data(labels=np.r_[-1, np.arange(39) % 10]),
+                       "--data: y_train holds label -1; class labels are 0, 1, 2, ..."),
+    "no-samples": (lambda data: data(n=0, labels=np.zeros(0, np.int64)), "holds no samples"),
+    "float-labels": (lambda data: data(labels=(np.arange(40) % 10) + 0.7),
+                     "--data: y_train must hold integer class labels, got torch.float64"),
+    "inf-inputs": (lambda data: data(x=np.where(np.arange(40 * 64).reshape(40, 1, 8, 8) == 7, np.inf, 0.0)),
+                   "--data: x_train holds 1 inf values; inputs must be finite"),
+    "label-above-classifier": (lambda data: data(labels=np.r_[12, np.arange(39) % 10]),
+                               "--data: labels go up to 12, but the checkpoint's classifier linear.2.weight has 10 "
+                               "outputs (classes 0..9)"),
+    "one-sample": (lambda data: data(n=1, labels=np.zeros(1, np.int64)), "x_train holds 1 sample; pass --epsilon"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATA))
+def test_bad_data_is_one_line_exit_2(registry_files, capsys, case):
+    tmp_path, data = registry_files
+    make, message = BAD_DATA[case]
+    _rejected(_predict(capsys, tmp_path, make(data)), message)
+
+
+@pytest.mark.parametrize(("model_args", "message"), [
+    ('{"hiden": [8]}', "--model-args: model_args ['hiden'] unknown to model mlp; it takes ['hidden']"),
+    ("[8]", "--model-args must be a JSON object of keyword arguments"),
+    ('{"hidden": [8]', "--model-args is not valid JSON"),
+    ('{"hidden": "wide"}', "--model-args: "),
+], ids=["unknown-key", "not-an-object", "bad-json", "bad-value"])
+def test_bad_model_args_are_one_line_exit_2(registry_files, capsys, model_args, message):
+    tmp_path, data = registry_files
+    _rejected(_predict(capsys, tmp_path, data(), model_args=model_args), message)
+
+
+def test_empty_checkpoint_says_so(registry_files, capsys):
+    tmp_path, data = registry_files
+    (tmp_path / "empty.pt").write_bytes(b"")
+    _rejected(_predict(capsys, tmp_path, data(), checkpoint="empty.pt"), "empty.pt: the file is empty")
+
+
+def test_fewer_samples_than_two_batches_warns_about_epsilon(registry_files, capsys):
+    """40 samples: ε comes from batches of 20, not the paper's 128; said on stderr and in the JSON. The labels use
+    5 of the checkpoint's 10 classes: the registry model takes its class count from the checkpoint."""
+    tmp_path, data = registry_files
+    code, out, err = _predict(capsys, tmp_path, data(labels=np.arange(40) % 5), "--json")
+    assert code == 0, err
+    warnings = json.loads(out)["warnings"]
+    assert len(warnings) == 1 and "only 40 training samples" in warnings[0] and "(batch 20" in warnings[0]
+    assert err.strip() == f"prunelimit: warning: {warnings[0]}"
+    code, out, err = _predict(capsys, tmp_path, data(labels=np.arange(40) % 5), "--json", "--epsilon", "0.1")
+    assert code == 0 and json.loads(out)["warnings"] == [] and err == ""

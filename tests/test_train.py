@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from prunelimit.data import TensorData, augment_batch, load_tensors, make_digits, make_mnist1d, prepare_dataset
-from prunelimit.io import PrunelimitError
 from prunelimit.models import build_model, prunable_parameters
 from prunelimit.train import TrainConfig, evaluate, lr_at, per_batch_loss_std, train, training_loss
 
@@ -63,16 +62,6 @@ def test_resume_after_kill_gives_identical_weights(digits, tmp_path):
     assert torch.equal(_weights(resumed), _weights(reference))
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5]
     assert not ckpt.exists()  # removed once training completes
-
-
-def test_resume_with_a_different_config_is_refused(digits, tmp_path):
-    ckpt = tmp_path / "resume.pt"
-    cfg = TrainConfig(epochs=3, lr=0.05)
-    with pytest.raises(Killed):
-        train(_model(), digits, cfg, checkpoint=ckpt, progress=False,
-              on_epoch=lambda e, r: (_ for _ in ()).throw(Killed) if e == 1 else None)
-    with pytest.raises(PrunelimitError, match="another training config"):
-        train(_model(), digits, TrainConfig(epochs=3, lr=0.1), checkpoint=ckpt, progress=False)
 
 
 def test_nan_loss_stops_with_a_clear_error(digits):

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .io import PrunelimitError
+from .io import PrunelimitError, read_state_dict
+from .models import MODELS
 
 DATA_FORMAT = """\
 data files: a .npz (numpy) or .pt (torch.save of a dict) holding
@@ -29,6 +30,7 @@ Inputs are used as given (no normalisation), except uint8 arrays, which are divi
 A registry dataset name (digits, mnist1d, cifar10, ...) is prepared into --data-dir first."""
 
 EXIT_USAGE = 2
+OFFICIAL_BATCH = 128  # ε's batch size in the official code; fewer than two such batches gets a warning
 
 
 # ---------------------------------------------------------------------------------------------
@@ -59,15 +61,57 @@ def _import_callable(spec: str):
     return getattr(module, attr)
 
 
+def parse_model_args(text: str | None) -> dict:
+    """``--model-args`` as a dict of keyword arguments, or a one-line error naming the option."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PrunelimitError(f"--model-args is not valid JSON ({err}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise PrunelimitError(f"--model-args must be a JSON object of keyword arguments such as "
+                              f"'{{\"width\": 0.5}}', got a JSON {type(value).__name__}")
+    return value
+
+
+def registry_classes(spec: str, state: dict, in_shape: tuple[int, ...], needed: int, model_args: dict) -> int:
+    """Classes of registry model ``spec`` as its checkpoint's classifier has them (labels may use fewer).
+
+    A label beyond the classifier is the data's fault, and is named as such.
+    """
+    from .models import prunable_parameters
+
+    with torch.device("meta"):  # layer names only: no memory, no initialisation
+        probe = _registry_model(spec, in_shape, needed, model_args)
+    name, _ = prunable_parameters(probe)[-1]  # the classifier is the last conv/linear layer
+    if name not in state or state[name].dim() < 1:
+        return needed  # does not fit anyway: load_state_dict names the mismatch
+    outputs = int(state[name].shape[0])
+    if outputs < needed:
+        raise PrunelimitError(f"--data: labels go up to {needed - 1}, but the checkpoint's classifier {name} has "
+                              f"{outputs} outputs (classes 0..{outputs - 1})")
+    return outputs
+
+
+def _registry_model(spec: str, in_shape: tuple[int, ...], num_classes: int, model_args: dict) -> nn.Module:
+    from .models import build_model
+
+    try:
+        return build_model(spec, in_shape, num_classes, **model_args)
+    except (PrunelimitError, TypeError, ValueError) as err:  # unknown key, or e.g. {"width": "wide"}
+        raise PrunelimitError(f"--model-args: {err}") from None
+
+
 def build_user_model(spec: str, in_shape: tuple[int, ...], num_classes: int, model_args: dict) -> nn.Module:
     """A registry model by name, or any importable callable returning an nn.Module."""
-    from .models import MODELS, build_model
+    from .models import MODELS
 
     if ":" not in spec:
         if spec not in MODELS:
             raise PrunelimitError(f"--model: unknown model {spec!r}; registry models: {', '.join(sorted(MODELS))}, "
                                   "or give MODULE:CALLABLE")
-        return build_model(spec, in_shape, num_classes, **model_args)
+        return _registry_model(spec, in_shape, num_classes, model_args)
     factory = _import_callable(spec)
     try:
         model = factory(**model_args)
@@ -81,6 +125,7 @@ def build_user_model(spec: str, in_shape: tuple[int, ...], num_classes: int, mod
 def load_data(source: str, data_dir: str, device: torch.device):
     """A registry dataset (prepared on first use) or a .npz/.pt file in the documented format."""
     from .data import DATASETS, TensorData, load_tensors, prepare_dataset
+    from .io import torch_load_error
 
     if source in DATASETS:
         path = Path(data_dir) / f"{source}.npz"
@@ -101,22 +146,50 @@ def load_data(source: str, data_dir: str, device: torch.device):
     except PrunelimitError:
         raise
     except Exception as err:  # noqa: BLE001
-        raise PrunelimitError(f"--data: cannot read {source}: {err}") from None
+        raise PrunelimitError(f"--data: cannot read {source}: {torch_load_error(err)}") from None
     if not isinstance(arrays, dict) or not {"x_train", "y_train"} <= set(arrays):
         raise PrunelimitError(f"--data: {source} must hold x_train and y_train (and optionally x_test, y_test)")
 
-    def inputs(x):
-        x = torch.as_tensor(x)
-        return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    def tensor(name):
+        try:
+            return torch.as_tensor(arrays[name])
+        except Exception as err:  # noqa: BLE001 - e.g. a list of strings in a .pt file
+            raise PrunelimitError(f"--data: {name} in {source} is not a numeric array ({err})") from None
 
-    x_train, y_train = inputs(arrays["x_train"]), torch.as_tensor(arrays["y_train"]).long()
-    if x_train.shape[0] != y_train.shape[0] or y_train.dim() != 1:
-        raise PrunelimitError(f"--data: x_train has {x_train.shape[0]} samples but y_train has shape "
-                              f"{tuple(y_train.shape)}; need one label per sample")
-    x_test = inputs(arrays["x_test"]) if "x_test" in arrays else x_train[:0]
-    y_test = torch.as_tensor(arrays["y_test"]).long() if "y_test" in arrays else y_train[:0]
-    if x_test.shape[0] != y_test.shape[0]:
-        raise PrunelimitError(f"--data: x_test has {x_test.shape[0]} samples but y_test has {y_test.shape[0]}")
+    def inputs(name):
+        x = tensor(name)
+        if x.dtype == torch.bool or x.is_complex() or x.dim() < 2:
+            raise PrunelimitError(f"--data: {name} must be real-valued inputs of shape (N, ...), got {x.dtype} "
+                                  f"{tuple(x.shape)}")
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        nan, inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
+        if nan or inf:  # named apart: an overflowed input is not a missing one
+            kinds = ", ".join(f"{n} {kind}" for n, kind in ((nan, "NaN"), (inf, "inf")) if n)
+            raise PrunelimitError(f"--data: {name} holds {kinds} values; inputs must be finite")
+        return x
+
+    def labels(name, n):
+        y = tensor(name)
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:  # .long() would truncate 2.7 to 2
+            raise PrunelimitError(f"--data: {name} must hold integer class labels, got {y.dtype}")
+        if y.dim() != 1 or y.shape[0] != n:
+            raise PrunelimitError(f"--data: x_{name[2:]} has {n} samples but {name} has shape {tuple(y.shape)}; "
+                                  "need one label per sample")
+        if n and int(y.min()) < 0:
+            raise PrunelimitError(f"--data: {name} holds label {int(y.min())}; class labels are 0, 1, 2, ...")
+        return y.long()
+
+    x_train = inputs("x_train")
+    if len(x_train) == 0:
+        raise PrunelimitError(f"--data: x_train in {source} holds no samples")
+    y_train = labels("y_train", len(x_train))
+    x_test = inputs("x_test") if "x_test" in arrays else x_train[:0]
+    y_test = labels("y_test", len(x_test)) if "y_test" in arrays else y_train[:0]
+    if x_test.shape[1:] != x_train.shape[1:] and len(x_test):
+        raise PrunelimitError(f"--data: x_test samples are {tuple(x_test.shape[1:])}, x_train's "
+                              f"{tuple(x_train.shape[1:])}")
+    if len(x_test) != len(y_test):
+        raise PrunelimitError(f"--data: x_test has {len(x_test)} samples but y_test has {len(y_test)}")
     num_classes = int(max(y_train.max().item(), y_test.max().item() if len(y_test) else 0)) + 1
     return TensorData(x_train, y_train, x_test, y_test, num_classes).to(device)
 
@@ -144,15 +217,22 @@ def predict(args: argparse.Namespace) -> dict:
     from .theory import predict_from_model
 
     timings: dict[str, float] = {}
+    model_args = parse_model_args(args.model_args)  # before any slow step
     t = time.perf_counter()
     device = resolve_device(args.device)
     data = load_data(args.data, args.data_dir, device)
     timings["load_data"] = time.perf_counter() - t
+    if args.epsilon is None and len(data.x_train) < 2:
+        raise PrunelimitError(f"--data: ε is the spread of the loss over at least 2 batches, and x_train holds "
+                              f"{len(data.x_train)} sample; pass --epsilon")
 
     t = time.perf_counter()
-    model_args = json.loads(args.model_args) if args.model_args else {}
-    model = build_user_model(args.model, tuple(data.in_shape), data.num_classes, model_args)
-    load_state_dict(model, args.checkpoint)
+    state = read_state_dict(args.checkpoint)
+    classes = data.num_classes
+    if ":" not in args.model and args.model in MODELS:
+        classes = registry_classes(args.model, state, tuple(data.in_shape), classes, model_args)
+    model = build_user_model(args.model, tuple(data.in_shape), classes, model_args)
+    load_state_dict(model, args.checkpoint, state)
     model = model.to(device).eval()
     check_model_fits_data(model, data)
     timings["load_model"] = time.perf_counter() - t
@@ -175,6 +255,11 @@ def predict(args: argparse.Namespace) -> dict:
         "top_eigenvalues": result["top_eigenvalues"][:args.top],
         "slq_steps": result["slq"]["steps"], "slq_converged": result["slq"]["converged"],
     }
+    summary["warnings"] = []
+    if args.epsilon is None and len(data.x_train) < 2 * OFFICIAL_BATCH:
+        summary["warnings"].append(
+            f"only {len(data.x_train)} training samples: ε is measured on batches smaller than the paper's "
+            f"{OFFICIAL_BATCH} ({result['epsilon_source']}), so it is noisier; pass --epsilon to set it")
     if args.verify:
         from .prune import sweep_and_threshold
 
@@ -254,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "predict":
             summary = predict(args)
+            for warning in summary["warnings"]:
+                print(f"prunelimit: warning: {warning}", file=sys.stderr)
             if args.json:
                 print(json.dumps(summary, indent=2))
             else:

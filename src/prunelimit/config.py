@@ -3,10 +3,57 @@
 from __future__ import annotations
 
 import copy
+import math
+import os
+from pathlib import Path
 
 import torch
 
 from .io import PrunelimitError
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _where(path) -> str:
+    return ".".join(str(p) for p in path) or "the top level"
+
+
+def nonfinite_numbers(obj, path=()) -> list[str]:
+    """Dotted keys of every NaN or ±inf in a config (YAML's .nan/.inf pass any min/max in the schema)."""
+    if isinstance(obj, dict):
+        return [k for key, v in obj.items() for k in nonfinite_numbers(v, (*path, key))]
+    if isinstance(obj, list):
+        return [k for i, v in enumerate(obj) for k in nonfinite_numbers(v, (*path, i))]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return [f"{_where(path)} = {obj}"]
+    return []
+
+
+def validate_config(config: dict, schema: str | os.PathLike = SCHEMA) -> None:
+    """Check a pipeline config against the schema, in one line naming every bad key or value.
+
+    Beyond the schema: numbers must be finite and each task's ``model_args`` must be arguments its
+    model takes (a typo would otherwise surface as a TypeError deep inside a rule).
+    """
+    import jsonschema
+    import yaml
+
+    validator = jsonschema.Draft202012Validator(yaml.safe_load(Path(schema).read_text()))
+    problems = []
+    for err in sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]):
+        message = err.message if len(err.message) <= 160 else err.message[:157] + "..."
+        problems.append(f"at {_where(err.absolute_path)}: {message}")
+    problems += [f"{key}: numbers must be finite" for key in nonfinite_numbers(config)]
+    if problems:
+        more = f" (and {len(problems) - 4} more)" if len(problems) > 4 else ""
+        raise PrunelimitError(f"invalid config {'; '.join(problems[:4])}{more}")
+    from .models import check_model_args
+
+    for task, entry in config["tasks"].items():
+        try:
+            check_model_args(entry["model"], entry.get("model_args", {}))
+        except PrunelimitError as err:
+            raise PrunelimitError(f"invalid config at tasks.{task}: {err}") from None
 
 
 def task_spec(config: dict, task: str, variant: str, seed: int | None = None) -> dict:
@@ -19,6 +66,9 @@ def task_spec(config: dict, task: str, variant: str, seed: int | None = None) ->
     entry = tasks[task]
     train = {**copy.deepcopy(config.get("train_defaults", {})), **copy.deepcopy(entry.get("train", {}))}
     train["l1"] = float(entry.get("l1", 0.0)) if variant == "l1" else 0.0
+    bad = nonfinite_numbers(train)
+    if bad:  # for callers that skip validate_config: NaN would train silently to garbage
+        raise PrunelimitError(f"task {task}: training option {bad[0]}; numbers must be finite")
     if seed is not None:
         train["seed"] = int(seed)
         variant = f"{variant}_seed{seed}"

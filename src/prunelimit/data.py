@@ -56,6 +56,9 @@ SYNTHETIC_SHAPES = {
     "synth_tinyimagenet": ((3, 64, 64), 200),
 }
 DATASETS = ("digits", "mnist1d", *DOWNLOADED, *SYNTHETIC_SHAPES)
+# The largest member of an official archive is CIFAR-100's train batch (155 MB); anything far
+# larger is a decompression bomb, refused before it is inflated into memory.
+MAX_MEMBER_BYTES = 1 << 30
 
 
 def dataset_shape(name: str, options: dict | None = None) -> tuple[tuple[int, int, int], int]:
@@ -151,11 +154,66 @@ def download(url: str, dest: str | os.PathLike, md5: str | None, progress: bool 
 # ---------------------------------------------------------------------------------------------
 
 
+class RefusedPickle(pickle.UnpicklingError):
+    """A pickle asked for something a CIFAR batch never holds (it could run code)."""
+
+
+def _numpy_reconstructors() -> dict[tuple[str, str], object]:
+    try:  # numpy >= 2 (1.26 has the alias too)
+        from numpy._core import multiarray, numeric
+    except ImportError:  # pragma: no cover - older numpy
+        from numpy.core import multiarray, numeric
+    import _codecs
+
+    allowed: dict[tuple[str, str], object] = {
+        ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _codecs.encode,  # how Python 3 writes bytes in a protocol-2 pickle
+    }
+    for core in ("numpy.core", "numpy._core"):  # official files name numpy.core; numpy 2 writes numpy._core
+        allowed[(f"{core}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = multiarray.scalar
+        allowed[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer  # protocol-5 arrays
+    return allowed
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, numbers, bytes and numpy arrays, and nothing else.
+
+    A plain ``pickle.loads`` calls whatever callable the file names (``os.system`` ...), and the
+    archive URL is user-configurable: only the reconstructors CIFAR's own files use are admitted.
+    """
+
+    ALLOWED = _numpy_reconstructors()
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self.ALLOWED[(module, name)]
+        except KeyError:
+            raise RefusedPickle(f"{module}.{name}") from None
+
+
 def _unpickle(raw: bytes, what: str) -> dict:
     try:
-        return pickle.loads(raw, encoding="bytes")
+        batch = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except RefusedPickle as err:
+        raise PrunelimitError(f"refusing CIFAR batch {what}: its pickle calls {err}, which no CIFAR batch needs "
+                              "(only numpy arrays, lists, numbers and bytes are allowed)") from None
     except Exception as err:  # noqa: BLE001
-        raise PrunelimitError(f"corrupt CIFAR batch {what}: {err}") from None
+        raise PrunelimitError(f"corrupt CIFAR batch {what}: {type(err).__name__}: {err}") from None
+    if not isinstance(batch, dict):
+        raise PrunelimitError(f"corrupt CIFAR batch {what}: holds a {type(batch).__name__}, not a dict")
+    return batch
+
+
+def _labels(values, where: str, num_classes: int) -> np.ndarray:
+    """Integer class labels in [0, num_classes), refused by name otherwise (casting would truncate 2.7 to 2)."""
+    y = np.asarray(values)
+    if y.dtype == object or y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
+        raise PrunelimitError(f"{where}: labels must be integers, got {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        bad = int(y.min()) if y.min() < 0 else int(y.max())
+        raise PrunelimitError(f"{where}: label {bad} is outside [0, {num_classes})")
+    return y.astype(np.int64)
 
 
 def parse_cifar(archive: str | os.PathLike, name: str) -> dict[str, np.ndarray]:
@@ -169,17 +227,25 @@ def parse_cifar(archive: str | os.PathLike, name: str) -> dict[str, np.ndarray]:
         )
     else:
         folder, train_members, test_members, label_key = ("cifar-100-python", ["train"], ["test"], b"fine_labels")
+    classes = 10 if name == "cifar10" else 100
     try:
         with tarfile.open(archive, "r:gz") as tar:
             def read(members: list[str]) -> tuple[np.ndarray, np.ndarray]:
                 xs, ys = [], []
                 for member in members:
-                    fh = tar.extractfile(f"{folder}/{member}")
+                    info = tar.getmember(f"{folder}/{member}")
+                    if info.size > MAX_MEMBER_BYTES:
+                        raise PrunelimitError(f"corrupt archive {archive}: {folder}/{member} unpacks to {info.size} "
+                                              f"bytes, more than any dataset file ({MAX_MEMBER_BYTES})")
+                    fh = tar.extractfile(info)
                     if fh is None:
                         raise PrunelimitError(f"{archive}: {folder}/{member} is not a file")
                     batch = _unpickle(fh.read(), f"{archive}:{member}")
-                    x = np.asarray(batch[b"data"], dtype=np.uint8)
-                    y = np.asarray(batch[label_key], dtype=np.int64)
+                    x = np.asarray(batch[b"data"])
+                    if x.dtype != np.uint8:  # casting would wrap 300 to 44 and truncate floats
+                        raise PrunelimitError(f"corrupt archive {archive}: {folder}/{member} holds {x.dtype} "
+                                              "images, not uint8")
+                    y = _labels(batch[label_key], f"corrupt archive {archive}: {folder}/{member}", classes)
                     if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or y.shape != (len(x),):
                         raise PrunelimitError(
                             f"corrupt or incomplete archive {archive}: {folder}/{member} holds data of shape "
@@ -193,7 +259,7 @@ def parse_cifar(archive: str | os.PathLike, name: str) -> dict[str, np.ndarray]:
     except (tarfile.TarError, EOFError, OSError, KeyError) as err:
         raise PrunelimitError(f"corrupt or incomplete archive {archive}: {err}") from None
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
-            "num_classes": np.int64(10 if name == "cifar10" else 100)}
+            "num_classes": np.int64(classes)}
 
 
 def parse_tinyimagenet(archive: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -204,14 +270,20 @@ def parse_tinyimagenet(archive: str | os.PathLike) -> dict[str, np.ndarray]:
     from PIL import Image
 
     def decode(raw: bytes, member: str) -> np.ndarray:
-        img = Image.open(io.BytesIO(raw)).convert("RGB")
-        if img.size != (64, 64):
+        img = Image.open(io.BytesIO(raw))
+        if img.size != (64, 64):  # checked before decoding: a forged header cannot make us allocate gigapixels
             raise PrunelimitError(f"corrupt archive {archive}: {member} is {img.size[0]}x{img.size[1]}, not 64x64")
-        return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+        return np.asarray(img.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)
 
     root = "tiny-imagenet-200"
     try:
         with zipfile.ZipFile(archive) as zf:
+            # members are read into memory, never extracted, so names like ../x cannot write anywhere;
+            # sizes are checked so a zip bomb is refused before it is inflated
+            big = next((i for i in zf.infolist() if i.file_size > MAX_MEMBER_BYTES), None)
+            if big is not None:
+                raise PrunelimitError(f"corrupt archive {archive}: {big.filename} unpacks to {big.file_size} bytes, "
+                                      f"more than any dataset file ({MAX_MEMBER_BYTES})")
             wnids = zf.read(f"{root}/wnids.txt").decode().split()
             index = {w: i for i, w in enumerate(wnids)}
             x_train, y_train, x_test, y_test = [], [], [], []
@@ -229,7 +301,7 @@ def parse_tinyimagenet(archive: str | os.PathLike) -> dict[str, np.ndarray]:
                 member = f"{root}/val/images/{fields[0]}"
                 x_test.append(decode(zf.read(member), member))
                 y_test.append(index[fields[1]])
-    except (zipfile.BadZipFile, KeyError, OSError, EOFError) as err:
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError, Image.DecompressionBombError) as err:
         raise PrunelimitError(f"corrupt or incomplete archive {archive}: {err}") from None
     if not x_train or not x_test:
         raise PrunelimitError(f"archive {archive} holds no TinyImageNet images")
@@ -312,6 +384,58 @@ def make_synthetic(name: str, n_train: int = 64, n_test: int = 32, seed: int = 0
 # ---------------------------------------------------------------------------------------------
 
 
+def _nonfinite(x: np.ndarray) -> str:
+    """'' when every value is finite, else e.g. '3 NaN, 1 inf values' (the kind matters to the reader)."""
+    if not np.issubdtype(x.dtype, np.floating):
+        return ""
+    nan, inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+    return ", ".join(f"{n} {kind}" for n, kind in ((nan, "NaN"), (inf, "inf")) if n) + (" values" if nan or inf else "")
+
+
+def check_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
+    """Refuse, in one line naming the array, a dataset training would choke on or silently misread.
+
+    Images ``(N, C, H, W)`` as uint8 or finite floats, train and test alike in shape; labels 1-D
+    integers, one per sample, in ``[0, num_classes)``; ``mean``/``std`` (when present) finite, one per channel.
+    """
+    classes = np.asarray(arrays["num_classes"])
+    if classes.shape != () or not np.issubdtype(classes.dtype, np.integer) or int(classes) < 1:
+        raise PrunelimitError(f"{where}: num_classes must be a positive integer, got {classes.tolist()!r}")
+    for split in ("train", "test"):
+        x, y = np.asarray(arrays[f"x_{split}"]), np.asarray(arrays[f"y_{split}"])
+        if x.ndim != 4 or not (x.dtype == np.uint8 or np.issubdtype(x.dtype, np.floating)):
+            raise PrunelimitError(f"{where}: x_{split} must be (N, C, H, W) uint8 or float, got {x.dtype} {x.shape}")
+        if len(x) == 0:
+            raise PrunelimitError(f"{where}: x_{split} holds no samples")
+        if x.shape[1:] != np.asarray(arrays["x_train"]).shape[1:]:
+            raise PrunelimitError(f"{where}: x_{split} samples are {x.shape[1:]}, "
+                                  f"x_train's {arrays['x_train'].shape[1:]}")
+        if bad := _nonfinite(x):
+            raise PrunelimitError(f"{where}: x_{split} holds {bad}")
+        if y.shape != (len(x),):
+            raise PrunelimitError(f"{where}: y_{split} has shape {y.shape}, need one label per sample ({len(x)},)")
+        _labels(y, f"{where}: y_{split}", int(classes))
+    for name in ("mean", "std"):
+        if name in arrays:
+            v = np.asarray(arrays[name])
+            if v.shape != (arrays["x_train"].shape[1],) or _nonfinite(v):
+                raise PrunelimitError(f"{where}: {name} must be one finite value per channel, got {v.tolist()}")
+
+
+def content_hash(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over every array's name, dtype, shape and bytes.
+
+    Not the file's bytes: the zip inside an .npz stamps its write time, and re-preparing the same
+    data must not count as a change of data.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        digest.update(memoryview(a).cast("B"))
+    return digest.hexdigest()
+
+
 def _with_stats(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     x = arrays["x_train"].astype(np.float64)
     if arrays["x_train"].dtype == np.uint8:
@@ -339,6 +463,7 @@ def prepare_dataset(name: str, out: str | os.PathLike, options: dict | None = No
         arrays = parse_tinyimagenet(archive) if name == "tinyimagenet" else parse_cifar(archive, name)
     else:
         raise PrunelimitError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    check_arrays(arrays, f"dataset {name}")  # before writing: a bad archive never becomes a dataset file
     save_npz(out, **_with_stats(arrays))
     return Path(out)
 
@@ -352,6 +477,7 @@ class TensorData:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    content_hash: str | None = None  # of the arrays it was loaded from (keys training resumes)
 
     @property
     def in_shape(self) -> tuple[int, int, int]:
@@ -359,12 +485,13 @@ class TensorData:
 
     def to(self, device: torch.device | str) -> "TensorData":
         return TensorData(self.x_train.to(device), self.y_train.to(device), self.x_test.to(device),
-                          self.y_test.to(device), self.num_classes)
+                          self.y_test.to(device), self.num_classes, self.content_hash)
 
 
 def load_tensors(path: str | os.PathLike, device: torch.device | str = "cpu") -> TensorData:
     """Load a prepared .npz as normalised float32 tensors on ``device``."""
     arrays = load_npz(path, "dataset", ("x_train", "y_train", "x_test", "y_test", "mean", "std", "num_classes"))
+    check_arrays(arrays, f"dataset file {path}")
     mean = torch.from_numpy(arrays["mean"]).view(1, -1, 1, 1)
     std = torch.from_numpy(arrays["std"]).clamp_min(1e-8).view(1, -1, 1, 1)
 
@@ -376,7 +503,7 @@ def load_tensors(path: str | os.PathLike, device: torch.device | str = "cpu") ->
 
     return TensorData(norm(arrays["x_train"]), torch.from_numpy(arrays["y_train"]).long(),
                       norm(arrays["x_test"]), torch.from_numpy(arrays["y_test"]).long(),
-                      int(arrays["num_classes"])).to(device)
+                      int(arrays["num_classes"]), content_hash(arrays)).to(device)
 
 
 def augment_batch(x: torch.Tensor, padding: int, generator: torch.Generator, flip: bool = True) -> torch.Tensor:

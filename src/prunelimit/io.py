@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the destination's folder; rename it to ``path`` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -40,6 +42,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries a killed writer of ``path`` left (``.<name>.<random>.tmp``).
+
+    Each output has one writer at a time (one Snakemake job, one training run), so any such file
+    is the leftover of an earlier, killed write of the same target.
+    """
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]+\.tmp")  # mkstemp's random part has no dots
+    removed = []
+    if path.parent.is_dir():
+        for leftover in path.parent.iterdir():
+            if pattern.fullmatch(leftover.name) and leftover.is_file():
+                leftover.unlink(missing_ok=True)
+                removed.append(leftover)
+    return removed
 
 
 def _json_default(obj: Any) -> Any:
@@ -96,17 +115,45 @@ def load_npz(path: str | os.PathLike, what: str = "array", required: Iterable[st
     return arrays
 
 
-def load_state_dict(model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Load a state_dict checkpoint (``weights_only=True``) into ``model`` or say what is wrong."""
+def torch_load_error(err: BaseException) -> str:
+    """One line saying why ``torch.load(..., weights_only=True)`` refused or failed on a file."""
+    text = str(err)  # torch's own message is a page long and suggests weights_only=False, which is the hole
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
+    if refused:
+        return f"it holds a pickled call to {refused[1]}, which weights-only loading refuses"
+    refused = re.search(r"WeightsUnpickler error: ([^\n]*)", text)
+    if refused:
+        return f"weights-only loading refuses it ({refused[1].strip()})"
+    if isinstance(err, EOFError) or "Ran out of input" in text:
+        return "the file is empty or truncated"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
+def read_state_dict(path: str | os.PathLike, what: str = "checkpoint") -> dict:
+    """A state_dict loaded with ``weights_only=True`` (nothing in the file is executed), or a one-line error."""
     path = Path(path)
     if not path.exists():
-        raise PrunelimitError(f"missing checkpoint: {path}")
+        raise PrunelimitError(f"missing {what}: {path}")
+    if path.stat().st_size == 0:
+        raise PrunelimitError(f"cannot read {what} {path}: the file is empty")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad checkpoint
-        raise PrunelimitError(f"cannot read checkpoint {path}: {err}") from None
-    if not isinstance(state, dict):
-        raise PrunelimitError(f"checkpoint {path} is not a state_dict (got {type(state).__name__})")
+        raise PrunelimitError(f"cannot read {what} {path}: {torch_load_error(err)}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        got = type(state).__name__ if not isinstance(state, dict) else "a dict that is not all tensors"
+        raise PrunelimitError(f"{what} {path} is not a state_dict (got {got})")
+    return state
+
+
+def load_state_dict(model: nn.Module, path: str | os.PathLike, state: dict | None = None) -> nn.Module:
+    """Load a state_dict checkpoint (``weights_only=True``) into ``model`` or say what is wrong.
+
+    ``state``: the file's content when the caller has already read it with :func:`read_state_dict`.
+    """
+    path = Path(path)
+    state = read_state_dict(path) if state is None else state
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

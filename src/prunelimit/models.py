@@ -12,12 +12,15 @@ goes through it.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .io import PrunelimitError
 
 InShape = tuple[int, int, int]
 
@@ -275,16 +278,40 @@ def init_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def model_arg_names(name: str) -> list[str]:
+    """The keyword arguments (``model_args``) registry model ``name`` takes beyond shape and classes."""
+    params = list(inspect.signature(MODELS[name]).parameters)
+    return [p for p in params if p not in ("in_shape", "num_classes")]
+
+
+def check_model_args(name: str, model_args) -> None:
+    """Refuse ``model_args`` that are not a mapping of ``name``'s own arguments, naming the culprit."""
+    if not isinstance(model_args, dict):
+        raise PrunelimitError(f"model_args of {name} must be an object of keyword arguments, "
+                              f"got {type(model_args).__name__}")
+    known = model_arg_names(name)
+    unknown = sorted(set(model_args) - set(known))
+    if unknown:
+        raise PrunelimitError(f"model_args {unknown} unknown to model {name}; it takes {known}")
+
+
 def build_model(name: str, in_shape: InShape, num_classes: int, seed: int | None = None, **kwargs) -> nn.Module:
-    """Build registry model ``name``; with ``seed``, the initialisation is reproducible."""
+    """Build registry model ``name``; with ``seed``, the initialisation is reproducible.
+
+    The model carries its recipe as ``build_spec`` (name, arguments, input shape, classes): what a
+    resume checkpoint is keyed on.
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
+    check_model_args(name, kwargs)
     if seed is not None:
         torch.manual_seed(seed)
     model = MODELS[name](tuple(in_shape), num_classes, **kwargs)
     if seed is not None:
         torch.manual_seed(seed)
     init_weights(model)
+    model.build_spec = {"model": name, "model_args": dict(kwargs), "in_shape": list(in_shape),
+                        "num_classes": int(num_classes)}
     return model
 
 

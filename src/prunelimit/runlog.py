@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Iterator
 
 from .io import PrunelimitError
@@ -18,7 +19,8 @@ def rule_context(log_path: str | os.PathLike | None, threads: int | None = None)
     """Send stdout/stderr (progress bars included) to ``log_path``; turn user errors into one line.
 
     A :class:`PrunelimitError`, NaN loss or missing file ends the job with exit code 1 and a single
-    ``error: …`` line in the log and on the console, instead of a traceback.
+    ``error: …`` line in the log and on the console, instead of a traceback. Any other exception
+    is a bug or an unforeseen input: its traceback is written to the log, then it propagates.
     """
     import torch
 
@@ -30,6 +32,7 @@ def rule_context(log_path: str | os.PathLike | None, threads: int | None = None)
     if log_file:
         sys.stdout = sys.stderr = log_file
     logger = logging.getLogger("prunelimit")
+    old_handlers = logger.handlers[:]
     logger.handlers[:] = [logging.StreamHandler(sys.stderr)]
     logger.setLevel(logging.INFO)
     # provenance: which interpreter (e.g. a --sdm conda environment) and which library ran the rule
@@ -43,7 +46,14 @@ def rule_context(log_path: str | os.PathLike | None, threads: int | None = None)
         if log_file and console:
             print(message, file=console)
         raise SystemExit(1) from None
+    except (Exception, KeyboardInterrupt):
+        # once stderr is restored below, Python prints the traceback on the console only: the log
+        # must end with it too, or the log of a failed rule shows no reason
+        if log_file:
+            traceback.print_exc(file=log_file)
+        raise
     finally:
         sys.stdout, sys.stderr = old_out, old_err
+        logger.handlers[:] = old_handlers  # the log file closes below; later records must not go to it
         if log_file:
             log_file.close()

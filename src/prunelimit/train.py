@@ -7,6 +7,7 @@ from which a killed run resumes to the same final weights as an uninterrupted on
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -22,6 +23,7 @@ from torch import nn
 from .data import TensorData, augment_batch
 from .io import PrunelimitError, save_torch
 from .models import prunable_parameters
+from .resume import plain, read_resume, resume_key
 
 Masks = dict[str, torch.Tensor]
 
@@ -203,7 +205,8 @@ def train(model: nn.Module, data: TensorData, cfg: TrainConfig, *, masks: Masks 
 
     ``masks`` (name → 0/1 tensor over the prunable weights) are applied before training and after
     every optimiser step, so pruned weights stay exactly zero. With ``checkpoint``, state is saved
-    atomically after each epoch and a run finding that file resumes from it; the file is removed
+    atomically after each epoch and a run finding that file resumes from it if it was written for
+    the same model, data and config (else it starts afresh and logs why); the file is removed
     when training completes.
     """
     from tqdm import tqdm
@@ -214,14 +217,22 @@ def train(model: nn.Module, data: TensorData, cfg: TrainConfig, *, masks: Masks 
     history: list[dict] = []
     start_epoch, steps, elapsed = cfg.start_epoch, 0, 0.0
     ckpt_path = Path(checkpoint) if checkpoint else None
+    # the resume file continues only a run of the same model, data and config (prunelimit.resume)
+    key = resume_key(model, data, asdict(cfg)) if ckpt_path else None
     if ckpt_path and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state.get("config") != asdict(cfg):
-            raise PrunelimitError(f"resume checkpoint {ckpt_path} was written with another training config; delete it")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["rng"])
-        start_epoch, steps, elapsed, history = state["epoch"], state["steps"], state["elapsed"], state["history"]
+        state, why_not = read_resume(ckpt_path, key, device)
+        if state is None:
+            logging.getLogger("prunelimit").warning("%s: not resuming from %s: %s; training from the start",
+                                                    desc, ckpt_path, why_not)
+        else:
+            try:
+                model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                generator.set_state(state["rng"].cpu())  # a CPU generator, whatever map_location did
+            except (RuntimeError, KeyError, ValueError, TypeError) as err:  # same key, damaged content
+                raise PrunelimitError(f"resume checkpoint {ckpt_path} is damaged ({type(err).__name__}: "
+                                      f"{str(err).splitlines()[0] if str(err) else ''}); delete it") from None
+            start_epoch, steps, elapsed, history = state["epoch"], state["steps"], state["elapsed"], state["history"]
     apply_masks(model, masks)
     n = len(data.x_train)
     batches_per_epoch = max(1, n // cfg.batch_size)
@@ -261,9 +272,10 @@ def train(model: nn.Module, data: TensorData, cfg: TrainConfig, *, masks: Masks 
         bar.update(1)
         bar.set_postfix(loss=f"{record['train_loss_running']:.4f}")
         if ckpt_path:
+            # builtins and tensors only, so that it loads with weights_only=True
             save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": generator.get_state(),
                         "epoch": epoch + 1, "steps": steps, "elapsed": elapsed + time.perf_counter() - t0,
-                        "history": history, "config": asdict(cfg)}, ckpt_path)
+                        "history": plain(history), "key": key}, ckpt_path)
         if cfg.max_steps is not None and steps >= cfg.max_steps:
             break
     bar.close()

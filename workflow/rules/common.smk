@@ -2,16 +2,21 @@
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
-validate(config, schema="../schemas/config.schema.yaml")
+from snakemake.exceptions import WorkflowError
 
 sys.path.insert(
     0, str(Path(workflow.basedir) / "src")
 )  # the library, also when not pip-installed
 import torch  # noqa: E402
 
-from prunelimit.config import task_spec  # noqa: E402
+from prunelimit.config import task_spec, validate_config  # noqa: E402
+from prunelimit.io import PrunelimitError  # noqa: E402
+
+try:
+    validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+except PrunelimitError as _err:
+    # one line naming the key; snakemake's validate() would follow it with the whole schema
+    raise WorkflowError(str(_err)) from None
 from prunelimit.data import dataset_shape  # noqa: E402
 from prunelimit.models import (
     build_model,
