@@ -159,7 +159,7 @@ def test_missing_section_is_named(section):
 
 
 @pytest.mark.parametrize(("section", "key"), [
-    ("hessian", "n_iter"), ("hessian", "exact_max_params"), ("theory", "eta"), ("prune", "tolerance"),
+    ("hessian", "n_iter"), ("hessian", "exact_max_params"), ("theory", "eta"), ("prune", "grid"),
     ("iterative", "rounds"), ("baselines", "sparsities"), ("baselines", "imp"),
 ])
 def test_missing_key_of_a_section_is_named(section, key):
@@ -177,8 +177,8 @@ def test_partial_nested_block_is_named():
 @pytest.mark.parametrize(("key", "yaml_value", "message"), [
     ("tasks.fc5_digits.l1", ".nan", "tasks.fc5_digits.l1 = nan: numbers must be finite"),
     ("train_defaults.lr", ".inf", "train_defaults.lr = inf: numbers must be finite"),
-    ("prune.tolerance", "-.inf", "prune.tolerance = -inf: numbers must be finite"),
-], ids=["l1-nan", "lr-inf", "tolerance-minus-inf"])
+    ("theory.epsilon", ".inf", "theory.epsilon = inf: numbers must be finite"),
+], ids=["l1-nan", "lr-inf", "epsilon-inf"])
 def test_non_finite_numbers_are_refused_by_key(key, yaml_value, message):
     """YAML's .nan and .inf are floats that pass any minimum/maximum of the schema."""
     config = load_config()

@@ -372,13 +372,13 @@ def test_spectrum_plot_is_written(nets, tmp_path):
 def test_exact_spectrum_is_planned_only_for_small_tasks(tmp_path):
     """hessian.smk decides at parse time, from each task's D, which tasks get the exact spectrum."""
     config = load_config()
-    config["hessian"]["exact_max_params"] = 300_000  # now vgg_digits (D = 230,536) qualifies too
+    config["hessian"]["exact_max_params"] = 100_000  # now the quarter-width FC5s (D = 66,875 and 60,875) qualify too
     configfile = write_config(tmp_path / "config.yaml", config)
     proc = snakemake(tmp_path, "-n", "all", configfile=configfile, timeout=300)
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.MULTILINE))
     assert jobs["slq"] == str(len(config["tasks"]))
-    assert jobs["exact_spectrum"] == "2"
-    assert "hessian/vgg_digits/exact.npz" in proc.stdout and "hessian/fc5_digits/exact.npz" not in proc.stdout
+    assert jobs["exact_spectrum"] == "3"
+    assert "hessian/fc5_digits/exact.npz" in proc.stdout and "hessian/vgg_digits/exact.npz" not in proc.stdout
 
 
 # ---------------------------------------------------------------------------------------------
