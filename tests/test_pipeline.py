@@ -4,6 +4,7 @@ smoke preset of every paper architecture."""
 import json
 
 import pandas as pd
+import pytest
 
 from pipeline_utils import ROOT, load_config, snakemake
 
@@ -35,6 +36,34 @@ def test_theory_outputs_on_every_mini_task(mini_run):
         assert p["epsilon"] > 0 and p["bounds"] == "kinematic bounds"
         if "exact" in p:  # the SLQ prediction against the exact-spectrum one (same ε, R(s), f0)
             assert abs(p["exact"]["slq_minus_exact"]) <= 0.005, (task, p["exact"]["slq_minus_exact"])
+
+
+def test_mini_tasks_are_in_the_paper_regime_and_say_so(mini_run):
+    """Every L1 model reached the L1 shrinkage of its family's official recipe (0.0391 for FC nets,
+    0.0774 for CNNs, within the rounding of λ in the config), and no weight went without a gradient."""
+    results = mini_run[0] / "results" / "mini"
+    for task, entry in load_config()["tasks"].items():
+        l1 = json.loads((results / "train" / task / "l1" / "metrics.json").read_text())
+        target = 0.0774 if entry["model"] in ("vgg16", "alexnet", "resnet18", "resnet50") else 0.0391
+        assert abs(l1["l1_shrinkage"] - target) / target < 0.02, (task, l1["l1_shrinkage"])
+        assert l1["never_updated_share"] < 0.01, (task, l1["never_updated_share"])
+        assert len(l1["history"]) == l1["epochs_run"] and "small_weight_share" in l1["history"][-1]
+
+
+def test_theory_vs_actual_carries_every_criterion_and_the_slq_record(mini_run):
+    results = mini_run[0] / "results" / "mini"
+    table = pd.read_csv(results / "tables" / "theory_vs_actual.csv").set_index("task")
+    for task, row in table.iterrows():
+        p = json.loads((results / "theory" / task / "prediction.json").read_text())
+        a = json.loads((results / "prune" / task / "actual.json").read_text())
+        assert a["grid_points"] == 1000 and a["grid_step"] == 0.001
+        assert row.actual_tol_0 <= row["actual_tol_0.005"] <= row["actual_tol_0.01"] <= row["actual_tol_0.02"]
+        runs = p["slq"]["per_run_predicted_sparsity"]
+        assert len(runs) == 2 and row.slq_seed_spread == pytest.approx(max(runs) - min(runs), abs=1e-12)
+        for tried in p["slq"]["predictions_by_steps"]:  # the prediction at every step count tried, doubling
+            steps = [m for m, _ in tried]
+            assert all(b == 2 * a or b < 2 * a for a, b in zip(steps, steps[1:])), steps
+        assert row.slq_converged == ("yes" if p["slq"]["converged"] else "no (step cap)")
 
 
 def test_second_run_has_nothing_to_do(mini_run):

@@ -160,7 +160,8 @@ class DataGradientTracker:
     A hook on each weight sees the gradient of the whole training loss; the L1 term's share
     λ·sign(w) is taken off, so what remains is the cross-entropy's. Weights whose share stays
     exactly zero (e.g. kernel taps that only ever see padding, weights of dead units) are never
-    shaped by the data and keep what initialisation and the L1 pull give them.
+    shaped by the data and keep what initialisation and the L1 pull give them. A resumed run
+    tracks the epochs it runs itself.
     """
 
     def __init__(self, model: nn.Module, l1: float):
@@ -302,11 +303,9 @@ def train_task(spec: dict, data: TensorData, model_out: str | os.PathLike, metri
     model = build_model(spec["model"], data.in_shape, data.num_classes, seed=cfg.seed,
                         **spec.get("model_args", {})).to(data.x_train.device)
     gradients = DataGradientTracker(model, cfg.l1)
-    shares: list[float] = []
 
     def on_epoch(epoch: int, record: dict) -> None:
         record["small_weight_share"] = small_weight_share(model)
-        shares.append(record["small_weight_share"])
 
     result = train(model, data, cfg, checkpoint=checkpoint, progress=progress, desc=f"{spec['task']}/{spec['variant']}",
                    on_epoch=on_epoch)
