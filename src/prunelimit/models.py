@@ -19,7 +19,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-InShape = tuple[int, int, int]
+from .architectures import (
+    ALEXNET_CONV_CHANNELS,
+    ALEXNET_HIDDEN,
+    FC5_HIDDEN,
+    FC12_HIDDEN,
+    RESNET18_BLOCKS,
+    RESNET50_BLOCKS,
+    RESNET_PLANES,
+    VGG16_CFG,
+    InShape,
+    scaled_channels,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Building blocks
@@ -39,16 +50,9 @@ class PoolIfLarger(nn.Module):
         return F.max_pool2d(x, self.kernel_size, self.stride)
 
 
-def _scaled(channels: int, width: float) -> int:
-    return max(1, int(round(channels * width)))
-
-
 # ---------------------------------------------------------------------------------------------
 # Fully connected nets (official code: FC = "FC5", FC12)
 # ---------------------------------------------------------------------------------------------
-
-FC5_HIDDEN = (1000, 600, 300, 100)
-FC12_HIDDEN = (1000, 900, 800, 750, 700, 650, 600, 500, 400, 200, 100)
 
 
 class MLP(nn.Module):
@@ -69,12 +73,12 @@ class MLP(nn.Module):
 
 def fc5(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
     """FC5: in→1000→600→300→100→out (official ``FC``); ``width`` scales the hidden sizes."""
-    return MLP(in_shape, num_classes, tuple(_scaled(h, width) for h in FC5_HIDDEN))
+    return MLP(in_shape, num_classes, tuple(scaled_channels(h, width) for h in FC5_HIDDEN))
 
 
 def fc12(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
     """FC12: in→1000→900→…→100→out (official ``FC12``)."""
-    return MLP(in_shape, num_classes, tuple(_scaled(h, width) for h in FC12_HIDDEN))
+    return MLP(in_shape, num_classes, tuple(scaled_channels(h, width) for h in FC12_HIDDEN))
 
 
 def mlp(in_shape: InShape, num_classes: int, hidden: list[int] | tuple[int, ...] = (32, 16)) -> nn.Module:
@@ -90,7 +94,7 @@ def mlp(in_shape: InShape, num_classes: int, hidden: list[int] | tuple[int, ...]
 class AlexNet(nn.Module):
     def __init__(self, in_shape: InShape, num_classes: int, width: float = 1.0, resize: int = 224):
         super().__init__()
-        c = [_scaled(n, width) for n in (96, 256, 384, 384, 256)]
+        c = [scaled_channels(n, width) for n in ALEXNET_CONV_CHANNELS]
         self.resize = resize
         self.conv = nn.Sequential(
             nn.Conv2d(in_shape[0], c[0], kernel_size=11, stride=4, padding=1),
@@ -108,7 +112,7 @@ class AlexNet(nn.Module):
             PoolIfLarger(3, 2),
             nn.AdaptiveAvgPool2d((5, 5)),  # identity at the paper's 224 input
         )
-        hidden = _scaled(4096, width)
+        hidden = scaled_channels(ALEXNET_HIDDEN, width)
         self.linear = nn.Sequential(
             nn.Linear(c[4] * 25, hidden),
             nn.ReLU(),
@@ -131,9 +135,6 @@ def alexnet(in_shape: InShape, num_classes: int, width: float = 1.0, resize: int
 # VGG16 (conv-BN-ReLU, one linear classifier, as in the official code)
 # ---------------------------------------------------------------------------------------------
 
-VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
-
-
 class VGG(nn.Module):
     def __init__(self, in_shape: InShape, num_classes: int, width: float = 1.0):
         super().__init__()
@@ -143,7 +144,7 @@ class VGG(nn.Module):
             if item == "M":
                 layers.append(PoolIfLarger(2, 2))
             else:
-                out = _scaled(int(item), width)
+                out = scaled_channels(int(item), width)
                 layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU()]
                 channels = out
         layers.append(nn.AdaptiveAvgPool2d(1))  # 1×1 already at 32×32; pools larger inputs
@@ -209,7 +210,7 @@ def _shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Module:
 class ResNet(nn.Module):
     def __init__(self, block: type, num_blocks: tuple[int, ...], in_shape: InShape, num_classes: int, width: float):
         super().__init__()
-        planes = [_scaled(p, width) for p in (64, 128, 256, 512)]
+        planes = [scaled_channels(p, width) for p in RESNET_PLANES]
         self.in_planes = planes[0]
         self.conv1 = nn.Conv2d(in_shape[0], planes[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes[0])
@@ -232,11 +233,11 @@ class ResNet(nn.Module):
 
 
 def resnet18(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
-    return ResNet(BasicBlock, (2, 2, 2, 2), in_shape, num_classes, width)
+    return ResNet(BasicBlock, RESNET18_BLOCKS, in_shape, num_classes, width)
 
 
 def resnet50(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
-    return ResNet(Bottleneck, (3, 4, 6, 3), in_shape, num_classes, width)
+    return ResNet(Bottleneck, RESNET50_BLOCKS, in_shape, num_classes, width)
 
 
 # ---------------------------------------------------------------------------------------------
