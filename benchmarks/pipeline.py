@@ -6,7 +6,8 @@ and the paper preset's dry run, each against a time budget.
 Every step runs this venv's `snakemake` on this repository's Snakefile in a scratch directory
 (`--directory`), so the repository's own results/ is never touched:
 
-1. cold run: `snakemake --cores all` in an empty directory; its wall time.
+1. cold run: `snakemake --cores all` in an empty directory; its wall time, and its CPU time as the
+   OS counts it for snakemake and every job process (user + system of waited children).
 2. job times: the `benchmark:` TSV every rule writes under results/<preset>/benchmarks/ gives each
    job's wall seconds (column `s`) and the CPU seconds of its processes (`cpu_time`): their sums,
    and the ten slowest jobs. Snakemake samples `cpu_time` (every 0.5 s for a job's first 30 s, then
@@ -39,6 +40,7 @@ import csv
 import graphlib
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -190,8 +192,14 @@ def snakemake_command() -> str:
 @dataclass
 class Run:
     seconds: float
+    cpu_seconds: float  # user + system of snakemake and every job it ran (they are its waited children)
     output: str
     returncode: int
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_snakemake(workdir: Path, configfile: Path, *args: str) -> Run:
@@ -199,9 +207,10 @@ def run_snakemake(workdir: Path, configfile: Path, *args: str) -> Run:
            "--configfile", str(configfile), *args]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"),
                                                                       os.environ.get("PYTHONPATH")]))}
-    start = time.perf_counter()
+    start, cpu_before = time.perf_counter(), children_cpu_seconds()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    return Run(time.perf_counter() - start, proc.stdout + proc.stderr, proc.returncode)
+    return Run(time.perf_counter() - start, children_cpu_seconds() - cpu_before, proc.stdout + proc.stderr,
+               proc.returncode)
 
 
 def checked(run: Run, what: str) -> Run:
@@ -267,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_cold:
             cold = checked(run_snakemake(workdir, configfile, "--cores", args.cores), "the cold run")
             measured["cold"] = cold.seconds
-            print(f"cold run: {cold.seconds:.1f} s wall (budget {args.max_cold:g} s)")
+            print(f"cold run: {cold.seconds:.1f} s wall (budget {args.max_cold:g} s), {cold.cpu_seconds:.1f} s CPU "
+                  f"(snakemake and all its jobs, as the OS counts them)")
 
         jobs = parse_jobs(checked(run_snakemake(workdir, configfile, "-n", "--forceall"), "the DAG listing").output)
         times = job_times(jobs, workdir)
