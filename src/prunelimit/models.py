@@ -29,8 +29,8 @@ from .architectures import (
     RESNET_PLANES,
     VGG16_CFG,
     InShape,
-    scaled_channels,
 )
+from .architectures import scaled_channels as _scaled
 
 # ---------------------------------------------------------------------------------------------
 # Building blocks
@@ -73,12 +73,12 @@ class MLP(nn.Module):
 
 def fc5(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
     """FC5: in→1000→600→300→100→out (official ``FC``); ``width`` scales the hidden sizes."""
-    return MLP(in_shape, num_classes, tuple(scaled_channels(h, width) for h in FC5_HIDDEN))
+    return MLP(in_shape, num_classes, tuple(_scaled(h, width) for h in FC5_HIDDEN))
 
 
 def fc12(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
     """FC12: in→1000→900→…→100→out (official ``FC12``)."""
-    return MLP(in_shape, num_classes, tuple(scaled_channels(h, width) for h in FC12_HIDDEN))
+    return MLP(in_shape, num_classes, tuple(_scaled(h, width) for h in FC12_HIDDEN))
 
 
 def mlp(in_shape: InShape, num_classes: int, hidden: list[int] | tuple[int, ...] = (32, 16)) -> nn.Module:
@@ -94,7 +94,7 @@ def mlp(in_shape: InShape, num_classes: int, hidden: list[int] | tuple[int, ...]
 class AlexNet(nn.Module):
     def __init__(self, in_shape: InShape, num_classes: int, width: float = 1.0, resize: int = 224):
         super().__init__()
-        c = [scaled_channels(n, width) for n in ALEXNET_CONV_CHANNELS]
+        c = [_scaled(n, width) for n in ALEXNET_CONV_CHANNELS]
         self.resize = resize
         self.conv = nn.Sequential(
             nn.Conv2d(in_shape[0], c[0], kernel_size=11, stride=4, padding=1),
@@ -112,7 +112,7 @@ class AlexNet(nn.Module):
             PoolIfLarger(3, 2),
             nn.AdaptiveAvgPool2d((5, 5)),  # identity at the paper's 224 input
         )
-        hidden = scaled_channels(ALEXNET_HIDDEN, width)
+        hidden = _scaled(ALEXNET_HIDDEN, width)
         self.linear = nn.Sequential(
             nn.Linear(c[4] * 25, hidden),
             nn.ReLU(),
@@ -144,7 +144,7 @@ class VGG(nn.Module):
             if item == "M":
                 layers.append(PoolIfLarger(2, 2))
             else:
-                out = scaled_channels(int(item), width)
+                out = _scaled(int(item), width)
                 layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU()]
                 channels = out
         layers.append(nn.AdaptiveAvgPool2d(1))  # 1×1 already at 32×32; pools larger inputs
@@ -210,7 +210,7 @@ def _shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Module:
 class ResNet(nn.Module):
     def __init__(self, block: type, num_blocks: tuple[int, ...], in_shape: InShape, num_classes: int, width: float):
         super().__init__()
-        planes = [scaled_channels(p, width) for p in RESNET_PLANES]
+        planes = [_scaled(p, width) for p in RESNET_PLANES]
         self.in_planes = planes[0]
         self.conv1 = nn.Conv2d(in_shape[0], planes[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes[0])
