@@ -53,8 +53,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 class BackgroundRun:
     """A snakemake process and the thread that waits for it, noting when it ended."""
 
-    def __init__(self, proc: subprocess.Popen, workdir: Path, log: Path):
+    def __init__(self, proc: subprocess.Popen, workdir: Path, log: Path, torch_threads: int):
         self.proc, self.workdir, self.log = proc, workdir, log
+        self.torch_threads = torch_threads  # the tests' own, restored once the run is over
         self.started, self.finished = time.perf_counter(), None
         self.watcher = threading.Thread(target=self._wait, daemon=True)
         self.watcher.start()
@@ -78,7 +79,14 @@ def mini_run_in_background(request, tmp_path_factory):
     with open(log, "w") as out:  # the child holds its own copy of the descriptor
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)  # its own process group: killed with its jobs
-    yield BackgroundRun(proc, workdir, log)
+    # The pipeline's two single-threaded jobs hold both cores: a second torch thread in the tests
+    # beside it would mostly wait for a core. mini_run gives the threads back when the run is over.
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield BackgroundRun(proc, workdir, log, threads)
+    torch.set_num_threads(threads)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -96,6 +104,9 @@ def mini_run(mini_run_in_background):
     run.watcher.join(timeout=max(1.0, MINI_RUN_TIMEOUT - (time.perf_counter() - run.started)))
     if run.finished is None:
         raise AssertionError(f"the mini pipeline took over {MINI_RUN_TIMEOUT} s:\n{run.log.read_text()[-4000:]}")
+    import torch
+
+    torch.set_num_threads(run.torch_threads)  # the cores are the tests' again
     if run.proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({run.proc.returncode}):\n{run.log.read_text()[-8000:]}")
     elapsed = run.finished - run.started
