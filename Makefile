@@ -1,6 +1,7 @@
 # Two entry points, each bootstrapping .venv from the pinned lock on a fresh machine:
 #   make reproduce   set up, then run the default (mini) pipeline: snakemake --cores all
-#   make test        set up, then run the test suite (slow tests excluded; `make test-all` runs them)
+#   make test        set up, then run the test suite (slow tests excluded: `make test-slow` runs them,
+#                    `make test-all` runs everything)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 # torch is pinned by the constraints file so no later install can swap in a CUDA build.
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c envs/constraints.txt
 
-.PHONY: setup reproduce test test-all test-slurm check-slurm smoke paper-dryrun report bench clean
+.PHONY: setup reproduce test test-slow test-all test-slurm check-slurm smoke paper-dryrun report bench clean
 
 $(STAMP): envs/requirements.lock envs/constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +22,15 @@ setup: $(STAMP)
 reproduce: setup
 	$(BIN)/snakemake --cores all
 
+# One end-to-end mini run (tests/conftest.py mini_run) and everything that can reuse it: at most 8 min
+# on 2 cores. --durations lists the slowest tests, to keep it so.
 test: setup
-	$(BIN)/python -m pytest -m "not slow" --durations=12  # the slowest tests, to keep CI under 30 min
+	$(BIN)/python -m pytest -m "not slow" --durations=12
+
+# The whole-pipeline tests (smoke preset, --sdm conda, resume after a kill, ...); the SLURM ones are
+# `make test-slurm`'s.
+test-slow: setup
+	$(BIN)/python -m pytest -m "slow and not slurm" --durations=12
 
 test-all: setup
 	$(BIN)/python -m pytest

@@ -14,11 +14,24 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
-def snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout: float = 1500,
-              check: bool = True) -> subprocess.CompletedProcess:
+# A sitecustomize that makes `import torch` fail loudly (tests/no_torch/sitecustomize.py).
+NO_TORCH = ROOT / "tests" / "no_torch"
+TORCH_REFUSED = "no_torch: refused import of"
+
+
+def snakemake_command(workdir: Path, *args: str, configfile: Path | None = None,
+                      refuse_torch: bool = False) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that run this repository's workflow in ``workdir``; with
+    ``refuse_torch`` the snakemake process cannot import torch (for dry runs: jobs would need it)."""
     cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(configfile or ROOT / "config.yaml"), *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    pythonpath = [str(NO_TORCH)] if refuse_torch else []
+    return cmd, {**os.environ, "PYTHONPATH": os.pathsep.join([*pythonpath, str(ROOT / "src")])}
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout: float = 1500,
+              check: bool = True, refuse_torch: bool = False) -> subprocess.CompletedProcess:
+    cmd, env = snakemake_command(workdir, *args, configfile=configfile, refuse_torch=refuse_torch)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")

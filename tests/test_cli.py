@@ -1,6 +1,5 @@
 """`prunelimit predict`: a user's own model gets the pipeline's prediction; bad input is one line, exit 2."""
 
-import copy
 import json
 import subprocess
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline_utils import load_config, snakemake, write_config
+from pipeline_utils import load_config
 
 PRUNELIMIT = str(Path(sys.executable).with_name("prunelimit"))
 
@@ -39,19 +38,14 @@ USER_MODULE = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    """The pipeline's theory rule on a briefly trained small model of digits."""
+def pipeline(mini_run, tmp_path_factory):
+    """A directory whose results/mini is the session's mini run (the theory rule's prediction of the
+    trained mlp_digits is what the CLI must reproduce), with the user's module beside it."""
     workdir = tmp_path_factory.mktemp("cli")
-    config = copy.deepcopy(load_config())
-    config.update(preset="cli", variants=["l1"], tasks={"mlp_digits": config["tasks"]["mlp_digits"]})
-    config["tasks"]["mlp_digits"]["train"]["epochs"] = 15
-    config["iterative"]["tasks"] = []
-    config["baselines"]["tasks"] = []
-    config["tv_distance"]["tasks"] = []
-    cfg = write_config(workdir / "cli.yaml", config)
-    snakemake(workdir, "--cores", "2", "results/cli/theory/mlp_digits/prediction.json", configfile=cfg)
+    (workdir / "results").mkdir()
+    (workdir / "results" / "mini").symlink_to(mini_run[0] / "results" / "mini", target_is_directory=True)
     (workdir / "user_net.py").write_text(USER_MODULE)
-    return workdir, config
+    return workdir, load_config()
 
 
 def run_cli(workdir, *args):
@@ -68,11 +62,11 @@ def _common_args(config):
 
 def test_user_model_gets_the_pipelines_prediction(pipeline):
     workdir, config = pipeline
-    proc = run_cli(workdir, "--model", "user_net.py:make", "--checkpoint", "results/cli/train/mlp_digits/l1/model.pt",
-                   "--data", "digits", "--data-dir", "results/cli/data", "--json", *_common_args(config))
+    proc = run_cli(workdir, "--model", "user_net.py:make", "--checkpoint", "results/mini/train/mlp_digits/l1/model.pt",
+                   "--data", "digits", "--data-dir", "results/mini/data", "--json", *_common_args(config))
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
-    expected = json.loads((workdir / "results/cli/theory/mlp_digits/prediction.json").read_text())
+    expected = json.loads((workdir / "results/mini/theory/mlp_digits/prediction.json").read_text())
     # Same code path and seeds; float32 HVP reductions differ in order with the thread count
     # (the rule runs 1 thread, the CLI all cores), so equal to ~1e-6 rather than bitwise.
     for key in ("predicted_sparsity", "lower_sparsity", "upper_sparsity", "epsilon", "zero_fraction"):
@@ -89,16 +83,16 @@ def test_text_output_and_verify_from_a_data_file(pipeline):
     workdir, config = pipeline
     from prunelimit.data import load_tensors
 
-    data = load_tensors(workdir / "results/cli/data/digits.npz")
+    data = load_tensors(workdir / "results/mini/data/digits.npz")
     np.savez(workdir / "digits_user.npz", x_train=data.x_train.numpy(), y_train=data.y_train.numpy(),
              x_test=data.x_test.numpy(), y_test=data.y_test.numpy())
-    proc = run_cli(workdir, "--model", "user_net.py:make", "--checkpoint", "results/cli/train/mlp_digits/l1/model.pt",
+    proc = run_cli(workdir, "--model", "user_net.py:make", "--checkpoint", "results/mini/train/mlp_digits/l1/model.pt",
                    "--data", "digits_user.npz", "--verify", *_common_args(config))
     assert proc.returncode == 0, proc.stderr
     assert "predicted pruning limit: sparsity" in proc.stdout
     assert "kinematic bounds" in proc.stdout
     assert "actual (one-shot sweep): sparsity" in proc.stdout
-    expected = json.loads((workdir / "results/cli/theory/mlp_digits/prediction.json").read_text())
+    expected = json.loads((workdir / "results/mini/theory/mlp_digits/prediction.json").read_text())
     assert f"{expected['predicted_sparsity']:.4f}" in proc.stdout  # same data, as a user file
 
 
@@ -118,8 +112,8 @@ def test_bad_input_is_one_line_exit_2(pipeline, args, message):
     workdir, _ = pipeline
     np.savez(workdir / "bad_shapes.npz", x_train=np.zeros((10, 1, 5, 5), np.float32), y_train=np.zeros(10, np.int64))
     np.savez(workdir / "bad_labels.npz", x_train=np.zeros((10, 1, 8, 8), np.float32), y_train=np.zeros(7, np.int64))
-    base = {"--checkpoint": "results/cli/train/mlp_digits/l1/model.pt", "--data": "digits",
-            "--data-dir": "results/cli/data"}
+    base = {"--checkpoint": "results/mini/train/mlp_digits/l1/model.pt", "--data": "digits",
+            "--data-dir": "results/mini/data"}
     extra = [x for k, v in base.items() if k not in args for x in (k, v)]
     proc = run_cli(workdir, *args, *extra, "--runs", "1", "--iters", "4", "--no-progress")
     assert proc.returncode == 2

@@ -1,50 +1,110 @@
-"""The config schema stops a bad config at start, naming the culprit; presets build their DAG."""
+"""The config schema stops a bad config at start, naming the culprit; presets build their DAG; parsing
+the workflow imports no torch.
+
+Each bad config is checked in-process against the two checks the workflow runs at parse time
+(workflow/rules/common.smk: the schema through snakemake.utils.validate, then
+prunelimit.config.check_task_references); one `snakemake -n` per check shows the workflow runs them.
+"""
 
 import copy
 
 import pytest
 
-from pipeline_utils import ROOT, load_config, snakemake, write_config
+from pipeline_utils import ROOT, TORCH_REFUSED, load_config, snakemake, write_config
+from prunelimit.config import check_task_references, validate_config
+from prunelimit.errors import PrunelimitError
+
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+PAPER = ROOT / "workflow" / "presets" / "paper.yaml"
 
 
-def _dry_run_error(tmp_path, mutate):
+def _mutated(mutate):
     config = copy.deepcopy(load_config())
     mutate(config)
-    cfg = write_config(tmp_path / "bad.yaml", config)
+    return config
+
+
+def _validation_error(config):
+    """The message the workflow's start-up checks (common.smk) stop ``config`` with (None: it passes)."""
+    try:
+        validate_config(copy.deepcopy(config), SCHEMA)
+        check_task_references(config)
+    except (PrunelimitError, ValueError) as err:
+        return str(err)
+    return None
+
+
+BAD_CONFIGS = [
+    (lambda c: c["train_defaults"].update(epoch=3), "'epoch' was unexpected"),
+    (lambda c: c["tasks"]["fc5_digits"]["train"].update(lr="fast"), "'fast' is not of type 'number'"),
+    (lambda c: c["tasks"]["fc5_digits"].update(model="resnet19"), "'resnet19' is not one of"),
+    (lambda c: c["tasks"]["fc5_digits"].update(dataset="mnist"), "'mnist' is not one of"),
+    (lambda c: c.update(hesian={}), "'hesian' was unexpected"),
+    (lambda c: c["prune"].update(tolerances=[2]), "2 is greater than the maximum of 1"),
+    (lambda c: c["baselines"].update(tasks=["no_such_task"]), "baselines.tasks names unknown task(s) ['no_such_task']"),
+]
+BAD_IDS = ["misspelt-key", "wrong-type", "unknown-model", "unknown-dataset", "unknown-section", "out-of-range",
+           "unknown-task-reference"]
+
+
+@pytest.mark.parametrize(("mutate", "expected"), BAD_CONFIGS, ids=BAD_IDS)
+def test_bad_config_stops_with_a_message_naming_it(mutate, expected):
+    message = _validation_error(_mutated(mutate))
+    assert message is not None, "a bad config must stop the run"
+    assert expected in message
+
+
+@pytest.mark.parametrize("preset", ["config.yaml", "workflow/presets/paper.yaml", "workflow/presets/smoke.yaml"])
+def test_presets_pass_the_start_up_checks(preset):
+    assert _validation_error(load_config(preset)) is None
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [BAD_CONFIGS[0], BAD_CONFIGS[-1]], ids=["schema", "task-reference"])
+def test_the_workflow_runs_both_checks_at_start(tmp_path, mutate, expected):
+    cfg = write_config(tmp_path / "bad.yaml", _mutated(mutate))
     proc = snakemake(tmp_path, "-n", configfile=cfg, check=False, timeout=120)
     assert proc.returncode != 0, "a bad config must stop the run"
-    return proc.stdout + proc.stderr
-
-
-@pytest.mark.parametrize(
-    ("mutate", "expected"),
-    [
-        (lambda c: c["train_defaults"].update(epoch=3), "'epoch' was unexpected"),
-        (lambda c: c["tasks"]["fc5_digits"]["train"].update(lr="fast"), "'fast' is not of type 'number'"),
-        (lambda c: c["tasks"]["fc5_digits"].update(model="resnet19"), "'resnet19' is not one of"),
-        (lambda c: c["tasks"]["fc5_digits"].update(dataset="mnist"), "'mnist' is not one of"),
-        (lambda c: c.update(hesian={}), "'hesian' was unexpected"),
-        (lambda c: c["prune"].update(tolerances=[2]), "2 is greater than the maximum of 1"),
-        (lambda c: c["baselines"].update(tasks=["no_such_task"]), "baselines.tasks names unknown task(s) ['no_such_task']"),
-    ],
-    ids=["misspelt-key", "wrong-type", "unknown-model", "unknown-dataset", "unknown-section", "out-of-range",
-         "unknown-task-reference"],
-)
-def test_bad_config_stops_with_a_message_naming_it(tmp_path, mutate, expected):
-    out = _dry_run_error(tmp_path, mutate)
+    out = proc.stdout + proc.stderr
     assert expected in out
     assert len(out.strip().splitlines()) <= 5, out  # the line naming the key, not a 560-line schema dump
 
 
-def test_paper_preset_builds_the_full_dag(tmp_path):
-    proc = snakemake(tmp_path, "-n", "--quiet", "rules", configfile=ROOT / "workflow/presets/paper.yaml", timeout=300)
-    out = proc.stdout + proc.stderr
+# ---------------------------------------------------------------------------------------------
+# Dry runs of the presets, each once per module, in a process that cannot import torch
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def paper_dry_run(tmp_path_factory):
+    return snakemake(tmp_path_factory.mktemp("paper"), "-n", "--quiet", "rules", configfile=PAPER, timeout=300,
+                     check=False, refuse_torch=True)
+
+
+@pytest.fixture(scope="module")
+def mini_dry_run(tmp_path_factory):
+    return snakemake(tmp_path_factory.mktemp("mini_dry"), "-n", timeout=300, check=False, refuse_torch=True)
+
+
+def test_paper_preset_builds_the_full_dag(paper_dry_run):
+    out = paper_dry_run.stdout + paper_dry_run.stderr
+    assert paper_dry_run.returncode == 0, out[-4000:]
     paper = load_config("workflow/presets/paper.yaml")
     assert len(paper["tasks"]) == 8
     # every task is trained dense and with L1 and no mini task leaks into the paper DAG
     train_jobs = [line for line in out.splitlines() if line.strip().startswith("train ")]
     assert train_jobs and int(train_jobs[0].split()[-1]) == 16
     assert "fc5_digits" not in out
+
+
+@pytest.mark.parametrize("preset", ["mini", "paper"])
+def test_parsing_the_workflow_imports_no_torch(preset, mini_dry_run, paper_dry_run):
+    """torch costs seconds per snakemake call; the parse needs only prunelimit.architectures' counts."""
+    proc = {"mini": mini_dry_run, "paper": paper_dry_run}[preset]
+    out = proc.stdout + proc.stderr
+    assert TORCH_REFUSED not in out, out[-4000:]
+    assert proc.returncode == 0, out[-4000:]
+    if preset == "mini":  # the exact-spectrum choice, made from those counts, is in the DAG
+        assert "exact_spectrum" in out and "This was a dry-run" in out
 
 
 def test_presets_are_valid_and_config_is_the_mini_preset():

@@ -141,6 +141,7 @@ def test_post_deploy_scripts_are_one_script():
     assert plot.is_symlink() and plot.resolve() == (ENVS / "torch.post-deploy.sh").resolve()
 
 
+@pytest.mark.slow  # builds two virtualenvs and runs a rule chain in them: minutes (make test-slow)
 def test_rules_run_inside_their_environments_under_sdm_conda(tmp_path, small_config):
     """`snakemake --sdm conda` end to end, with tests/fakeconda standing in for conda (no channel is
     reachable here): Snakemake creates both environments from envs/*.yaml (pip sections installed

@@ -1,5 +1,5 @@
 """End to end: the whole default (mini) DAG once (session fixture `mini_run` in conftest.py), then the
-smoke preset of every paper architecture."""
+smoke preset of every paper architecture (slow: `make test-slow`)."""
 
 import json
 
@@ -78,6 +78,7 @@ def test_no_temporary_or_resume_files_are_left(mini_run):
     assert leftovers == []
 
 
+@pytest.mark.slow  # every paper architecture through every stage: minutes (make test-slow)
 def test_smoke_preset_runs_every_paper_architecture(tmp_path):
     smoke = ROOT / "workflow" / "presets" / "smoke.yaml"
     snakemake(tmp_path, "--cores", "all", configfile=smoke)

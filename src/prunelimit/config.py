@@ -1,4 +1,8 @@
-"""Resolving the validated pipeline config into per-task specs (the library's view of config.yaml)."""
+"""Resolving the validated pipeline config into per-task specs (the library's view of config.yaml).
+
+The workflow validates the config and calls task_spec while it parses and builds the DAG, so this
+module imports torch only inside the functions that need it: a dry run stays torch-free.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,30 @@ import copy
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from .architectures import check_model_args
+from .errors import PrunelimitError
 
-from .io import PrunelimitError
+if TYPE_CHECKING:
+    import torch
+
+
+def _error(message: str) -> Exception:
+    return PrunelimitError(message)
+
+
+TASK_LIST_SECTIONS = ("iterative", "baselines", "tv_distance")
+
+
+def check_task_references(config: dict) -> None:
+    """Stop on a section's ``tasks`` list naming a task the config does not define (the workflow
+    runs this after the schema, which cannot express cross-references)."""
+    tasks = list(config["tasks"])
+    for section in TASK_LIST_SECTIONS:
+        unknown = sorted(set(config.get(section, {}).get("tasks", [])) - set(tasks))
+        if unknown:
+            raise ValueError(f"config key {section}.tasks names unknown task(s) {unknown}; tasks: {tasks}")
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -47,8 +71,6 @@ def validate_config(config: dict, schema: str | os.PathLike = SCHEMA) -> None:
     if problems:
         more = f" (and {len(problems) - 4} more)" if len(problems) > 4 else ""
         raise PrunelimitError(f"invalid config {'; '.join(problems[:4])}{more}")
-    from .models import check_model_args
-
     for task, entry in config["tasks"].items():
         try:
             check_model_args(entry["model"], entry.get("model_args", {}))
@@ -60,9 +82,9 @@ def task_spec(config: dict, task: str, variant: str, seed: int | None = None) ->
     """The resolved recipe of ``task`` trained as ``variant`` (``dense`` or ``l1``), optionally reseeded."""
     tasks = config["tasks"]
     if task not in tasks:
-        raise PrunelimitError(f"unknown task {task!r}; tasks in the config: {', '.join(tasks)}")
+        raise _error(f"unknown task {task!r}; tasks in the config: {', '.join(tasks)}")
     if variant not in ("dense", "l1"):
-        raise PrunelimitError(f"unknown variant {variant!r}; use dense or l1")
+        raise _error(f"unknown variant {variant!r}; use dense or l1")
     entry = tasks[task]
     train = {**copy.deepcopy(config.get("train_defaults", {})), **copy.deepcopy(entry.get("train", {}))}
     train["l1"] = float(entry.get("l1", 0.0)) if variant == "l1" else 0.0
@@ -78,15 +100,19 @@ def task_spec(config: dict, task: str, variant: str, seed: int | None = None) ->
 
 def resolve_device(name: str = "auto") -> torch.device:
     """The device chosen once for a job: cuda if asked or available (auto), else cpu."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise PrunelimitError("device: cuda was requested but no CUDA device is available")
+        raise _error("device: cuda was requested but no CUDA device is available")
     return torch.device(name)
 
 
 def setup_torch(config: dict) -> torch.device:
     """Apply the config's thread count and return its device."""
+    import torch
+
     threads = int(config.get("torch_threads", 0) or 0)
     if threads > 0:
         torch.set_num_threads(threads)

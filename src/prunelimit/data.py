@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import architectures
+from .architectures import SYNTHETIC_SHAPES
 from .io import PrunelimitError, load_npz, save_npz
 
 # Official archives and checksums (the same constants torchvision uses).
@@ -50,11 +52,6 @@ OFFICIAL_SOURCES = {
     },
 }
 DOWNLOADED = tuple(OFFICIAL_SOURCES)
-SYNTHETIC_SHAPES = {
-    "synth_cifar10": ((3, 32, 32), 10),
-    "synth_cifar100": ((3, 32, 32), 100),
-    "synth_tinyimagenet": ((3, 64, 64), 200),
-}
 DATASETS = ("digits", "mnist1d", *DOWNLOADED, *SYNTHETIC_SHAPES)
 # The largest member of an official archive is CIFAR-100's train batch (155 MB); anything far
 # larger is a decompression bomb, refused before it is inflated into memory.
@@ -62,19 +59,13 @@ MAX_MEMBER_BYTES = 1 << 30
 
 
 def dataset_shape(name: str, options: dict | None = None) -> tuple[tuple[int, int, int], int]:
-    """Input shape (C, H, W) and class count of dataset ``name`` without building it."""
-    options = options or {}
-    if name == "digits":
-        return (1, 8, 8), 10
-    if name == "mnist1d":
-        return (1, 1, int(options.get("length", 40))), 10
-    if name in ("cifar10", "cifar100"):
-        return (3, 32, 32), 10 if name == "cifar10" else 100
-    if name == "tinyimagenet":
-        return (3, 64, 64), 200
-    if name in SYNTHETIC_SHAPES:
-        return SYNTHETIC_SHAPES[name]
-    raise PrunelimitError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    """Input shape (C, H, W) and class count of dataset ``name`` without building it.
+
+    The table is in prunelimit.architectures, which the workflow reads without importing torch.
+    """
+    if name not in DATASETS:
+        raise PrunelimitError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    return architectures.dataset_shape(name, options)
 
 
 # ---------------------------------------------------------------------------------------------

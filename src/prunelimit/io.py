@@ -19,9 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-
-class PrunelimitError(RuntimeError):
-    """A user-facing error: bad input named in one sentence, no traceback needed."""
+from .errors import PrunelimitError  # re-exported: the library raises it as prunelimit.io.PrunelimitError
 
 
 @contextlib.contextmanager

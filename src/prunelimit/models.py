@@ -12,7 +12,6 @@ goes through it.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 
@@ -20,9 +19,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .architectures import (
+    ALEXNET_CONV_CHANNELS,
+    ALEXNET_HIDDEN,
+    FC5_HIDDEN,
+    FC12_HIDDEN,
+    RESNET18_BLOCKS,
+    RESNET50_BLOCKS,
+    RESNET_PLANES,
+    VGG16_CFG,
+    InShape,
+)
+from .architectures import check_model_args
+from .architectures import scaled_channels as _scaled
 from .io import PrunelimitError
-
-InShape = tuple[int, int, int]
 
 # ---------------------------------------------------------------------------------------------
 # Building blocks
@@ -42,16 +52,9 @@ class PoolIfLarger(nn.Module):
         return F.max_pool2d(x, self.kernel_size, self.stride)
 
 
-def _scaled(channels: int, width: float) -> int:
-    return max(1, int(round(channels * width)))
-
-
 # ---------------------------------------------------------------------------------------------
 # Fully connected nets (official code: FC = "FC5", FC12)
 # ---------------------------------------------------------------------------------------------
-
-FC5_HIDDEN = (1000, 600, 300, 100)
-FC12_HIDDEN = (1000, 900, 800, 750, 700, 650, 600, 500, 400, 200, 100)
 
 
 class MLP(nn.Module):
@@ -93,7 +96,7 @@ def mlp(in_shape: InShape, num_classes: int, hidden: list[int] | tuple[int, ...]
 class AlexNet(nn.Module):
     def __init__(self, in_shape: InShape, num_classes: int, width: float = 1.0, resize: int = 224):
         super().__init__()
-        c = [_scaled(n, width) for n in (96, 256, 384, 384, 256)]
+        c = [_scaled(n, width) for n in ALEXNET_CONV_CHANNELS]
         self.resize = resize
         self.conv = nn.Sequential(
             nn.Conv2d(in_shape[0], c[0], kernel_size=11, stride=4, padding=1),
@@ -111,7 +114,7 @@ class AlexNet(nn.Module):
             PoolIfLarger(3, 2),
             nn.AdaptiveAvgPool2d((5, 5)),  # identity at the paper's 224 input
         )
-        hidden = _scaled(4096, width)
+        hidden = _scaled(ALEXNET_HIDDEN, width)
         self.linear = nn.Sequential(
             nn.Linear(c[4] * 25, hidden),
             nn.ReLU(),
@@ -133,9 +136,6 @@ def alexnet(in_shape: InShape, num_classes: int, width: float = 1.0, resize: int
 # ---------------------------------------------------------------------------------------------
 # VGG16 (conv-BN-ReLU, one linear classifier, as in the official code)
 # ---------------------------------------------------------------------------------------------
-
-VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
-
 
 class VGG(nn.Module):
     """VGG16 sized for its input: a max-pool that would leave convolutions to run on a 1×1 map is
@@ -221,7 +221,7 @@ def _shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Module:
 class ResNet(nn.Module):
     def __init__(self, block: type, num_blocks: tuple[int, ...], in_shape: InShape, num_classes: int, width: float):
         super().__init__()
-        planes = [_scaled(p, width) for p in (64, 128, 256, 512)]
+        planes = [_scaled(p, width) for p in RESNET_PLANES]
         self.in_planes = planes[0]
         self.conv1 = nn.Conv2d(in_shape[0], planes[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes[0])
@@ -244,11 +244,11 @@ class ResNet(nn.Module):
 
 
 def resnet18(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
-    return ResNet(BasicBlock, (2, 2, 2, 2), in_shape, num_classes, width)
+    return ResNet(BasicBlock, RESNET18_BLOCKS, in_shape, num_classes, width)
 
 
 def resnet50(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
-    return ResNet(Bottleneck, (3, 4, 6, 3), in_shape, num_classes, width)
+    return ResNet(Bottleneck, RESNET50_BLOCKS, in_shape, num_classes, width)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,23 +276,6 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-
-
-def model_arg_names(name: str) -> list[str]:
-    """The keyword arguments (``model_args``) registry model ``name`` takes beyond shape and classes."""
-    params = list(inspect.signature(MODELS[name]).parameters)
-    return [p for p in params if p not in ("in_shape", "num_classes")]
-
-
-def check_model_args(name: str, model_args) -> None:
-    """Refuse ``model_args`` that are not a mapping of ``name``'s own arguments, naming the culprit."""
-    if not isinstance(model_args, dict):
-        raise PrunelimitError(f"model_args of {name} must be an object of keyword arguments, "
-                              f"got {type(model_args).__name__}")
-    known = model_arg_names(name)
-    unknown = sorted(set(model_args) - set(known))
-    if unknown:
-        raise PrunelimitError(f"model_args {unknown} unknown to model {name}; it takes {known}")
 
 
 def build_model(name: str, in_shape: InShape, num_classes: int, seed: int | None = None, **kwargs) -> nn.Module:

@@ -7,33 +7,23 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(
     0, str(Path(workflow.basedir) / "src")
 )  # the library, also when not pip-installed
-import torch  # noqa: E402
-
-from prunelimit.config import task_spec, validate_config  # noqa: E402
-from prunelimit.io import PrunelimitError  # noqa: E402
+# Parsing imports no torch (seconds per snakemake call): parameter counts come from the torch-free
+# layer lists of prunelimit.architectures (tests/test_architectures.py).
+from prunelimit.architectures import dataset_shape, parameter_count  # noqa: E402
+from prunelimit.config import check_task_references, task_spec, validate_config  # noqa: E402
+from prunelimit.errors import PrunelimitError  # noqa: E402
 
 try:
     validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
-except PrunelimitError as _err:
+    check_task_references(config)
+except (PrunelimitError, ValueError) as _err:
     # one line naming the key; snakemake's validate() would follow it with the whole schema
     raise WorkflowError(str(_err)) from None
-from prunelimit.data import dataset_shape  # noqa: E402
-from prunelimit.models import (
-    build_model,
-    count_parameters,
-    count_prunable,
-)  # noqa: E402
 
 RESULTS = f"results/{config['preset']}"
 TASKS = list(config["tasks"])
 VARIANTS = list(config["variants"])
 DATASETS = sorted({t["dataset"] for t in config["tasks"].values()})
-for _section in ("iterative", "baselines", "tv_distance"):
-    _unknown = sorted(set(config.get(_section, {}).get("tasks", [])) - set(TASKS))
-    if _unknown:
-        raise ValueError(
-            f"config key {_section}.tasks names unknown task(s) {_unknown}; tasks: {TASKS}"
-        )
 THEORY_VARIANT = (
     "l1" if "l1" in VARIANTS else VARIANTS[0]
 )  # the theory and LOMP use the L1 model
@@ -56,12 +46,11 @@ def hessian_dim(task):
     in_shape, classes = dataset_shape(
         entry["dataset"], config["datasets"].get(entry["dataset"], {})
     )
-    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
-        model = build_model(
-            entry["model"], in_shape, classes, **entry.get("model_args", {})
-        )
+    counts = parameter_count(
+        entry["model"], in_shape, classes, **entry.get("model_args", {})
+    )
     all_params = hessian_settings(task).get("params", "prunable") == "all"
-    return count_parameters(model) if all_params else count_prunable(model)
+    return counts.all if all_params else counts.prunable
 
 
 # Tasks small enough (D ≤ hessian.exact_max_params) for the dense exact spectrum.
