@@ -40,11 +40,12 @@ def test_theory_outputs_on_every_mini_task(mini_run):
 
 def test_mini_tasks_are_in_the_paper_regime_and_say_so(mini_run):
     """Every L1 model reached the L1 shrinkage of its family's official recipe (0.0391 for FC nets,
-    0.0774 for CNNs, within the rounding of λ in the config), and no weight went without a gradient."""
+    0.0782 for CNNs, within the rounding of λ in the config); at most 1% of weights (dead ReLU units)
+    went without a data gradient, and the VGG has no padding-only taps left."""
     results = mini_run[0] / "results" / "mini"
     for task, entry in load_config()["tasks"].items():
         l1 = json.loads((results / "train" / task / "l1" / "metrics.json").read_text())
-        target = 0.0774 if entry["model"] in ("vgg16", "alexnet", "resnet18", "resnet50") else 0.0391
+        target = 0.0782 if entry["model"] in ("vgg16", "alexnet", "resnet18", "resnet50") else 0.0391
         assert abs(l1["l1_shrinkage"] - target) / target < 0.02, (task, l1["l1_shrinkage"])
         assert l1["never_updated_share"] < 0.01, (task, l1["never_updated_share"])
         assert len(l1["history"]) == l1["epochs_run"] and "small_weight_share" in l1["history"][-1]

@@ -12,14 +12,6 @@ SPARSITY_TAGS = {f"{float(s):g}": float(s) for s in BASELINES["sparsities"]}
 SEEDS = [int(s) for s in BASELINES["seeds"]]
 
 
-def baseline_spec(task):
-    """The task's dense recipe, trained for baselines.epochs when set (IMP retrains every round)."""
-    spec = task_spec(config, task, "dense")
-    if BASELINES.get("epochs"):
-        spec["train"]["epochs"] = int(BASELINES["epochs"])
-    return spec
-
-
 wildcard_constraints:
     method="|".join(BASELINE_METHODS),
     sparsity="|".join(re.escape(tag) for tag in SPARSITY_TAGS),

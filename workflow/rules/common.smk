@@ -10,11 +10,17 @@ sys.path.insert(
 # Parsing imports no torch (seconds per snakemake call): parameter counts come from the torch-free
 # layer lists of prunelimit.architectures (tests/test_architectures.py).
 from prunelimit.architectures import dataset_shape, parameter_count  # noqa: E402
-from prunelimit.config import check_task_references, task_spec, validate_config  # noqa: E402
+from prunelimit.config import (
+    check_task_references,
+    task_spec,
+    validate_config,
+)  # noqa: E402
 from prunelimit.errors import PrunelimitError  # noqa: E402
 
 try:
-    validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+    validate_config(
+        config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+    )
     check_task_references(config)
 except (PrunelimitError, ValueError) as _err:
     # one line naming the key; snakemake's validate() would follow it with the whole schema
@@ -64,6 +70,14 @@ def spectrum_settings(task, keys=None):
     settings = hessian_settings(task)
     keys = keys or [k for k in settings if k != "exact_max_params"]
     return {k: settings[k] for k in keys if k in settings}
+
+
+def baseline_spec(task):
+    """The task's dense recipe, trained for baselines.epochs when set (IMP retrains every round)."""
+    spec = task_spec(config, task, "dense")
+    if config["baselines"]["epochs"]:
+        spec["train"]["epochs"] = int(config["baselines"]["epochs"])
+    return spec
 
 
 def dataset_of(wildcards):
