@@ -146,7 +146,9 @@ def test_train_task_records_the_l1_regime(digits, tmp_path):
     assert m["l1_shrinkage"] == pytest.approx(1e-3 * per_epoch * (0.025 + 0.05 + 0.05 + 0.05))
     assert m["l1_shrinkage"] == pytest.approx(l1_shrinkage(TrainConfig(epochs=4, lr=0.05, l1=1e-3, warmup_epochs=2),
                                                            len(digits.x_train), m["steps"]))
-    assert [h["small_weight_share"] for h in m["history"]][-1] == m["small_weight_share"]
+    shares = [h["small_weight_share"] for h in m["history"]]
+    assert shares[-1] == m["small_weight_share"]
+    assert m["small_weight_share_drift_last_tenth"] == shares[-1] - shares[-1]  # 4 epochs: the last tenth is one
     assert m["never_updated_share"] == pytest.approx(8 * 8 / m["n_prunable"])
     assert m["loss_std"] == m["loss_std_clean"] > 0  # no augmentation: the loader is the clean data
 

@@ -38,8 +38,8 @@ def training_table(metrics: list[dict]) -> pd.DataFrame:
     accuracy, ε and time.
 
     The regime columns: ``l1_shrinkage`` = λ·Σ_t lr_t (how far L1 alone pulls a weight), the share
-    of prunable weights with |w| < 1e-3 at the end and its largest change over the last tenth of
-    the epochs (equilibrium), and the share of weights that never received a data gradient.
+    of prunable weights with |w| < 1e-3 at the end and its net change over the last tenth of the
+    epochs (equilibrium), and the share of weights that never received a data gradient.
     """
     nan = float("nan")
     rows = []
@@ -52,7 +52,7 @@ def training_table(metrics: list[dict]) -> pd.DataFrame:
             "momentum": t["momentum"], "l1": t["l1"], "weight_decay": t["weight_decay"],
             "l1_shrinkage": m.get("l1_shrinkage", nan),
             "small_weight_share": m.get("small_weight_share", nan),
-            "small_share_change_last_tenth": _float_or_nan(m.get("small_weight_share_change_last_tenth")),
+            "small_share_drift_last_tenth": _float_or_nan(m.get("small_weight_share_drift_last_tenth")),
             "never_updated_share": m.get("never_updated_share", nan),
             "train_acc": m["train_acc"], "test_acc": m["test_acc"], "epsilon": m["loss_std"],
             "wall_time_s": m["wall_time_s"],
