@@ -85,6 +85,8 @@ def test_slq_table_reports_the_kernel_variance_used():
     assert table.sigma2_kernel[0] == pytest.approx(1e-5 * 10.0)  # σ² · (λmax − λmin)
     assert table.sigma2_kernel[1] == pytest.approx(1e-3)  # σ² · max(1, 0.5)
     assert table.min_steps_taken.tolist() == [17, 20] and table.runs.tolist() == [3, 3]
+    runs["a"]["steps"] = np.array([64, 256, 128])  # converged runs of different lengths: the longest
+    assert slq_table(runs).iterations.tolist() == [256, 20]
 
 
 def test_html_page_of_a_table_shows_every_row_formatted_like_the_markdown(tmp_path):

@@ -233,6 +233,8 @@ def slq_table(runs: dict[str, dict]) -> pd.DataFrame:
     "n_bins": …, "sigma2": … (the config's smoothing of that task), "lambda_min", "lambda_max",
     "steps" (Lanczos steps each run actually took)}. ``sigma2`` is the config factor; the kernel
     variance used is ``sigma2_kernel`` = sigma2 · max(1, λmax − λmin) (PyHessian's scaling).
+    ``iterations`` are the Lanczos steps of the longest run (the step count doubles from the
+    configured start until the prediction is stable), ``min_steps_taken`` those of the shortest.
     """
     rows = []
     for task, r in runs.items():
@@ -241,7 +243,7 @@ def slq_table(runs: dict[str, dict]) -> pd.DataFrame:
         steps = [int(x) for x in r["steps"]]
         rows.append({
             "task": task, "params": s.get("params", ""), "D": int(s["dim"]), "n_samples": s.get("n_samples"),
-            "runs": int(s["n_runs"]), "iterations": int(s["n_iter"]), "min_steps_taken": min(steps),
+            "runs": int(s["n_runs"]), "iterations": max(steps), "min_steps_taken": min(steps),
             "bins": int(r["n_bins"]), "sigma2": float(r["sigma2"]),
             "sigma2_kernel": kernel_variance(float(r["sigma2"]), lo, hi), "lambda_min": lo, "lambda_max": hi,
             "hvp_products": s.get("products"), "seconds": s.get("elapsed_s"),
