@@ -32,7 +32,6 @@ from .architectures import (
 )
 from .architectures import check_model_args
 from .architectures import scaled_channels as _scaled
-from .io import PrunelimitError
 
 # ---------------------------------------------------------------------------------------------
 # Building blocks
