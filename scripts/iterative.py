@@ -11,11 +11,11 @@ with rule_context(snakemake.log[0], snakemake.threads) as log:  # noqa: F821
     p = snakemake.params  # noqa: F821
     device = resolve_device(p.device)
     data = load_tensors(snakemake.input.data, device)  # noqa: F821
-    l1 = float(p.spec["train"]["l1"])
     rows = []
     for arm, weight_decay in (("no_l2", 0.0), ("l2", float(p.iterative["l2"]))):
-        model, _ = load_trained(snakemake.input.model, snakemake.input.metrics, device)  # noqa: F821
-        retrain = retrain_config(p.spec["train"], epochs=p.iterative["retrain_epochs"], weight_decay=weight_decay)
+        model, meta = load_trained(snakemake.input.model, snakemake.input.metrics, device)  # noqa: F821
+        l1 = float(meta["train"]["l1"])  # λ as the run resolved it from the task's shrinkage target
+        retrain = retrain_config(meta["train"], epochs=p.iterative["retrain_epochs"], weight_decay=weight_decay)
 
         def predict(m):
             return predict_from_model(m, data, hessian_cfg=p.hessian, theory_cfg=p.theory, l1=l1)

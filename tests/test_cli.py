@@ -52,18 +52,20 @@ def run_cli(workdir, *args):
     return subprocess.run([PRUNELIMIT, "predict", *args], capture_output=True, text=True, cwd=workdir, timeout=600)
 
 
-def _common_args(config):
+def _common_args(config, workdir):
     h, t = {**config["hessian"], **config["tasks"]["mlp_digits"].get("hessian", {})}, config["theory"]
+    # λ as the run resolved it (the task gives an L1 shrinkage target; metrics.json holds λ)
+    l1 = json.loads((workdir / "results/mini/train/mlp_digits/l1/metrics.json").read_text())["train"]["l1"]
     return ["--runs", str(h["n_runs"]), "--iters", str(h["n_iter"]), "--max-iters", str(h["max_iter"]),
             "--tol", str(h["tol"]), "--row-levels", str(t["row_levels"]),
             "--bins", str(h["n_bins"]), "--sigma2", str(h["sigma2"]), "--eta", str(t["eta"]),
-            "--l1", str(config["tasks"]["mlp_digits"]["l1"]), "--seed", "0", "--no-progress"]
+            "--l1", repr(l1), "--seed", "0", "--no-progress"]
 
 
 def test_user_model_gets_the_pipelines_prediction(pipeline):
     workdir, config = pipeline
     proc = run_cli(workdir, "--model", "user_net.py:make", "--checkpoint", "results/mini/train/mlp_digits/l1/model.pt",
-                   "--data", "digits", "--data-dir", "results/mini/data", "--json", *_common_args(config))
+                   "--data", "digits", "--data-dir", "results/mini/data", "--json", *_common_args(config, workdir))
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     expected = json.loads((workdir / "results/mini/theory/mlp_digits/prediction.json").read_text())
@@ -91,7 +93,7 @@ def test_text_output_and_verify_from_a_data_file(pipeline):
     np.savez(workdir / "digits_user.npz", x_train=data.x_train.numpy(), y_train=data.y_train.numpy(),
              x_test=data.x_test.numpy(), y_test=data.y_test.numpy())
     proc = run_cli(workdir, "--model", "user_net.py:make", "--checkpoint", "results/mini/train/mlp_digits/l1/model.pt",
-                   "--data", "digits_user.npz", "--verify", *_common_args(config))
+                   "--data", "digits_user.npz", "--verify", *_common_args(config, workdir))
     assert proc.returncode == 0, proc.stderr
     assert "predicted pruning limit: sparsity" in proc.stdout
     assert "kinematic bounds" in proc.stdout

@@ -189,3 +189,87 @@ def test_mnist1d_is_seeded_balanced_and_learnable_but_not_trivial():
     clf = LogisticRegression(max_iter=2000).fit(big["x_train"].reshape(2000, -1), big["y_train"])
     acc = clf.score(big["x_test"].reshape(500, -1), big["y_test"])
     assert 0.2 < acc < 0.9
+
+
+def test_l1_shrinkage_target_sets_lambda_so_the_run_reaches_it(digits, tmp_path):
+    from prunelimit.io import load_json
+    from prunelimit.train import lr_sum, resolve_l1, train_task
+
+    cfg = TrainConfig(epochs=7, lr=0.05, warmup_epochs=2, l1_shrinkage=0.02)
+    per_epoch = len(digits.x_train) // 128
+    by_hand = per_epoch * (0.025 + 0.05 + 0.05 * 5)  # two warm-up epochs at lr/2 and lr, then five at lr
+    assert lr_sum(cfg, len(digits.x_train)) == pytest.approx(by_hand)
+    assert resolve_l1(cfg, len(digits.x_train)).l1 == pytest.approx(0.02 / by_hand)
+    assert resolve_l1(TrainConfig(l1=1e-3), 100).l1 == 1e-3  # no target: λ as given
+    with pytest.raises(Exception, match="not both"):
+        resolve_l1(TrainConfig(l1=1e-3, l1_shrinkage=0.02), 100)
+    spec = {"task": "t", "variant": "l1", "model": "mlp", "dataset": "digits", "model_args": {"hidden": [8]},
+            "train": {"epochs": 7, "lr": 0.05, "warmup_epochs": 2, "l1_shrinkage": 0.02}}
+    m = train_task(spec, digits, tmp_path / "m.pt", tmp_path / "m.json", progress=False)
+    assert m["l1_shrinkage"] == pytest.approx(0.02, rel=1e-9)  # the run's own bookkeeping agrees
+    assert load_json(tmp_path / "m.json")["train"]["l1"] == pytest.approx(0.02 / by_hand)
+
+
+def test_revive_dead_units_leaves_no_unit_silent_on_the_training_set(digits):
+    from prunelimit.models import revive_dead_units
+
+    x = digits.x_train
+    model = build_model("fc5", (1, 8, 8), 10, seed=0, width=0.25)
+
+    def silent_units(m):
+        h, silent = x.flatten(1), []
+        for layer in m.linear:
+            h = layer(h)
+            if isinstance(layer, torch.nn.ReLU):
+                silent.append(int(((h > 0).sum(0) == 0).sum()))
+        return silent
+
+    with torch.no_grad():
+        before = silent_units(model)
+        assert sum(before) > 0  # zero biases + Kaiming normal: some units never fire on digits (seed 0)
+        untouched = {n: p.clone() for n, p in model.named_parameters()}
+        redrawn = revive_dead_units(model, x, seed=0)
+        assert silent_units(model) == [0] * len(before)
+    changed_rows = sum(int((p != untouched[n]).any(dim=1).sum()) for n, p in model.named_parameters() if p.dim() == 2)
+    assert 0 < changed_rows <= redrawn  # only rows of silent units were drawn (some twice); the rest is untouched
+    assert all(torch.equal(p, untouched[n]) for n, p in model.named_parameters() if p.dim() == 1)  # biases stay 0
+    again = build_model("fc5", (1, 8, 8), 10, seed=0, width=0.25)
+    revive_dead_units(again, x, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))  # deterministic
+
+
+def test_revive_dead_units_finds_silent_conv_channels_and_skips_batchnorm_nets(digits):
+    from prunelimit.models import revive_dead_units
+
+    plain = build_model("vgg16", (1, 8, 8), 10, seed=0, width=0.125, batch_norm=False)
+    first = plain.conv[0]
+    with torch.no_grad():
+        first.weight[:3] = -first.weight[:3].abs()  # three channels that only ever see ≤ 0 (inputs shifted > 0)
+        first.bias.zero_()
+    shifted = digits.x_train - digits.x_train.min()
+    assert revive_dead_units(plain, shifted, seed=0) >= 3
+    with torch.no_grad():
+        assert ((first(shifted) > 0).flatten(2).any(-1).any(0)).all()
+    normed = build_model("vgg16", (1, 8, 8), 10, seed=0, width=0.125)
+    assert revive_dead_units(normed, shifted, seed=0) == 0  # conv → BatchNorm → ReLU: no pair to check
+
+
+def test_recalibrate_batchnorm_sets_the_statistics_of_the_current_weights():
+    from prunelimit.train import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    conv, norm = torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.BatchNorm2d(3)
+    model = torch.nn.Sequential(conv, norm, torch.nn.ReLU()).eval()
+    x = torch.randn(64, 1, 5, 5) * 2 + 1
+    with torch.no_grad():
+        norm.running_mean.fill_(7.0)  # stale statistics of some earlier weights
+        norm.running_var.fill_(0.01)
+        z = conv(x)
+    assert recalibrate_batchnorm(model, x, batch_size=16)
+    assert not model.training and norm.momentum == 0.1  # mode and momentum restored
+    # equal batches: the cumulative average of the batch means is the mean over x; the variance
+    # is the average of the four batches' unbiased variances, as BatchNorm accumulates it
+    assert torch.allclose(norm.running_mean, z.mean(dim=(0, 2, 3)), atol=1e-5)
+    batch_vars = torch.stack([z[i:i + 16].transpose(0, 1).flatten(1).var(dim=1) for i in range(0, 64, 16)])
+    assert torch.allclose(norm.running_var, batch_vars.mean(0), rtol=1e-4)
+    assert not recalibrate_batchnorm(torch.nn.Linear(3, 2), x, 16)  # no BatchNorm: nothing to do

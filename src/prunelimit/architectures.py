@@ -124,14 +124,16 @@ def alexnet_layers(in_shape: InShape, num_classes: int, width: float = 1.0, resi
     yield linear(hidden, num_classes)
 
 
-def vgg16_layers(in_shape: InShape, num_classes: int, width: float = 1.0) -> Iterator[Layer]:
+def vgg16_layers(in_shape: InShape, num_classes: int, width: float = 1.0,
+                 batch_norm: bool = True) -> Iterator[Layer]:
     channels = in_shape[0]
     for item in VGG16_CFG:
         if item == "M":
             continue  # PoolIfLarger: no parameters, whatever the map size
         out = scaled_channels(int(item), width)
         yield conv(channels, out, 3)
-        yield batchnorm(out)
+        if batch_norm:
+            yield batchnorm(out)
         channels = out
     yield linear(channels, num_classes)  # after AdaptiveAvgPool2d(1): one value per channel
 

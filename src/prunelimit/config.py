@@ -88,6 +88,8 @@ def task_spec(config: dict, task: str, variant: str, seed: int | None = None) ->
     entry = tasks[task]
     train = {**copy.deepcopy(config.get("train_defaults", {})), **copy.deepcopy(entry.get("train", {}))}
     train["l1"] = float(entry.get("l1", 0.0)) if variant == "l1" else 0.0
+    if variant == "l1" and "l1_shrinkage" in entry:  # λ follows from the target at train time
+        train["l1_shrinkage"] = float(entry["l1_shrinkage"])
     bad = nonfinite_numbers(train)
     if bad:  # for callers that skip validate_config: NaN would train silently to garbage
         raise PrunelimitError(f"task {task}: training option {bad[0]}; numbers must be finite")

@@ -142,7 +142,7 @@ class VGG(nn.Module):
     never get a gradient and keep their initial values (on 8×8 digits that was 80% of the
     weights). At 32×32 (CIFAR) every pool is kept: the paper's network is unchanged."""
 
-    def __init__(self, in_shape: InShape, num_classes: int, width: float = 1.0):
+    def __init__(self, in_shape: InShape, num_classes: int, width: float = 1.0, batch_norm: bool = True):
         super().__init__()
         layers: list[nn.Module] = []
         channels = in_shape[0]
@@ -155,7 +155,8 @@ class VGG(nn.Module):
                     size //= 2
             else:
                 out = _scaled(int(item), width)
-                layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU()]
+                norm = [nn.BatchNorm2d(out)] if batch_norm else []
+                layers += [nn.Conv2d(channels, out, 3, padding=1), *norm, nn.ReLU()]
                 channels = out
         layers.append(nn.AdaptiveAvgPool2d(1))  # 1×1 already at 32×32; pools larger inputs
         self.conv = nn.Sequential(*layers)
@@ -165,8 +166,10 @@ class VGG(nn.Module):
         return self.linear(self.conv(x).flatten(1))
 
 
-def vgg16(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
-    return VGG(in_shape, num_classes, width)
+def vgg16(in_shape: InShape, num_classes: int, width: float = 1.0, batch_norm: bool = True) -> nn.Module:
+    """VGG16; ``batch_norm=False`` drops BatchNorm (conv-ReLU, as AlexNet in the paper), which keeps
+    the conv weights' scale meaningful under L1 (see config.yaml's vgg_digits)."""
+    return VGG(in_shape, num_classes, width, batch_norm)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,6 +278,76 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def _producer_relu_pairs(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, layer) of every conv/linear layer whose output goes straight into a ReLU.
+
+    Only Sequential neighbours count: a layer followed by BatchNorm never has a dead unit in
+    training, since batch statistics centre every channel."""
+    pairs = []
+    for prefix, module in model.named_modules():
+        if isinstance(module, nn.Sequential):
+            children = list(module.named_children())
+            for (name, layer), (_, after) in zip(children[:-1], children[1:]):
+                if isinstance(layer, (nn.Linear, nn.Conv2d)) and isinstance(after, nn.ReLU):
+                    pairs.append((f"{prefix}.{name}" if prefix else name, layer))
+    return pairs
+
+
+@torch.no_grad()
+def _dead_units(model: nn.Module, layer: nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
+    """Output units (channels) of ``layer`` whose pre-activation is ≤ 0 on every sample and position."""
+    active: list[torch.Tensor] = []
+
+    def record(_module, _inputs, out):
+        per_unit = out.flatten(2).amax(-1) if out.dim() > 2 else out
+        active.append((per_unit > 0).sum(0))
+
+    handle = layer.register_forward_hook(record)
+    try:
+        for start in range(0, len(x), batch):
+            model(x[start:start + batch])
+    finally:
+        handle.remove()
+    return torch.stack(active).sum(0) == 0
+
+
+@torch.no_grad()
+def revive_dead_units(model: nn.Module, x: torch.Tensor, seed: int, max_draws: int = 100,
+                      batch: int = 512) -> int:
+    """Re-draw the initial weights of every ReLU unit that is dead on all of ``x``; return the
+    number of rows drawn again (0 when no unit was dead).
+
+    A unit whose pre-activation is ≤ 0 on every training sample never passes a gradient: its
+    incoming and outgoing weights keep their initial values for the whole run (with zero biases
+    and Kaiming-normal weights, as the official code initialises, 1-2% of a quarter-width FC5's
+    weights on digits). Such weights are shaped by neither the data nor the loss, so the theory's
+    premise (a model trained to equilibrium) does not hold for them. Layer by layer, in forward
+    order, each dead unit's weight row is drawn again from the same Kaiming-normal law until the
+    unit fires on some sample [ours; documented in docs/method.md]. Deterministic given ``seed``.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    revived = 0
+    try:
+        for name, layer in _producer_relu_pairs(model):
+            std = math.sqrt(2.0 / (layer.weight[0].numel()))  # Kaiming normal, fan_in, gain √2
+            for _ in range(max_draws):
+                dead = _dead_units(model, layer, x, batch)
+                if not dead.any():
+                    break
+                rows = dead.nonzero().flatten()
+                fresh = torch.randn((len(rows), *layer.weight.shape[1:]), generator=generator) * std
+                layer.weight[rows] = fresh.to(layer.weight.device, layer.weight.dtype)
+                revived += len(rows)
+            else:
+                raise RuntimeError(f"{name}: {int(dead.sum())} unit(s) still dead on every sample after "
+                                   f"{max_draws} draws")
+    finally:
+        model.train(was_training)
+    return revived
 
 
 def build_model(name: str, in_shape: InShape, num_classes: int, seed: int | None = None, **kwargs) -> nn.Module:

@@ -348,10 +348,13 @@ def iterative_prune(model: nn.Module, data: TensorData, predict: Predictor, *, r
 
 
 def retrain_config(task_train: dict, *, epochs: int, weight_decay: float) -> TrainConfig:
-    """The retraining recipe of iterative pruning: the task's recipe (lr, batch, schedule, L1, seed)
-    for ``epochs`` epochs with no warm-up (the model is already trained) and ``weight_decay``."""
+    """The retraining recipe of iterative pruning: the trained model's recipe (``metrics.json``'s
+    ``train``: lr, batch, schedule, the λ it was trained with, seed) for ``epochs`` epochs with no
+    warm-up (the model is already trained) and ``weight_decay``. λ stays the model's own: a shrinkage
+    target would be re-spread over the few retraining epochs."""
     cfg = TrainConfig.from_dict(task_train)
-    return replace(cfg, epochs=int(epochs), warmup_epochs=0, milestones=[], weight_decay=float(weight_decay))
+    return replace(cfg, epochs=int(epochs), warmup_epochs=0, milestones=[], weight_decay=float(weight_decay),
+                   l1_shrinkage=None, start_epoch=0, max_steps=None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -55,7 +55,6 @@ rule iterative:
     resources:
         gpu=1,
     params:
-        spec=lambda w: task_spec(config, w.task, THEORY_VARIANT),
         iterative=config["iterative"],
         hessian=lambda w: spectrum_settings(w.task),
         theory=config["theory"],

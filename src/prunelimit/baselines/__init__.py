@@ -21,9 +21,9 @@ from torch import nn
 
 from ..data import TensorData
 from ..io import PrunelimitError
-from ..models import build_model, prunable_parameters
+from ..models import prunable_parameters
 from ..prune import apply_pruning, check_sparsity, count_kept, masked_weights_zero
-from ..train import TrainConfig, evaluate, train
+from ..train import TrainConfig, evaluate, initial_model, train
 from . import imp, rare_gems, smart_ratio
 
 METHODS = ("lomp", "imp", "rare_gems", "smart_ratio")
@@ -53,8 +53,7 @@ def run_smart_ratio(spec: dict, data: TensorData, sparsity: float, seed: int, *,
     """Smart-Ratio masks (seeded), a fresh model (seeded), trained from scratch under the masks."""
     s = check_sparsity(sparsity)
     cfg = replace(TrainConfig.from_dict({**spec["train"], "l1": 0.0}), seed=int(seed))
-    model = build_model(spec["model"], data.in_shape, data.num_classes, seed=int(seed),
-                        **spec.get("model_args", {})).to(data.x_train.device)
+    model = initial_model(spec, data, cfg, int(seed))
     residual = smart_ratio.is_residual(spec["model"])
     masks = smart_ratio.smart_ratio_masks(model, s, int(seed), classifier_ratio=classifier_ratio, residual=residual)
     train(model, data, cfg, masks=masks, progress=progress, desc="Smart-Ratio")

@@ -28,9 +28,9 @@ import torch
 
 from ..data import TensorData
 from ..io import PrunelimitError
-from ..models import build_model, count_prunable
+from ..models import count_prunable
 from ..prune import check_sparsity, count_kept, keep_count, magnitude_masks, masked_weights_zero
-from ..train import TrainConfig, apply_masks, evaluate, train
+from ..train import TrainConfig, apply_masks, evaluate, initial_model, train
 
 log = logging.getLogger("prunelimit")
 
@@ -72,8 +72,7 @@ def run_imp(spec: dict, data: TensorData, sparsities: Sequence[float], seed: int
                               f"got {rewind_epoch}")
     schedule = round_densities(sparsities, fraction_per_round)
     device = data.x_train.device
-    model = build_model(spec["model"], data.in_shape, data.num_classes, seed=int(seed),
-                        **spec.get("model_args", {})).to(device)
+    model = initial_model(spec, data, cfg, int(seed))
     rewind_state: dict[str, torch.Tensor] = {}
 
     def snapshot(epoch: int, _record: dict) -> None:
