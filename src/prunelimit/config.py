@@ -109,13 +109,3 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise _error("device: cuda was requested but no CUDA device is available")
     return torch.device(name)
-
-
-def setup_torch(config: dict) -> torch.device:
-    """Apply the config's thread count and return its device."""
-    import torch
-
-    threads = int(config.get("torch_threads", 0) or 0)
-    if threads > 0:
-        torch.set_num_threads(threads)
-    return resolve_device(config.get("device", "auto"))
