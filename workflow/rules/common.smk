@@ -12,6 +12,8 @@ sys.path.insert(
 from prunelimit.architectures import dataset_shape, parameter_count  # noqa: E402
 from prunelimit.config import (
     check_task_references,
+    main_study_tasks,
+    regime_variant,
     task_spec,
     validate_config,
 )  # noqa: E402
@@ -27,7 +29,9 @@ except (PrunelimitError, ValueError) as _err:
     raise WorkflowError(str(_err)) from None
 
 RESULTS = f"results/{config['preset']}"
-TASKS = list(config["tasks"])
+# the paper's figures and tables; a task with in_main_study: false is built only where a section lists it
+TASKS = main_study_tasks(config)
+ALL_TASKS = list(config["tasks"])
 VARIANTS = list(config["variants"])
 DATASETS = sorted({t["dataset"] for t in config["tasks"].values()})
 THEORY_VARIANT = (
@@ -36,8 +40,9 @@ THEORY_VARIANT = (
 
 
 wildcard_constraints:
-    task="|".join(TASKS),
-    variant="|".join(VARIANTS),
+    task="|".join(ALL_TASKS),
+    # the configured variants and the regime map's l1x<multiplier> ones (prunelimit.config.regime_variant)
+    variant="|".join(VARIANTS + [r"l1x[0-9.e+-]+"]),
     dataset="|".join(DATASETS),
 
 
