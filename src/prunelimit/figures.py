@@ -694,8 +694,8 @@ def plot_regime_map(table: pd.DataFrame, paths: Iterable[str | os.PathLike]) -> 
     bounds shaded, the actual threshold by the official criterion with a band from the smallest to
     the largest accuracy tolerance of the table (``actual_tol_*``), and the share of weights with
     |w| < 1e-3. x is logarithmic; the λ = 0 model is drawn at the left edge (:func:`regime_x`), its
-    tick labelled "0", with a dotted break line between it and the smallest positive shrinkage. A
-    vertical line marks the task's own λ (multiplier 1). Returns per task the drawn series.
+    tick labelled "0", set off by a white gap marked "//" on the axis. A dashed vertical line marks
+    the task's own λ (multiplier 1). Returns per task the drawn series.
     """
     tol_cols = sorted((c for c in table.columns if c.startswith("actual_tol_")),
                       key=lambda c: float(c.removeprefix("actual_tol_")))
@@ -710,26 +710,34 @@ def plot_regime_map(table: pd.DataFrame, paths: Iterable[str | os.PathLike]) -> 
     for col, (task, (ax,)) in enumerate(panels.items()):
         df = table[table["task"] == task].sort_values("l1_shrinkage")
         x, edge = regime_x(df["l1_shrinkage"])
-        handles.append(ax.fill_between(x, df["lower_sparsity"], df["upper_sparsity"], color=COLORS["predicted"],
-                                       alpha=0.18, lw=0, label="kinematic bounds of the prediction"))
         pred, = ax.plot(x, df["predicted_sparsity"], "o-", ms=4, lw=1.3, color=COLORS["predicted"],
-                        label="predicted threshold s* (" + "/".join(sorted(set(df["spectrum"]))) + " spectrum)")
-        handles.append(pred)
-        handles.append(ax.fill_between(x, df[lo_col], df[hi_col], color=COLORS["actual_curve"], alpha=0.25, lw=0,
-                                       label=f"actual at accuracy tolerance {lo_tol} to {hi_tol}"))
+                        label="predicted threshold s*")
+        bounds = ax.fill_between(x, df["lower_sparsity"], df["upper_sparsity"], color=COLORS["predicted"],
+                                 alpha=0.18, lw=0, label="kinematic bounds of the prediction")
         act, = ax.plot(x, df["actual_sparsity"], "s-", ms=4, lw=1.3, color=COLORS["actual"],
                        label="actual threshold (official criterion)")
+        tolerance = ax.fill_between(x, df[lo_col], df[hi_col], color=COLORS["curve"], alpha=0.2, lw=0,
+                                    label=f"actual at accuracy tolerance {lo_tol} to {hi_tol}")
         small, = ax.plot(x, df["small_weight_share"], "^--", ms=4, lw=1.0, color=COLORS["accuracy"],
                          label="share of weights with |w| < 1e-3")
-        handles += [act, small]
+        handles += [pred, bounds, act, tolerance, small]
         own = df[df["l1_multiplier"] == 1.0]
         if len(own):
-            handles.append(ax.axvline(float(own["l1_shrinkage"].iloc[0]), color=COLORS["bounds"], ls=":", lw=1.0,
+            handles.append(ax.axvline(float(own["l1_shrinkage"].iloc[0]), color="0.35", ls="--", lw=0.9,
                                       label="the task's own λ (the paper's shrinkage)"))
+        # which spectrum the prediction used, and D, in the title (the legend is shared by all panels)
+        spectra = "/".join(sorted(set(df["spectrum"])))
+        dims = sorted(set(int(d) for d in df["D"])) if "D" in df else []
+        ax.set_title(f"{task}\n(prediction from the {spectra} spectrum"
+                     + (f", D = {dims[0]:,})" if len(dims) == 1 else ")"))
         ax.set_xscale("log")
         positive = x[x > edge]
         ax.set_xlim(edge / 1.8, float(positive.max()) * 1.8)
-        ax.axvline(edge * math.sqrt(ZERO_SHRINKAGE_GAP), color="0.6", lw=0.8, ls=(0, (1, 2)))  # the axis break
+        # the axis break between λ = 0 and the log scale: a white gap and "//" on the x axis
+        brk = edge * math.sqrt(ZERO_SHRINKAGE_GAP)
+        ax.axvspan(brk / 1.25, brk * 1.25, color="white", zorder=3, lw=0)
+        ax.text(brk, 0.0, "//", transform=ax.get_xaxis_transform(), ha="center", va="center", zorder=4,
+                fontsize="small", color="0.3")
         decades = 10.0 ** np.arange(math.floor(math.log10(positive.min())), math.ceil(math.log10(positive.max())) + 1)
         ticks = [edge] + [d for d in decades if positive.min() / 1.01 <= d <= positive.max() * 1.8]
         ax.set_xticks(ticks, ["0"] + [f"{d:g}" for d in ticks[1:]])
