@@ -94,6 +94,36 @@ def trained(task, variant=THEORY_VARIANT):
     return {"model": f"{base}/model.pt", "metrics": f"{base}/metrics.json"}
 
 
+# The regime map (workflow/rules/regime.smk): tasks, their l1x<m> training variants, files
+REGIME = config["regime"]
+REGIME_TASKS = list(REGIME["tasks"])
+REGIME_POINTS = [regime_variant(m) for m in REGIME["l1_multipliers"]]
+REGIME_DIR = f"{RESULTS}/regime/{{task}}/{{point}}"
+
+
+def regime_trained(w):
+    return trained(w.task, w.point)
+
+
+def regime_exact(w):
+    """The exact spectrum where the task is small enough (D ≤ hessian.exact_max_params), as in the main study."""
+    small = hessian_dim(w.task) <= config["hessian"]["exact_max_params"]
+    return f"{RESULTS}/regime/{w.task}/{w.point}/exact.npz" if small else []
+
+
+def regime_files(name, kind="regime"):
+    """One file per (task, point) of the map, tasks outer, points in config order."""
+    if kind == "train":
+        return [
+            f"{RESULTS}/train/{t}/{p}/{name}"
+            for t in REGIME_TASKS
+            for p in REGIME_POINTS
+        ]
+    return [
+        f"{RESULTS}/regime/{t}/{p}/{name}" for t in REGIME_TASKS for p in REGIME_POINTS
+    ]
+
+
 # Each rule file appends its final targets here; `rule all` asks for all of them.
 FINAL_OUTPUTS = []
 

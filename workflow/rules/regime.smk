@@ -4,24 +4,11 @@
 # hessian_rows, slq, exact_spectrum, theory and sweep rules (same scripts, same library calls,
 # same settings), pointed at the regime model and writing under results/<preset>/regime/.
 
-REGIME = config["regime"]
-REGIME_TASKS = list(REGIME["tasks"])
-REGIME_POINTS = [regime_variant(m) for m in REGIME["l1_multipliers"]]
-REGIME_DIR = f"{RESULTS}/regime/{{task}}/{{point}}"
+# the functions and names these rules use are in common.smk (REGIME_*, regime_*)
 
 
 wildcard_constraints:
     point=r"l1x[0-9.e+-]+",
-
-
-def regime_trained(w):
-    return trained(w.task, w.point)
-
-
-def regime_exact(w):
-    """The exact spectrum where the task is small enough (D ≤ hessian.exact_max_params), as in the main study."""
-    small = hessian_dim(w.task) <= config["hessian"]["exact_max_params"]
-    return f"{RESULTS}/regime/{w.task}/{w.point}/exact.npz" if small else []
 
 
 use rule hessian_rows as regime_hessian_rows with:
@@ -88,13 +75,6 @@ use rule sweep as regime_sweep with:
         f"{RESULTS}/logs/regime/{{task}}_{{point}}_sweep.log",
     benchmark:
         f"{RESULTS}/benchmarks/regime/{{task}}_{{point}}_sweep.tsv"
-
-
-def regime_files(name, kind="regime"):
-    """One file per (task, point) of the map, tasks outer, points in config order."""
-    if kind == "train":
-        return [f"{RESULTS}/train/{t}/{p}/{name}" for t in REGIME_TASKS for p in REGIME_POINTS]
-    return [f"{RESULTS}/regime/{t}/{p}/{name}" for t in REGIME_TASKS for p in REGIME_POINTS]
 
 
 REGIME_INPUTS = {

@@ -458,6 +458,7 @@ if REGIME_TASKS:
     localrules:
         html_regime_map,
 
+
 BUILT_TABLES = ["training", *TABLE_NAMES]
 if TV["tasks"]:
     BUILT_TABLES.append("tv_distance")
