@@ -25,6 +25,7 @@ include: "workflow/rules/hessian.smk"
 include: "workflow/rules/theory.smk"
 include: "workflow/rules/prune.smk"
 include: "workflow/rules/baselines.smk"
+include: "workflow/rules/regime.smk"
 include: "workflow/rules/report.smk"
 
 

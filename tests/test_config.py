@@ -41,9 +41,14 @@ BAD_CONFIGS = [
     (lambda c: c["tasks"]["fc5_digits"].update(dataset="mnist"), "'mnist' is not one of"),
     (lambda c: c.update(hesian={}), "'hesian' was unexpected"),
     (lambda c: c["prune"].update(tolerances=[2]), "2 is greater than the maximum of 1"),
+    (lambda c: c["regime"].update(l1_multipliers=[0.1, 1, 3]), "regime.l1_multipliers: [0.1, 1, 3] does not contain"),
+    (lambda c: c.pop("regime"), "'regime' is a required property"),
+    (lambda c: c["regime"].update(tasks=["fc5_digits", "fc5_digits"]), "has non-unique elements"),
+    (lambda c: c["tasks"]["mlp_digits"].pop("l1_shrinkage"), "regime.tasks names task(s) ['mlp_digits'] without a positive"),
     (lambda c: c["baselines"].update(tasks=["no_such_task"]), "baselines.tasks names unknown task(s) ['no_such_task']"),
 ]
 BAD_IDS = ["misspelt-key", "wrong-type", "unknown-model", "unknown-dataset", "unknown-section", "out-of-range",
+           "regime-without-dense-point", "no-regime-section", "regime-task-twice", "regime-task-without-l1",
            "unknown-task-reference"]
 
 
@@ -91,8 +96,13 @@ def test_paper_preset_builds_the_full_dag(paper_dry_run):
     paper = load_config("workflow/presets/paper.yaml")
     assert len(paper["tasks"]) == 8
     # every task is trained dense and with L1 and no mini task leaks into the paper DAG
+    # ... plus the regime map's FC5 retrained at each L1 multiplier, through the same train rule,
+    # except m = 0 and m = 1: the dense and L1 models already trained
     train_jobs = [line for line in out.splitlines() if line.strip().startswith("train ")]
-    assert train_jobs and int(train_jobs[0].split()[-1]) == 16
+    regime = paper["regime"]
+    assert regime["tasks"] == ["fc5_cifar10"] and len(regime["l1_multipliers"]) >= 6
+    assert train_jobs and int(train_jobs[0].split()[-1]) == 16 + len(set(regime["l1_multipliers"]) - {0, 1})
+    assert "table_regime_map" in out and "regime_slq" in out  # job counts by rule (--quiet rules)
     assert "fc5_digits" not in out
 
 
@@ -113,3 +123,47 @@ def test_presets_are_valid_and_config_is_the_mini_preset():
     assert {t["dataset"] for t in mini["tasks"].values()} <= {"digits", "mnist1d"}  # no network needed
     models = {t["model"] for t in mini["tasks"].values()}
     assert {"fc5", "fc12"} <= models and models & {"vgg16", "alexnet"}
+
+
+# ---------------------------------------------------------------------------------------------
+# The regime map's training variants
+# ---------------------------------------------------------------------------------------------
+
+
+def test_regime_variants_scale_the_tasks_own_l1_strength_and_nothing_else():
+    from prunelimit.config import regime_multiplier, regime_variant, task_spec
+
+    config = load_config()
+    own = config["tasks"]["mlp_digits"]["l1_shrinkage"]  # a shrinkage target: λ is resolved at train time
+    l1 = task_spec(config, "mlp_digits", "l1")
+    strength = ("l1", "l1_shrinkage")
+    for m in config["regime"]["l1_multipliers"]:
+        spec = task_spec(config, "mlp_digits", regime_variant(m))
+        assert spec["variant"] == regime_variant(m) and regime_multiplier(spec["variant"]) == m
+        assert spec["train"]["l1"] == 0.0
+        assert spec["train"].get("l1_shrinkage", 0.0) == pytest.approx(m * own, rel=1e-12)
+        assert {k: v for k, v in spec["train"].items() if k not in strength} == {
+            k: v for k, v in l1["train"].items() if k not in strength}  # the recipe: epochs, lr, seed, ...
+    with_lambda = {**config, "tasks": {"t": {**config["tasks"]["mlp_digits"], "l1": 2e-3}}}
+    with_lambda["tasks"]["t"].pop("l1_shrinkage")
+    assert task_spec(with_lambda, "t", "l1x0.3")["train"]["l1"] == pytest.approx(0.3 * 2e-3)  # or λ itself
+    assert task_spec(config, "mlp_digits", "l1x1")["train"] == l1["train"]
+    assert task_spec(config, "mlp_digits", "l1x0")["train"] == task_spec(config, "mlp_digits", "dense")["train"]
+    assert [regime_variant(m) for m in (0, 0.03, 1, 3.0)] == ["l1x0", "l1x0.03", "l1x1", "l1x3"]
+
+
+@pytest.mark.parametrize("variant", ["l1x0.30", "l1x-1", "l1xnan", "l1x", "l2", "l1_x1"])
+def test_non_canonical_or_unknown_variants_are_refused(variant):
+    from prunelimit.config import task_spec
+
+    with pytest.raises(PrunelimitError, match="unknown variant"):
+        task_spec(load_config(), "mlp_digits", variant)
+
+
+def test_a_regime_only_task_stays_out_of_the_main_study():
+    from prunelimit.config import main_study_tasks
+
+    config = load_config()
+    main = main_study_tasks(config)
+    assert "mlp_wide_digits" not in main and "mlp_wide_digits" in config["regime"]["tasks"]
+    assert main == [t for t in config["tasks"] if t != "mlp_wide_digits"]

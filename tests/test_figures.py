@@ -226,3 +226,40 @@ def test_by_task_pairs_tasks_with_files():
     assert figures.by_task(["a", "b"], ["1", "22"], len) == {"a": 1, "b": 2}
     with pytest.raises(PrunelimitError, match="2 input files for 1 tasks"):
         figures.by_task(["a"], ["1", "2"], len)
+
+
+def regime_table() -> pd.DataFrame:
+    """A regime-map table (tables.regime_map_table's columns the figure reads) for two tasks."""
+    rows = []
+    for task, shift in (("task_a", 0.0), ("task_b", 0.05)):
+        for k, m in enumerate([0.0, 0.1, 1.0, 3.0]):
+            rows.append({"task": task, "l1_multiplier": m, "l1_shrinkage": 0.04 * m, "small_weight_share": 0.2 * k,
+                         "spectrum": "SLQ", "predicted_sparsity": 0.5 + 0.1 * k + shift,
+                         "lower_sparsity": 0.48 + 0.1 * k + shift, "upper_sparsity": 0.52 + 0.1 * k + shift,
+                         "actual_sparsity": 0.45 + 0.1 * k, "actual_tol_0": 0.44 + 0.1 * k,
+                         "actual_tol_0.02": 0.47 + 0.1 * k, "actual_tol_0.01": 0.46 + 0.1 * k})
+    return pd.DataFrame(rows)
+
+
+def test_regime_map_draws_the_table_with_the_dense_point_at_the_left_edge(out):
+    paths = out("regime_map")
+    table = regime_table()
+    drawn = figures.plot_regime_map(table, paths)
+    check_files(paths)
+    assert list(drawn) == ["task_a", "task_b"]
+    for task, series in drawn.items():
+        df = table[table.task == task].sort_values("l1_shrinkage")
+        assert series["predicted_sparsity"] == pytest.approx(df.predicted_sparsity.tolist())
+        assert series["actual_sparsity"] == pytest.approx(df.actual_sparsity.tolist())
+        assert series["small_weight_share"] == pytest.approx(df.small_weight_share.tolist())
+        # λ = 0 sits left of every positive shrinkage, by the documented factor; the rest at their shrinkage
+        assert series["x"][0] == pytest.approx(0.004 / figures.ZERO_SHRINKAGE_GAP) == series["zero_edge"]
+        assert series["x"][1:] == pytest.approx(df.l1_shrinkage.tolist()[1:])
+
+
+def test_regime_map_needs_a_positive_shrinkage_and_tolerance_columns(out):
+    table = regime_table()
+    with pytest.raises(PrunelimitError, match="positive L1 shrinkage"):
+        figures.plot_regime_map(table.assign(l1_shrinkage=0.0), out("r"))
+    with pytest.raises(PrunelimitError, match="actual_tol_"):
+        figures.plot_regime_map(table.drop(columns=["actual_tol_0", "actual_tol_0.01", "actual_tol_0.02"]), out("r"))

@@ -7,13 +7,14 @@ import pandas as pd
 import pytest
 
 from pipeline_utils import ROOT, load_config, snakemake
+from prunelimit.config import main_study_tasks
 
 
 def test_mini_pipeline_builds_every_final_target(mini_run):
     workdir, _ = mini_run
     config = load_config()
     results = workdir / "results" / "mini"
-    for task in config["tasks"]:
+    for task in main_study_tasks(config):
         for variant in config["variants"]:
             metrics = json.loads((results / "train" / task / variant / "metrics.json").read_text())
             assert metrics["test_acc"] > 0.5, (task, variant, metrics["test_acc"])
@@ -21,7 +22,7 @@ def test_mini_pipeline_builds_every_final_target(mini_run):
             assert (results / "train" / task / variant / "model.pt").stat().st_size > 0
             assert (results / "logs" / "train" / f"{task}_{variant}.log").exists()
     table = pd.read_csv(results / "tables" / "training.csv")
-    assert len(table) == len(config["tasks"]) * len(config["variants"])
+    assert len(table) == len(main_study_tasks(config)) * len(config["variants"])
     assert {"task", "variant", "params", "epochs", "lr", "l1", "test_acc", "wall_time_s"} <= set(table.columns)
     assert (results / "tables" / "training.md").read_text().startswith("| task")
     assert "\\toprule" in (results / "tables" / "training.tex").read_text()
@@ -30,7 +31,7 @@ def test_mini_pipeline_builds_every_final_target(mini_run):
 def test_theory_outputs_on_every_mini_task(mini_run):
     workdir, _ = mini_run
     results = workdir / "results" / "mini"
-    for task in load_config()["tasks"]:
+    for task in main_study_tasks(load_config()):
         p = json.loads((results / "theory" / task / "prediction.json").read_text())
         assert 0.0 <= p["lower_sparsity"] <= p["predicted_sparsity"] <= p["upper_sparsity"] <= 1.0, task
         assert p["epsilon"] > 0 and p["bounds"] == "kinematic bounds"
@@ -43,7 +44,9 @@ def test_mini_tasks_are_in_the_paper_regime_and_say_so(mini_run):
     0.0782 for CNNs, within the rounding of λ in the config); at most 1% of weights (dead ReLU units)
     went without a data gradient, and the VGG has no padding-only taps left."""
     results = mini_run[0] / "results" / "mini"
-    for task, entry in load_config()["tasks"].items():
+    config = load_config()
+    for task in main_study_tasks(config):
+        entry = config["tasks"][task]
         l1 = json.loads((results / "train" / task / "l1" / "metrics.json").read_text())
         target = 0.0782 if entry["model"] in ("vgg16", "alexnet", "resnet18", "resnet50") else 0.0391
         assert abs(l1["l1_shrinkage"] - target) / target < 0.02, (task, l1["l1_shrinkage"])
@@ -65,6 +68,27 @@ def test_theory_vs_actual_carries_every_criterion_and_the_slq_record(mini_run):
             steps = [m for m, _ in tried]
             assert all(b == 2 * a or b < 2 * a for a, b in zip(steps, steps[1:])), steps
         assert row.slq_converged == ("yes" if p["slq"]["converged"] else "no (step cap)")
+
+
+def test_regime_map_covers_every_point_through_the_train_rule(mini_run):
+    """One row per regime task and L1 multiplier; each model trained by the train rule (its log and
+    benchmark are the train rule's), its λ the multiple of the task's own and its shrinkage in
+    proportion; the actual thresholds are those of the point's own sweep."""
+    results = mini_run[0] / "results" / "mini"
+    config = load_config()
+    regime = config["regime"]
+    table = pd.read_csv(results / "tables" / "regime_map.csv")
+    assert len(table) == len(regime["tasks"]) * len(regime["l1_multipliers"])
+    assert (results / "figures" / "regime_map.png").stat().st_size > 5000
+    for row in table.itertuples():
+        variant = f"l1x{row.l1_multiplier:g}"
+        assert (results / "logs" / "train" / f"{row.task}_{variant}.log").exists()
+        assert row.l1 == pytest.approx(row.l1_multiplier * config["tasks"][row.task]["l1"], rel=1e-9)
+        assert row.l1_shrinkage == pytest.approx(row.l1_multiplier * 0.0391, rel=0.02, abs=1e-12)
+        a = json.loads((results / "regime" / row.task / variant / "actual.json").read_text())
+        assert row.actual_sparsity == a["actual_sparsity"] and row.actual_tol_0 == a["tolerance_sparsity"]["0"]
+        assert row.lower_sparsity <= row.predicted_sparsity <= row.upper_sparsity
+        assert row.spectrum == ("exact" if row.D <= config["hessian"]["exact_max_params"] else "SLQ")
 
 
 def test_second_run_has_nothing_to_do(mini_run):

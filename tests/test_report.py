@@ -15,14 +15,15 @@ import pandas as pd
 import pytest
 
 from pipeline_utils import ROOT, SNAKEMAKE, load_config, rule_blocks, snakemake
+from prunelimit.config import main_study_tasks
 from prunelimit.tables import bounds_gap_table, slq_table, theory_vs_actual_table, write_table, write_table_html
 from test_figures import actual, prediction
 
 # every figure and table target of this stage, with the paper's figure/table it reproduces
 FIGURES = {"pruning_curves": "Fig. 3", "theory_vs_actual": "Fig. 5", "iterative_threshold": "Fig. 4 top",
            "l2_vs_rare_gems": "Fig. 4 bottom", "hessian_row_l1": "Fig. 6", "magnitude_scaling": "Fig. 7",
-           "weight_distribution": "Figs. 2, 8", "hessian_spectrum": "SLQ density"}
-TABLES = ["bounds_gap", "theory_vs_actual", "slq", "training", "tv_distance", "lomp_vs_baselines"]
+           "weight_distribution": "Figs. 2, 8", "hessian_spectrum": "SLQ density", "regime_map": "beyond the paper"}
+TABLES = ["bounds_gap", "theory_vs_actual", "slq", "training", "tv_distance", "lomp_vs_baselines", "regime_map"]
 BOUNDS_COLUMNS = ["task", "D", "epsilon", "zero_fraction", "eta", "lower_sparsity", "predicted_sparsity",
                   "upper_sparsity", "gap", "exact_lower_sparsity", "exact_predicted_sparsity", "exact_upper_sparsity",
                   "exact_gap", "slq_minus_exact"]
@@ -130,6 +131,12 @@ def job_counts(output: str) -> dict[str, int]:
      {"baseline", "baseline_imp", "iterative", "magnitude_scaling", "sweep_dense"}),
     # SLQ converges on the predicted threshold, so it needs f₀ from the Hessian rows
     ("tables/slq.tex", {"table_slq", "slq", "hessian_rows"}, {"theory", "sweep", "exact_spectrum"}),
+    # the regime map: its own trainings and the regime copies of the theory and sweep rules, nothing of the
+    # main study (its figures, baselines, iterative pruning, the main models' spectra and sweeps)
+    ("figures/regime_map.pdf", {"fig_regime_map", "table_regime_map", "train", "regime_hessian_rows", "regime_slq",
+                                "regime_exact_spectrum", "regime_theory", "regime_sweep"},
+     {"slq", "theory", "sweep", "sweep_dense", "exact_spectrum", "hessian_rows", "magnitude_scaling", "baseline",
+      "baseline_imp", "iterative", "train_reseeded"}),
 ])
 def test_a_figure_or_table_target_builds_only_what_it_needs(tmp_path, target, needs, not_needed):
     proc = snakemake(tmp_path, "-n", f"results/mini/{target}", timeout=300)
@@ -156,7 +163,7 @@ def test_every_figure_is_built_as_pdf_and_png(mini_run):
 
 
 def test_tables_have_their_columns_and_one_row_per_task(mini_run):
-    tables, tasks = results_of(mini_run) / "tables", list(load_config()["tasks"])
+    tables, tasks = results_of(mini_run) / "tables", main_study_tasks(load_config())
     for name in TABLES:
         for ext in ("csv", "md", "tex", "html"):
             assert (tables / f"{name}.{ext}").stat().st_size > 0, (name, ext)

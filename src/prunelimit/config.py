@@ -23,17 +23,52 @@ def _error(message: str) -> Exception:
     return PrunelimitError(message)
 
 
-TASK_LIST_SECTIONS = ("iterative", "baselines", "tv_distance")
+TASK_LIST_SECTIONS = ("iterative", "baselines", "tv_distance", "regime")
+
+# Regime-map variants: the task's L1 recipe with λ multiplied by m, named "l1x<m>" (m as Python's
+# :g formats it, e.g. l1x0, l1x0.03, l1x3), so a model's directory says which point it is.
+REGIME_PREFIX = "l1x"
+
+
+def regime_variant(multiplier: float) -> str:
+    """The training variant of the regime-map point with λ = ``multiplier`` × the task's λ."""
+    return f"{REGIME_PREFIX}{float(multiplier):g}"
+
+
+def regime_multiplier(variant: str) -> float | None:
+    """The λ multiplier of a regime variant name, or None when ``variant`` is not one (only the
+    canonical spelling counts: l1x0.30 is refused, so one point never trains under two names)."""
+    if not variant.startswith(REGIME_PREFIX):
+        return None
+    try:
+        multiplier = float(variant[len(REGIME_PREFIX):])
+    except ValueError:
+        return None
+    if not (math.isfinite(multiplier) and multiplier >= 0) or regime_variant(multiplier) != variant:
+        return None
+    return multiplier
+
+
+def main_study_tasks(config: dict) -> list[str]:
+    """The tasks of the paper's figures and tables: every task not marked ``in_main_study: false``
+    (those are trained and analysed only by the experiments that list them, e.g. regime.tasks)."""
+    return [t for t, entry in config["tasks"].items() if entry.get("in_main_study", True)]
 
 
 def check_task_references(config: dict) -> None:
     """Stop on a section's ``tasks`` list naming a task the config does not define (the workflow
-    runs this after the schema, which cannot express cross-references)."""
+    runs this after the schema, which cannot express cross-references), and on a regime task
+    without an L1 coefficient (every multiple of λ = 0 is the dense model: no map)."""
     tasks = list(config["tasks"])
     for section in TASK_LIST_SECTIONS:
         unknown = sorted(set(config.get(section, {}).get("tasks", [])) - set(tasks))
         if unknown:
             raise ValueError(f"config key {section}.tasks names unknown task(s) {unknown}; tasks: {tasks}")
+    no_l1 = [t for t in config.get("regime", {}).get("tasks", [])
+             if not (float(config["tasks"][t].get("l1", 0)) > 0 or "l1_shrinkage" in config["tasks"][t])]
+    if no_l1:
+        raise ValueError(f"config key regime.tasks names task(s) {no_l1} without a positive l1 or l1_shrinkage: "
+                         f"the regime map scales each task's own L1 strength")
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -79,17 +114,23 @@ def validate_config(config: dict, schema: str | os.PathLike = SCHEMA) -> None:
 
 
 def task_spec(config: dict, task: str, variant: str, seed: int | None = None) -> dict:
-    """The resolved recipe of ``task`` trained as ``variant`` (``dense`` or ``l1``), optionally reseeded."""
+    """The resolved recipe of ``task`` trained as ``variant``, optionally reseeded.
+
+    ``dense``: λ = 0; ``l1``: the task's λ; ``l1x<m>`` (:func:`regime_variant`): m × the task's λ,
+    everything else the task's recipe (the regime map's points go through the same train rule).
+    """
     tasks = config["tasks"]
     if task not in tasks:
         raise _error(f"unknown task {task!r}; tasks in the config: {', '.join(tasks)}")
-    if variant not in ("dense", "l1"):
-        raise _error(f"unknown variant {variant!r}; use dense or l1")
+    multiplier = {"dense": 0.0, "l1": 1.0}.get(variant, regime_multiplier(variant))
+    if multiplier is None:
+        raise _error(f"unknown variant {variant!r}; use dense, l1 or {REGIME_PREFIX}<multiplier of λ> (e.g. "
+                     f"{regime_variant(0.1)})")
     entry = tasks[task]
     train = {**copy.deepcopy(config.get("train_defaults", {})), **copy.deepcopy(entry.get("train", {}))}
-    train["l1"] = float(entry.get("l1", 0.0)) if variant == "l1" else 0.0
-    if variant == "l1" and "l1_shrinkage" in entry:  # λ follows from the target at train time
-        train["l1_shrinkage"] = float(entry["l1_shrinkage"])
+    train["l1"] = multiplier * float(entry.get("l1", 0.0))
+    if multiplier and "l1_shrinkage" in entry:  # λ follows from the (scaled) target at train time
+        train["l1_shrinkage"] = multiplier * float(entry["l1_shrinkage"])
     bad = nonfinite_numbers(train)
     if bad:  # for callers that skip validate_config: NaN would train silently to garbage
         raise PrunelimitError(f"task {task}: training option {bad[0]}; numbers must be finite")

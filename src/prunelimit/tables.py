@@ -277,3 +277,54 @@ def write_table_html(csv: str | os.PathLike, out: str | os.PathLike, title: str)
     with atomic_path(out) as tmp:
         tmp.write_text(table_html(df, title))
     return df
+
+
+def regime_map_table(points: list[dict]) -> pd.DataFrame:
+    """The regime map: one row per (task, L1 multiplier) model, predicted against actual threshold.
+
+    ``points``: dicts with ``task``, ``multiplier`` (λ as a multiple of the task's own l1) and that
+    model's ``metrics`` (metrics.json of the train rule), ``prediction`` (prediction.json of the
+    theory rule) and ``actual`` (actual.json of the sweep rule). Sparsities (fraction removed).
+
+    ``predicted_sparsity`` and its kinematic bounds come from the exact spectrum where the theory
+    rule computed one (``prediction['exact']['same_zero_mass']``: same ε, R(s) and f₀ as SLQ), else
+    from SLQ; ``spectrum`` says which, and ``slq_predicted_sparsity`` keeps the SLQ value either way.
+    ``actual_sparsity`` is the official criterion (tolerance 0 where it is undefined, as
+    ``actual_criterion`` says), ``actual_tol_*`` the tolerance thresholds, all read from actual.json.
+    ``dense_test_acc`` is the test accuracy of the task's multiplier-0 model (trained without L1),
+    ``test_acc`` the model's own.
+    """
+    from .io import PrunelimitError
+
+    dense_acc = {p["task"]: float(p["metrics"]["test_acc"]) for p in points if float(p["multiplier"]) == 0.0}
+    rows = []
+    for p in points:
+        task, m, pred, act = p["task"], p["metrics"], p["prediction"], p["actual"]
+        if task not in dense_acc:
+            raise PrunelimitError(f"regime map of {task}: no multiplier-0 (dense) point to compare accuracy with")
+        if act.get("task", task) != task or act.get("variant", m["variant"]) != m["variant"]:
+            raise PrunelimitError(f"regime map of {task}/{m['variant']}: actual.json is of "
+                                  f"{act.get('task')}/{act.get('variant')}")
+        exact = pred.get("exact", {}).get("same_zero_mass")
+        source = exact if exact is not None else pred
+        predicted, actual = float(source["predicted_sparsity"]), float(act["actual_sparsity"])
+        lower, upper = float(source["lower_sparsity"]), float(source["upper_sparsity"])
+        slq = pred.get("slq", {})
+        row = {
+            "task": task, "l1_multiplier": float(p["multiplier"]), "l1": float(m["train"]["l1"]),
+            "l1_shrinkage": float(m["l1_shrinkage"]), "small_weight_share": float(m["small_weight_share"]),
+            "small_share_drift_last_tenth": _float_or_nan(m.get("small_weight_share_drift_last_tenth")),
+            "dense_test_acc": dense_acc[task], "test_acc": float(m["test_acc"]),
+            "epsilon": float(pred["epsilon"]), "zero_fraction": float(pred["zero_fraction"]), "D": int(pred["D"]),
+            "spectrum": "exact" if exact is not None else "SLQ",
+            "predicted_sparsity": predicted, "lower_sparsity": lower, "upper_sparsity": upper,
+            "slq_predicted_sparsity": float(pred["predicted_sparsity"]),
+            "slq_converged": {True: "yes", False: "no (step cap)", None: "n/a"}[slq.get("converged")],
+            "actual_sparsity": actual, "actual_criterion": act.get("actual_criterion", ""),
+        }
+        for tol, value in act.get("tolerance_sparsity", {}).items():
+            row[f"actual_tol_{tol}"] = float(value)
+        row.update({"difference": predicted - actual, "verdict": _verdict_difference(predicted - actual),
+                    "bounds_verdict": _verdict(actual, lower, upper)})
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -12,6 +12,9 @@ sys.path.insert(
 from prunelimit.architectures import dataset_shape, parameter_count  # noqa: E402
 from prunelimit.config import (
     check_task_references,
+    main_study_tasks,
+    regime_multiplier,
+    regime_variant,
     task_spec,
     validate_config,
 )  # noqa: E402
@@ -27,7 +30,9 @@ except (PrunelimitError, ValueError) as _err:
     raise WorkflowError(str(_err)) from None
 
 RESULTS = f"results/{config['preset']}"
-TASKS = list(config["tasks"])
+# the paper's figures and tables; a task with in_main_study: false is built only where a section lists it
+TASKS = main_study_tasks(config)
+ALL_TASKS = list(config["tasks"])
 VARIANTS = list(config["variants"])
 DATASETS = sorted({t["dataset"] for t in config["tasks"].values()})
 THEORY_VARIANT = (
@@ -36,8 +41,9 @@ THEORY_VARIANT = (
 
 
 wildcard_constraints:
-    task="|".join(TASKS),
-    variant="|".join(VARIANTS),
+    task="|".join(ALL_TASKS),
+    # the configured variants and the regime map's l1x<multiplier> ones (prunelimit.config.regime_variant)
+    variant="|".join(VARIANTS + [r"l1x[0-9.e+-]+"]),
     dataset="|".join(DATASETS),
 
 
@@ -87,6 +93,44 @@ def dataset_of(wildcards):
 def trained(task, variant=THEORY_VARIANT):
     base = f"{RESULTS}/train/{task}/{variant}"
     return {"model": f"{base}/model.pt", "metrics": f"{base}/metrics.json"}
+
+
+# The regime map (workflow/rules/regime.smk): tasks, their l1x<m> training variants, files
+REGIME = config["regime"]
+REGIME_TASKS = list(REGIME["tasks"])
+REGIME_POINTS = [regime_variant(m) for m in REGIME["l1_multipliers"]]
+REGIME_DIR = f"{RESULTS}/regime/{{task}}/{{point}}"
+
+
+def regime_model_variant(point):
+    """The trained variant behind a map point: m = 0 is the dense recipe and m = 1 the task's own L1
+    recipe, so those points reuse the main study's models instead of training them twice.
+    """
+    shared = {0.0: "dense", 1.0: "l1"}.get(regime_multiplier(point))
+    return shared if shared in VARIANTS else point
+
+
+def regime_trained(w):
+    return trained(w.task, regime_model_variant(w.point))
+
+
+def regime_exact(w):
+    """The exact spectrum where the task is small enough (D ≤ hessian.exact_max_params), as in the main study."""
+    small = hessian_dim(w.task) <= config["hessian"]["exact_max_params"]
+    return f"{RESULTS}/regime/{w.task}/{w.point}/exact.npz" if small else []
+
+
+def regime_files(name, kind="regime"):
+    """One file per (task, point) of the map, tasks outer, points in config order."""
+    if kind == "train":
+        return [
+            f"{RESULTS}/train/{t}/{regime_model_variant(p)}/{name}"
+            for t in REGIME_TASKS
+            for p in REGIME_POINTS
+        ]
+    return [
+        f"{RESULTS}/regime/{t}/{p}/{name}" for t in REGIME_TASKS for p in REGIME_POINTS
+    ]
 
 
 # Each rule file appends its final targets here; `rule all` asks for all of them.

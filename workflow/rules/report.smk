@@ -407,6 +407,12 @@ TABLE_PAGES = {  # table: (caption, label, the paper's table)
     ),
     "slq": ("table_slq.rst", "SLQ settings", "SLQ hyperparameter table"),
 }
+if REGIME_TASKS:  # workflow/rules/regime.smk
+    TABLE_PAGES["regime_map"] = (
+        "table_regime_map.rst",
+        "regime map",
+        "beyond the paper: limit across L1 strength",
+    )
 
 for _table, (_caption, _label, _paper) in TABLE_PAGES.items():
 
@@ -445,6 +451,14 @@ FIGURE_NAMES = [
 if ITERATIVE_TASKS:
     FIGURE_NAMES += ["iterative_threshold", "l2_vs_rare_gems"]
 TABLE_NAMES = ["bounds_gap", "theory_vs_actual", "slq"]
+if REGIME_TASKS:
+    FIGURE_NAMES.append("regime_map")
+    TABLE_NAMES.append("regime_map")
+
+    localrules:
+        html_regime_map,
+
+
 BUILT_TABLES = ["training", *TABLE_NAMES]
 if TV["tasks"]:
     BUILT_TABLES.append("tv_distance")

@@ -1,0 +1,10 @@
+"""Rule `fig_regime_map`: predicted vs actual pruning limit across L1 strength, from the regime-map table."""
+
+from prunelimit.figures import load_csv, plot_regime_map
+from prunelimit.runlog import rule_context
+
+with rule_context(snakemake.log[0]) as log:  # noqa: F821
+    drawn = plot_regime_map(load_csv(snakemake.input[0]), snakemake.output)  # noqa: F821
+    for task, series in drawn.items():
+        log.info("%s: %d points, predicted %s, actual %s", task, len(series["x"]),
+                 [round(v, 3) for v in series["predicted_sparsity"]], [round(v, 3) for v in series["actual_sparsity"]])

@@ -1,0 +1,136 @@
+# The regime map: each task of regime.tasks retrained at λ = m × its own l1 for every m of
+# regime.l1_multipliers (the train rule, variant l1x<m>), then the predicted threshold with its
+# kinematic bounds and the actual threshold of every model. The rules below are the main study's
+# hessian_rows, slq, exact_spectrum, theory and sweep rules (same scripts, same library calls,
+# same settings), pointed at the regime model and writing under results/<preset>/regime/.
+
+# the functions and names these rules use are in common.smk (REGIME_*, regime_*)
+
+
+wildcard_constraints:
+    point=r"l1x[0-9.e+-]+",
+
+
+use rule hessian_rows as regime_hessian_rows with:
+    input:
+        unpack(regime_trained),
+        data=dataset_of,
+    output:
+        f"{REGIME_DIR}/hessian_rows.npz",
+    log:
+        f"{RESULTS}/logs/regime/{{task}}_{{point}}_hessian_rows.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/regime/{{task}}_{{point}}_hessian_rows.tsv"
+
+
+use rule slq as regime_slq with:
+    input:
+        unpack(regime_trained),
+        data=dataset_of,
+        rows=f"{REGIME_DIR}/hessian_rows.npz",
+    output:
+        slq=f"{REGIME_DIR}/slq.npz",
+        plot=f"{REGIME_DIR}/spectrum.png",  # a diagnostic, not in the report (the map is)
+    log:
+        f"{RESULTS}/logs/regime/{{task}}_{{point}}_slq.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/regime/{{task}}_{{point}}_slq.tsv"
+
+
+use rule exact_spectrum as regime_exact_spectrum with:
+    input:
+        unpack(regime_trained),
+        data=dataset_of,
+    output:
+        f"{REGIME_DIR}/exact.npz",
+    log:
+        f"{RESULTS}/logs/regime/{{task}}_{{point}}_exact.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/regime/{{task}}_{{point}}_exact.tsv"
+
+
+use rule theory as regime_theory with:
+    input:
+        unpack(regime_trained),
+        data=dataset_of,
+        slq=f"{REGIME_DIR}/slq.npz",
+        rows=f"{REGIME_DIR}/hessian_rows.npz",
+        exact=regime_exact,
+    output:
+        f"{REGIME_DIR}/prediction.json",
+    log:
+        f"{RESULTS}/logs/regime/{{task}}_{{point}}_prediction.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/regime/{{task}}_{{point}}_prediction.tsv"
+
+
+use rule sweep as regime_sweep with:
+    input:
+        unpack(regime_trained),
+        data=dataset_of,
+    output:
+        curve=f"{REGIME_DIR}/curve.csv",
+        actual=f"{REGIME_DIR}/actual.json",
+    log:
+        f"{RESULTS}/logs/regime/{{task}}_{{point}}_sweep.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/regime/{{task}}_{{point}}_sweep.tsv"
+
+
+REGIME_INPUTS = {
+    "metrics": regime_files("metrics.json", "train"),
+    "prediction": regime_files("prediction.json"),
+    "actual": regime_files("actual.json"),
+}
+REGIME_PARAMS = {
+    "tasks": [t for t in REGIME_TASKS for _ in REGIME_POINTS],
+    "multipliers": [float(m) for _ in REGIME_TASKS for m in REGIME["l1_multipliers"]],
+}
+
+
+rule table_regime_map:
+    input:
+        **REGIME_INPUTS,
+    output:
+        csv=f"{RESULTS}/tables/regime_map.csv",
+        md=f"{RESULTS}/tables/regime_map.md",
+        tex=f"{RESULTS}/tables/regime_map.tex",
+    log:
+        f"{RESULTS}/logs/tables/regime_map.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables/regime_map.tsv"
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        **REGIME_PARAMS,
+    script:
+        "../../scripts/table_regime_map.py"
+
+
+rule fig_regime_map:
+    input:
+        f"{RESULTS}/tables/regime_map.csv",
+    output:
+        pdf=f"{RESULTS}/figures/regime_map.pdf",
+        png=report(
+            f"{RESULTS}/figures/regime_map.png",
+            caption="../report/fig_regime_map.rst",
+            category="Figures",
+            labels={
+                "figure": "regime map: predicted vs actual limit across L1 strength",
+                "paper": "beyond the paper",
+            },
+        ),
+    log:
+        f"{RESULTS}/logs/figures/regime_map.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/regime_map.tsv"
+    conda:
+        "../../envs/plot.yaml"
+    script:
+        "../../scripts/fig_regime_map.py"
+
+
+localrules:
+    table_regime_map,
+    fig_regime_map,
