@@ -173,7 +173,7 @@ def load_prunable_weights(model_path: str | os.PathLike, metrics_path: str | os.
 
 def magnitude_at(abs_weights_sorted: np.ndarray, sparsity: float) -> float:
     """|w| of the largest weight removed by global magnitude pruning at ``sparsity`` (the cut)."""
-    from .prune import keep_count
+    from .sparsity import keep_count
 
     n = abs_weights_sorted.size
     removed = n - keep_count(n, sparsity)
