@@ -1,7 +1,7 @@
 """Rule `table_slq`: the SLQ settings each spectrum was made with (runs, iterations, bins, σ²)."""
 
-from prunelimit.hessian import SLQResult
 from prunelimit.runlog import rule_context
+from prunelimit.spectrum import SLQResult
 from prunelimit.tables import by_task, slq_table, write_table
 
 with rule_context(snakemake.log[0]):  # noqa: F821

@@ -1,16 +1,8 @@
 """Rule `table_tv_distance`: TV distance between weight histograms of independently seeded runs."""
 
-import torch
-
 from prunelimit.runlog import rule_context
+from prunelimit.statedict import prunable_weights  # torch-free: table jobs run without torch
 from prunelimit.tables import tv_distance_table, write_table
-
-
-def prunable_weights(path):
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    # prunable = conv/linear weights: the >=2-D tensors named *.weight (BN weights are 1-D)
-    return torch.cat([v.flatten() for k, v in state.items() if k.endswith("weight") and v.dim() >= 2]).numpy()
-
 
 with rule_context(snakemake.log[0]):  # noqa: F821
     p = snakemake.params  # noqa: F821

@@ -25,7 +25,8 @@ from prunelimit.hessian import (
     slq,
     spectrum_of_trained,
 )
-from prunelimit.io import PrunelimitError, save_json, save_torch
+from prunelimit.checkpoint import save_torch
+from prunelimit.io import PrunelimitError, save_json
 from prunelimit.models import build_model, count_prunable, prunable_parameters
 from prunelimit.spectrum import from_eigenvalues
 from prunelimit.train import TrainConfig, load_trained, train

@@ -5,7 +5,7 @@ The payload is a pickled object whose unpickling creates a marker file (``exec``
 does not exist. ``test_the_payload_runs_under_plain_pickle`` shows the payload is live, so a
 loader that unpickles it would fail these tests.
 
-Places covered: model checkpoints (io.load_state_dict, ``prunelimit predict --checkpoint``),
+Places covered: model checkpoints (checkpoint.load_state_dict, ``prunelimit predict --checkpoint``),
 training resume files, the CIFAR-10 / CIFAR-100 / TinyImageNet archives (served on 127.0.0.1
 through the real download code), dataset .npz files (allow_pickle off), ``--data`` .npz and .pt
 files, and config YAML. The last test reads the source for any loader outside this list.
@@ -30,7 +30,8 @@ import torch
 from prunelimit import cli
 from prunelimit import data as data_module
 from prunelimit.data import TensorData, load_tensors, prepare_dataset
-from prunelimit.io import PrunelimitError, load_npz, load_state_dict
+from prunelimit.checkpoint import load_state_dict
+from prunelimit.io import PrunelimitError, load_npz
 from prunelimit.models import build_model
 from prunelimit.train import TrainConfig, train
 from test_data_download import ARCHIVES, _tar_gz, make_tinyimagenet, server  # noqa: F401 - server is a fixture

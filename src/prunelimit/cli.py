@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .io import PrunelimitError, read_state_dict
+from .checkpoint import read_state_dict
+from .io import PrunelimitError
 from .models import MODELS
 
 DATA_FORMAT = """\
@@ -125,7 +126,7 @@ def build_user_model(spec: str, in_shape: tuple[int, ...], num_classes: int, mod
 def load_data(source: str, data_dir: str, device: torch.device):
     """A registry dataset (prepared on first use) or a .npz/.pt file in the documented format."""
     from .data import DATASETS, TensorData, load_tensors, prepare_dataset
-    from .io import torch_load_error
+    from .checkpoint import torch_load_error
 
     if source in DATASETS:
         path = Path(data_dir) / f"{source}.npz"
@@ -213,7 +214,7 @@ def check_model_fits_data(model: nn.Module, data) -> None:
 
 def predict(args: argparse.Namespace) -> dict:
     from .config import resolve_device
-    from .io import load_state_dict
+    from .checkpoint import load_state_dict
     from .theory import predict_from_model
 
     timings: dict[str, float] = {}

@@ -163,17 +163,17 @@ def _interesting_radius(r_grid: np.ndarray, width_curves: list, marks: list[floa
 
 
 def load_prunable_weights(model_path: str | os.PathLike, metrics_path: str | os.PathLike) -> np.ndarray:
-    """The trained model's prunable weights (conv and linear weights, the library's order), flat."""
-    from .theory import flat_prunable
-    from .train import load_trained
+    """The trained model's prunable weights (conv and linear weights, the library's order), flat
+    float64; read without torch (figure jobs have none), their count checked against the metrics."""
+    from .io import load_json
+    from .statedict import prunable_weights
 
-    model, _ = load_trained(model_path, metrics_path, "cpu")
-    return flat_prunable(model).numpy()
+    return prunable_weights(model_path, load_json(metrics_path)["n_prunable"]).astype(np.float64)
 
 
 def magnitude_at(abs_weights_sorted: np.ndarray, sparsity: float) -> float:
     """|w| of the largest weight removed by global magnitude pruning at ``sparsity`` (the cut)."""
-    from .prune import keep_count
+    from .sparsity import keep_count
 
     n = abs_weights_sorted.size
     removed = n - keep_count(n, sparsity)

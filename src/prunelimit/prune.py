@@ -28,6 +28,7 @@ from torch import nn
 from .data import TensorData
 from .io import PrunelimitError
 from .models import prunable_parameters
+from .sparsity import check_sparsity, keep_count  # noqa: F401 - re-exported, the library's name for them
 from .train import Masks, TrainConfig, apply_masks, evaluate, train
 
 log = logging.getLogger("prunelimit")
@@ -42,18 +43,6 @@ def derived_seed(seed: int, stream: str) -> int:
     """
     entropy = [int(seed), zlib.crc32(stream.encode())]
     return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-def check_sparsity(sparsity: float, what: str = "sparsity") -> float:
-    s = float(sparsity)
-    if not (0.0 <= s <= 1.0) or math.isnan(s):
-        raise PrunelimitError(f"{what} must lie in [0, 1] (fraction of weights removed), got {sparsity!r}")
-    return s
-
-
-def keep_count(n: int, sparsity: float) -> int:
-    """Weights kept at ``sparsity`` out of ``n``: round((1 − s)·n), half-way cases rounded up."""
-    return int(math.floor((1.0 - check_sparsity(sparsity)) * n + 0.5))
 
 
 # ---------------------------------------------------------------------------------------------

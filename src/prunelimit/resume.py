@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .io import torch_load_error
+from .checkpoint import torch_load_error
 
 FIELDS = ("model", "optimizer", "rng", "epoch", "steps", "elapsed", "history", "key")
 

@@ -22,9 +22,11 @@ def rule_context(log_path: str | os.PathLike | None, threads: int | None = None)
     ``error: …`` line in the log and on the console, instead of a traceback. Any other exception
     is a bug or an unforeseen input: its traceback is written to the log, then it propagates.
     """
-    import torch
-
-    if threads:
+    # Never imports torch: figure and table jobs run without it. A compute script that passes
+    # ``threads`` has loaded torch through its prunelimit modules; without torch there is no torch
+    # work to limit, and the provenance line says torch was not loaded.
+    torch = sys.modules.get("torch")
+    if threads and torch is not None:
         torch.set_num_threads(int(threads))
     console = sys.__stderr__
     log_file = open(log_path, "w", buffering=1) if log_path else None  # noqa: SIM115
@@ -36,8 +38,8 @@ def rule_context(log_path: str | os.PathLike | None, threads: int | None = None)
     logger.handlers[:] = [logging.StreamHandler(sys.stderr)]
     logger.setLevel(logging.INFO)
     # provenance: which interpreter (e.g. a --sdm conda environment) and which library ran the rule
-    logger.info("python %s, torch %s, prunelimit %s", sys.executable, torch.__version__,
-                os.path.dirname(os.path.abspath(__file__)))
+    logger.info("python %s, torch %s, prunelimit %s", sys.executable,
+                torch.__version__ if torch else "not loaded", os.path.dirname(os.path.abspath(__file__)))
     try:
         yield logger
     except USER_ERRORS as err:

@@ -7,16 +7,22 @@ tr f(H) ≈ D · Σ_j τ_j f(λ_j).
   values of each Lanczos run, weights the squared first components of the Ritz vectors, averaged
   over runs (Gauss quadrature of the spectral measure seen from a Rademacher start vector).
 - An exact eigendecomposition: every eigenvalue with weight 1/D (the sum is then exact).
+
+Also the files of both (:class:`SLQResult`, :func:`save_exact`/:func:`load_exact`; the Lanczos runs
+that make them are in :mod:`prunelimit.hessian`): numpy only, so figure and table jobs read them
+without torch.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .io import PrunelimitError
+from .io import PrunelimitError, load_npz, save_npz
 
 
 @dataclass(frozen=True)
@@ -122,3 +128,103 @@ def smoothed_density(q: Quadrature, n_bins: int = 10000, sigma2: float = 1e-5,
     if area > 0:
         density /= area
     return grid, density
+
+
+@dataclass(frozen=True)
+class SLQResult:
+    """Stochastic Lanczos quadrature of one Hessian: per run, the Ritz nodes and their weights.
+
+    Runs that stopped early (breakdown) are padded to k columns with zero weights (their node is
+    repeated) and zero α, β; ``steps`` holds each run's true length.
+    """
+
+    ritz_values: np.ndarray  # (runs, k) Ritz values θ_j of each run's tridiagonal
+    ritz_weights: np.ndarray  # (runs, k) τ_j = squared first components of its eigenvectors; rows sum to 1
+    alphas: np.ndarray  # (runs, k) diagonals of the tridiagonals
+    betas: np.ndarray  # (runs, k − 1) off-diagonals
+    dim: int  # D, the dimension of the Hessian
+    settings: dict = field(default_factory=dict)  # how it was made (params, runs, iterations, seed, …)
+    steps: np.ndarray | None = None  # (runs,) Lanczos steps actually taken
+
+    def __post_init__(self) -> None:
+        vals = np.atleast_2d(np.asarray(self.ritz_values, np.float64))
+        wts = np.atleast_2d(np.asarray(self.ritz_weights, np.float64))
+        alphas = np.atleast_2d(np.asarray(self.alphas, np.float64))
+        runs, k = vals.shape
+        betas = np.asarray(self.betas, np.float64)
+        betas = betas.reshape(runs, -1) if betas.size else np.zeros((runs, 0))
+        steps = np.full(runs, k, np.int64) if self.steps is None else np.asarray(self.steps, np.int64).ravel()
+        problems = []
+        if wts.shape != vals.shape or alphas.shape != vals.shape:
+            problems.append(f"ritz_values {vals.shape}, ritz_weights {wts.shape} and alphas {alphas.shape} differ")
+        elif betas.shape != (runs, k - 1):
+            problems.append(f"betas {betas.shape} should be {(runs, k - 1)}")
+        elif steps.shape != (runs,) or steps.min() < 1 or steps.max() > k:
+            problems.append(f"steps {steps.tolist()} should be {runs} counts in [1, {k}]")
+        elif not (np.isfinite(vals).all() and np.isfinite(wts).all()):
+            problems.append("Ritz values or weights are not finite")
+        elif (wts < -1e-12).any() or np.abs(wts.sum(axis=1) - 1).max() > 1e-6:
+            problems.append(f"Ritz weights of each run must sum to 1 (got {wts.sum(axis=1).round(6).tolist()})")
+        if int(self.dim) < k:
+            problems.append(f"dimension {self.dim} is smaller than the {k} Lanczos steps")
+        if problems:
+            raise PrunelimitError("inconsistent SLQ result: " + "; ".join(problems))
+        object.__setattr__(self, "ritz_values", vals)
+        object.__setattr__(self, "ritz_weights", wts)
+        object.__setattr__(self, "alphas", alphas)
+        object.__setattr__(self, "betas", betas)
+        object.__setattr__(self, "steps", steps)
+        object.__setattr__(self, "dim", int(self.dim))
+
+    @property
+    def n_runs(self) -> int:
+        return self.ritz_values.shape[0]
+
+    def quadrature(self, absolute: bool = False) -> Quadrature:
+        """The runs pooled into one quadrature rule (weights averaged over runs).
+
+        ``absolute=True`` folds negative eigenvalues onto |λ| (:func:`spectrum.absolute_spectrum`).
+        """
+        q = from_slq(self.ritz_values, self.ritz_weights, self.dim)
+        return absolute_spectrum(q) if absolute else q
+
+    def trace_f(self, f: Callable[[np.ndarray], np.ndarray], absolute: bool = False) -> float:
+        """SLQ estimate of tr f(H) = D · mean over runs of Σ_j τ_j f(θ_j) (:meth:`Quadrature.trace_f`)."""
+        return self.quadrature(absolute).trace_f(f)
+
+    def density(self, n_bins: int = 10000, sigma2: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+        """Gaussian-smoothed density on a grid (plots and the official-code comparison only)."""
+        return smoothed_density(self.quadrature(), n_bins=n_bins, sigma2=sigma2)
+
+    def save(self, path: str | os.PathLike, n_bins: int | None = None, sigma2: float | None = None) -> None:
+        """Write an .npz atomically; with ``n_bins`` and ``sigma2`` the smoothed density goes along."""
+        arrays = {"ritz_values": self.ritz_values, "ritz_weights": self.ritz_weights, "alphas": self.alphas,
+                  "betas": self.betas, "steps": self.steps, "dim": np.int64(self.dim),
+                  "settings": np.array(json.dumps(self.settings, sort_keys=True))}
+        if n_bins is not None and sigma2 is not None:
+            arrays["grid"], arrays["density"] = self.density(n_bins, sigma2)
+        save_npz(path, **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SLQResult":
+        arrays = load_npz(path, "SLQ result", ("ritz_values", "ritz_weights", "alphas", "betas", "steps", "dim",
+                                               "settings"))
+        try:
+            settings = json.loads(str(arrays["settings"]))
+            return cls(arrays["ritz_values"], arrays["ritz_weights"], arrays["alphas"], arrays["betas"],
+                       int(arrays["dim"]), settings, arrays["steps"])
+        except (PrunelimitError, ValueError) as err:
+            raise PrunelimitError(f"SLQ result {path} is inconsistent: {err}") from None
+
+
+def save_exact(path: str | os.PathLike, eigenvalues: np.ndarray, settings: dict) -> None:
+    save_npz(path, eigenvalues=np.asarray(eigenvalues, np.float64),
+             settings=np.array(json.dumps(settings, sort_keys=True)))
+
+
+def load_exact(path: str | os.PathLike) -> np.ndarray:
+    """Eigenvalues saved by :func:`save_exact` (ascending), checked."""
+    eigenvalues = np.asarray(load_npz(path, "exact spectrum", ["eigenvalues"])["eigenvalues"], np.float64)
+    if eigenvalues.ndim != 1 or eigenvalues.size == 0 or not np.isfinite(eigenvalues).all():
+        raise PrunelimitError(f"exact spectrum {path} must hold a non-empty finite 1-D array of eigenvalues")
+    return eigenvalues

@@ -96,7 +96,8 @@ def lomp_vs_baselines_table(results: list[dict], dense_acc: dict[str, float] | N
     seeds (population std over the n seeds; "mean (1)" for a single run, e.g. LOMP, which prunes
     the one trained L1 model and has no seed of its own).
     """
-    from .baselines import LABELS as labels  # the paper's column order
+    # the paper's column order (here, not in prunelimit.baselines: table jobs run without torch)
+    labels = {"lomp": "LOMP", "rare_gems": "Rare Gems", "imp": "IMP", "smart_ratio": "Smart-Ratio"}
     from .io import PrunelimitError
 
     present = set(methods) if methods else {r["method"] for r in results}

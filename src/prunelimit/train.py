@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import TensorData, augment_batch
-from .io import PrunelimitError, save_torch
+from .checkpoint import save_torch
+from .io import PrunelimitError
 from .models import prunable_parameters
 from .resume import plain, read_resume, resume_key
 
@@ -412,7 +413,8 @@ def train_task(spec: dict, data: TensorData, model_out: str | os.PathLike, metri
 def load_trained(model_path: str | os.PathLike, metrics_path: str | os.PathLike,
                  device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild a trained model from its metrics.json metadata and load its state_dict."""
-    from .io import load_json, load_state_dict
+    from .checkpoint import load_state_dict
+    from .io import load_json
     from .models import build_model
 
     meta = load_json(metrics_path)

@@ -27,7 +27,6 @@ from ..train import TrainConfig, evaluate, initial_model, train
 from . import imp, rare_gems, smart_ratio
 
 METHODS = ("lomp", "imp", "rare_gems", "smart_ratio")
-LABELS = {"lomp": "LOMP", "rare_gems": "Rare Gems", "imp": "IMP", "smart_ratio": "Smart-Ratio"}
 SOURCES = {
     "lomp": "[code] QiaozheZhang/Global-One-shot-Pruning get_sparse_model: one-shot global magnitude, no retraining",
     "imp": "[code] facebookresearch/open_lth lottery + sparse_global (rewinding); round schedule [ours]",
