@@ -131,6 +131,91 @@ def test_hvp_matches_dense_float64_hessian(kind, params, nets, references):
     assert _rel(op.matmat(V), H @ V) < 1e-5
 
 
+class BatchNormZoo(nn.Module):
+    """Every BatchNorm placement the folding must handle: after a conv with and without bias, on the
+    input (nothing to fold into), without affine parameters, after a linear layer, and one without
+    running statistics (batch statistics even in eval mode: left to the module)."""
+
+    def __init__(self, running_stats_last: bool = True):
+        super().__init__()
+        self.bn_in = nn.BatchNorm2d(1)
+        self.conv1 = nn.Conv2d(1, 3, 3)
+        self.bn1 = nn.BatchNorm2d(3)
+        self.conv2 = nn.Conv2d(3, 4, 3, bias=False)
+        self.bn2 = nn.BatchNorm2d(4, affine=False)
+        self.fc = nn.Linear(16, 6)
+        self.bn3 = nn.BatchNorm1d(6, track_running_stats=running_stats_last)
+        self.out = nn.Linear(6, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.bn1(self.conv1(self.bn_in(x))))  # 8×8 → 6×6
+        h = F.max_pool2d(torch.relu(self.bn2(self.conv2(h))), 2)  # → 4×4 → 2×2
+        return self.out(torch.relu(self.bn3(self.fc(h.flatten(1)))))
+
+
+def _zoo(running_stats_last=True):
+    torch.manual_seed(5)
+    model = BatchNormZoo(running_stats_last).double()
+    with torch.no_grad():  # running statistics and affine parameters far from 0 / 1, so folding matters
+        for bn in (m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):
+            if bn.running_mean is not None:
+                bn.running_mean.uniform_(-1, 1)
+                bn.running_var.uniform_(0.3, 3)
+            if bn.weight is not None:
+                bn.weight.uniform_(0.3, 3)
+                bn.bias.uniform_(-1, 1)
+    return model.eval()
+
+
+def _module_double_backward(model, x, y, params, v):
+    """H·v by double backward through the model as written (BatchNorm's own kernels)."""
+    grads = torch.autograd.grad(F.cross_entropy(model(x), y), params, create_graph=True)
+    parts = [t.view_as(p) for t, p in zip(v.split([p.numel() for p in params]), params)]
+    return torch.cat([h.reshape(-1) for h in torch.autograd.grad(grads, params, grad_outputs=parts)])
+
+
+def _graph_node_names(roots):
+    seen, stack, names = set(), [t.grad_fn for t in roots], set()
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        names.add(type(fn).__name__)
+        stack.extend(f for f, _ in fn.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("params", ["prunable", "all"])
+def test_folded_batchnorm_products_equal_module_double_backward(digits, params):
+    """Eval BatchNorm folded into its layer (hessian._FoldEvalBatchNorm) changes only rounding."""
+    x, y = digits.x_train[:64].double(), digits.y_train[:64]
+    model = _zoo()
+    op = HessianOperator(model, x, y, params=params)
+    chunked = HessianOperator(model, x, y, params=params, chunk_size=24)
+    names = _graph_node_names(op._grads)
+    # folded: no BatchNorm kernel is left in the graph; the unfoldable one on the input became addcmul
+    assert not any("BatchNorm" in n for n in names) and "AddcmulBackward0" in names
+    wanted = prunable_parameters(model) if params == "prunable" else list(model.named_parameters())
+    gen = torch.Generator().manual_seed(6)
+    for _ in range(2):
+        v = torch.randn(op.dim, generator=gen, dtype=torch.float64)
+        ref = _module_double_backward(model, x, y, [p for _, p in wanted], v)
+        assert _rel(op.matvec(v), ref) < 1e-12
+        assert _rel(chunked.matvec(v), ref) < 1e-12
+    assert op.loss == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-13)
+
+
+def test_batchnorm_without_running_statistics_is_left_to_the_module(digits):
+    x, y = digits.x_train[:64].double(), digits.y_train[:64]
+    model = _zoo(running_stats_last=False)  # bn3 normalises by the batch's statistics even in eval mode
+    op = HessianOperator(model, x, y, params="all")
+    assert "NativeBatchNormBackward0" in _graph_node_names(op._grads)
+    v = torch.randn(op.dim, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    ref = _module_double_backward(model, x, y, list(model.parameters()), v)
+    assert _rel(op.matvec(v), ref) < 1e-12
+
+
 def test_flat_params_follow_prunable_order(nets):
     model, x, y = nets["mlp"]
     op = HessianOperator(model, x, y)
