@@ -210,7 +210,7 @@ def test_model_args_typo_names_the_task_and_the_known_arguments():
     config["tasks"]["vgg_digits"]["model_args"] = {"widht": 0.125}
     message = _invalid_ours(config)
     assert message == ("invalid config at tasks.vgg_digits: model_args ['widht'] unknown to model vgg16; "
-                       "it takes ['width']")
+                       "it takes ['width', 'batch_norm']")
 
 
 def test_misspelt_top_level_key_is_one_short_line():

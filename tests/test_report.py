@@ -215,7 +215,7 @@ def test_pruning_curves_figure_drew_the_predicted_and_actual_thresholds(mini_run
     log = (results / "logs" / "figures" / "pruning_curves.log").read_text()
     pattern = re.compile(r"(\w+): predicted ([\d.]+), bounds \[([\d.]+), ([\d.]+)\], actual ([\d.]+)")
     drawn = {m.group(1): [float(x) for x in m.groups()[1:]] for m in pattern.finditer(log)}
-    assert list(drawn) == list(load_config()["tasks"])
+    assert list(drawn) == main_study_tasks(load_config())
     for task, (predicted, lower, upper, actual_) in drawn.items():
         pred = json.loads((results / "theory" / task / "prediction.json").read_text())
         act = json.loads((results / "prune" / task / "actual.json").read_text())
@@ -229,7 +229,7 @@ def test_theory_vs_actual_figure_from_the_pipeline_files(mini_run, tmp_path):
     from prunelimit import figures
     from prunelimit.io import load_json
 
-    results, tasks = results_of(mini_run), list(load_config()["tasks"])
+    results, tasks = results_of(mini_run), main_study_tasks(load_config())
     preds = {t: load_json(results / "theory" / t / "prediction.json") for t in tasks}
     acts = {t: load_json(results / "prune" / t / "actual.json") for t in tasks}
     drawn = figures.plot_theory_vs_actual(preds, acts, [tmp_path / "f.png"])
