@@ -23,7 +23,7 @@ from torch import nn
 from .data import TensorData, augment_batch
 from .checkpoint import save_torch
 from .io import PrunelimitError
-from .models import prunable_parameters
+from .models import build_model, count_parameters, count_prunable, prunable_parameters, revive_dead_units
 from .resume import plain, read_resume, resume_key
 
 Masks = dict[str, torch.Tensor]
@@ -171,8 +171,6 @@ def resolve_l1(cfg: TrainConfig, n_train: int) -> TrainConfig:
 def initial_model(spec: dict, data: TensorData, cfg: TrainConfig, seed: int) -> nn.Module:
     """The task's model initialised with ``seed`` on the data's device; dead ReLU units re-drawn
     when ``cfg.revive_dead_units`` (on the un-augmented training inputs)."""
-    from .models import build_model, revive_dead_units
-
     model = build_model(spec["model"], data.in_shape, data.num_classes, seed=seed,
                         **spec.get("model_args", {})).to(data.x_train.device)
     if cfg.revive_dead_units:
@@ -367,7 +365,6 @@ def train_task(spec: dict, data: TensorData, model_out: str | os.PathLike, metri
     Writes ``model_out`` (state_dict) and ``metrics_out`` (metadata, losses, accuracies, ε, time).
     """
     from .io import save_json
-    from .models import count_parameters, count_prunable
 
     cfg = resolve_l1(TrainConfig.from_dict(spec["train"]), len(data.x_train))
     model = initial_model(spec, data, cfg, cfg.seed)
@@ -415,7 +412,6 @@ def load_trained(model_path: str | os.PathLike, metrics_path: str | os.PathLike,
     """Rebuild a trained model from its metrics.json metadata and load its state_dict."""
     from .checkpoint import load_state_dict
     from .io import load_json
-    from .models import build_model
 
     meta = load_json(metrics_path)
     model = build_model(meta["model"], tuple(meta["in_shape"]), meta["num_classes"], **meta.get("model_args", {}))
