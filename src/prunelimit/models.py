@@ -296,21 +296,25 @@ def _producer_relu_pairs(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 @torch.no_grad()
-def _dead_units(model: nn.Module, layer: nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
-    """Output units (channels) of ``layer`` whose pre-activation is ≤ 0 on every sample and position."""
-    active: list[torch.Tensor] = []
+def _silent_units(model: nn.Module, layers: list[nn.Module], x: torch.Tensor, batch: int) -> list[torch.Tensor]:
+    """For each of ``layers``, which output units (channels) have a pre-activation ≤ 0 on every
+    sample and position of ``x``: one pass of the model over ``x`` serves them all."""
+    active = [0] * len(layers)
 
-    def record(_module, _inputs, out):
-        per_unit = out.flatten(2).amax(-1) if out.dim() > 2 else out
-        active.append((per_unit > 0).sum(0))
+    def recorder(i):
+        def record(_module, _inputs, out):
+            per_unit = out.flatten(2).amax(-1) if out.dim() > 2 else out
+            active[i] = active[i] + (per_unit > 0).sum(0)
+        return record
 
-    handle = layer.register_forward_hook(record)
+    handles = [layer.register_forward_hook(recorder(i)) for i, layer in enumerate(layers)]
     try:
         for start in range(0, len(x), batch):
             model(x[start:start + batch])
     finally:
-        handle.remove()
-    return torch.stack(active).sum(0) == 0
+        for handle in handles:
+            handle.remove()
+    return [count == 0 for count in active]
 
 
 @torch.no_grad()
@@ -326,28 +330,34 @@ def revive_dead_units(model: nn.Module, x: torch.Tensor, seed: int, max_draws: i
     premise (a model trained to equilibrium) does not hold for them. Layer by layer, in forward
     order, each dead unit's weight row is drawn again from the same Kaiming-normal law until the
     unit fires on some sample [ours; documented in docs/method.md]. Deterministic given ``seed``.
+    A draw changes only the layers after it, so each pass of the model checks every layer and the
+    first one with dead units is drawn again: one pass when none is dead.
     """
+    pairs = _producer_relu_pairs(model)
+    layers = [layer for _, layer in pairs]
     generator = torch.Generator().manual_seed(seed)
+    draws = [0] * len(layers)
     was_training = model.training
     model.eval()
     revived = 0
     try:
-        for name, layer in _producer_relu_pairs(model):
-            std = math.sqrt(2.0 / (layer.weight[0].numel()))  # Kaiming normal, fan_in, gain √2
-            for _ in range(max_draws):
-                dead = _dead_units(model, layer, x, batch)
-                if not dead.any():
-                    break
-                rows = dead.nonzero().flatten()
-                fresh = torch.randn((len(rows), *layer.weight.shape[1:]), generator=generator) * std
-                layer.weight[rows] = fresh.to(layer.weight.device, layer.weight.dtype)
-                revived += len(rows)
-            else:
+        while True:
+            silent = _silent_units(model, layers, x, batch)
+            first = next((i for i, dead in enumerate(silent) if dead.any()), None)
+            if first is None:
+                return revived
+            name, layer, dead = *pairs[first], silent[first]
+            if draws[first] == max_draws:
                 raise RuntimeError(f"{name}: {int(dead.sum())} unit(s) still dead on every sample after "
                                    f"{max_draws} draws")
+            draws[first] += 1
+            std = math.sqrt(2.0 / (layer.weight[0].numel()))  # Kaiming normal, fan_in, gain √2
+            rows = dead.nonzero().flatten()
+            fresh = torch.randn((len(rows), *layer.weight.shape[1:]), generator=generator) * std
+            layer.weight[rows] = fresh.to(layer.weight.device, layer.weight.dtype)
+            revived += len(rows)
     finally:
         model.train(was_training)
-    return revived
 
 
 def build_model(name: str, in_shape: InShape, num_classes: int, seed: int | None = None, **kwargs) -> nn.Module:
