@@ -167,3 +167,50 @@ def test_a_regime_only_task_stays_out_of_the_main_study():
     main = main_study_tasks(config)
     assert "mlp_wide_digits" not in main and "mlp_wide_digits" in config["regime"]["tasks"]
     assert main == [t for t in config["tasks"] if t != "mlp_wide_digits"]
+
+
+def test_validation_fills_the_schema_defaults_and_no_more():
+    """The schema is the one place for defaults: a config without the optional keys comes out of
+    validation with them set to the schema's values, while what it gives is kept, and a task's train
+    block gets no default that would override train_defaults."""
+    import yaml
+
+    config = _mutated(lambda c: (c.pop("device"), c.pop("tv_distance"), c["tasks"]["fc5_digits"].pop("model_args"),
+                                 c["train_defaults"].update(max_steps=7)))
+    validate_config(config, SCHEMA)
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert config["device"] == schema["properties"]["device"]["default"]
+    assert config["tv_distance"] == {**schema["properties"]["tv_distance"]["default"], "bins": 200}
+    assert config["tasks"]["fc5_digits"]["model_args"] == {}
+    assert config["tasks"]["fc5_digits"]["train"] == {"epochs": 160}  # nothing added to an override
+    assert config["train_defaults"]["max_steps"] == 7  # given: kept
+    assert config["tasks"]["mlp_digits"]["in_main_study"] is True
+    again = copy.deepcopy(config)
+    validate_config(again, SCHEMA)  # a filled config is valid and a fixed point
+    assert again == config
+
+
+def test_typed_settings_cover_exactly_the_schema_keys():
+    """Each settings dataclass has one field per key of its schema section, so a key added to the
+    schema cannot be silently dropped on its way to the library; an unvalidated section is refused."""
+    import dataclasses
+
+    import yaml
+
+    from prunelimit import settings
+
+    props = yaml.safe_load(SCHEMA.read_text())["properties"]
+    sections = {"hessian": settings.HessianSettings, "theory": settings.TheorySettings,
+                "prune": settings.PruneSettings, "iterative": settings.IterativeSettings,
+                "baselines": settings.BaselineSettings, "regime": settings.RegimeSettings,
+                "tv_distance": settings.TvDistanceSettings}
+    for name, cls in sections.items():
+        assert {f.name for f in dataclasses.fields(cls)} == set(props[name]["properties"]), name
+    config = load_config()
+    validate_config(config, SCHEMA)
+    typed = settings.Settings.from_config(config)
+    assert typed.baselines.imp.fraction_per_round == config["baselines"]["imp"]["fraction_per_round"]
+    assert typed.hessian("vgg_digits").max_iter == config["tasks"]["vgg_digits"]["hessian"]["max_iter"]
+    assert typed.hessian("fc5_digits").max_iter == config["hessian"]["max_iter"]
+    with pytest.raises(ValueError, match="lacks \\['eta'\\]"):
+        settings.TheorySettings.from_section({k: v for k, v in config["theory"].items() if k != "eta"})

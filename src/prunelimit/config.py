@@ -97,7 +97,8 @@ def validate_config(config: dict, schema: str | os.PathLike = SCHEMA) -> None:
     import jsonschema
     import yaml
 
-    validator = jsonschema.Draft202012Validator(yaml.safe_load(Path(schema).read_text()))
+    schema_doc = yaml.safe_load(Path(schema).read_text())
+    validator = jsonschema.Draft202012Validator(schema_doc)
     problems = []
     for err in sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]):
         message = err.message if len(err.message) <= 160 else err.message[:157] + "..."
@@ -106,11 +107,36 @@ def validate_config(config: dict, schema: str | os.PathLike = SCHEMA) -> None:
     if problems:
         more = f" (and {len(problems) - 4} more)" if len(problems) > 4 else ""
         raise PrunelimitError(f"invalid config {'; '.join(problems[:4])}{more}")
+    fill_defaults(config, schema_doc, schema_doc)
     for task, entry in config["tasks"].items():
         try:
-            check_model_args(entry["model"], entry.get("model_args", {}))
+            check_model_args(entry["model"], entry["model_args"])
         except PrunelimitError as err:
             raise PrunelimitError(f"invalid config at tasks.{task}: {err}") from None
+
+
+def fill_defaults(instance, schema: dict, root: dict) -> None:
+    """Set, in place, every key the schema gives a ``default`` and ``instance`` lacks, at any depth
+    (through ``$ref``, ``allOf`` and the ``additionalProperties`` of named maps such as tasks).
+
+    The schema is the one place for defaults: after validation every section the rules read is
+    complete, and no caller repeats a default with ``.get(key, default)``.
+    """
+    if "$ref" in schema:  # only local refs: #/$defs/<name>
+        fill_defaults(instance, root["$defs"][schema["$ref"].rsplit("/", 1)[-1]], root)
+    for sub in schema.get("allOf", []):
+        fill_defaults(instance, sub, root)
+    if not isinstance(instance, dict):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            fill_defaults(instance[key], sub, root)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key in set(instance) - set(schema.get("properties", {})):
+            fill_defaults(instance[key], extra, root)
 
 
 def task_spec(config: dict, task: str, variant: str, seed: int | None = None) -> dict:
