@@ -1,0 +1,71 @@
+"""Do two finished pipeline runs have the same tables, to the last digit?
+
+    .venv/bin/python benchmarks/compare_results.py BEFORE AFTER [--preset mini]
+
+BEFORE and AFTER are working directories of two finished runs (each with results/<preset>/). Every
+table the run writes (results/<preset>/tables/**/*.csv) is compared cell by cell as text, so a
+change in the last printed digit counts. Columns of wall or CPU time differ between any two runs and
+are left out (their names contain "time"). A refactor must leave every table equal; the exit status
+is 1 when a table differs or exists in one run only, else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+
+def timing_column(name: str) -> bool:
+    return "time" in name
+
+
+def compare_table(before: Path, after: Path) -> list[str]:
+    """The differences between two CSV tables, one line each (empty: equal outside timing columns)."""
+    old, new = (pd.read_csv(p, dtype=str, keep_default_na=False) for p in (before, after))
+    if list(old.columns) != list(new.columns):
+        return [f"columns differ: {list(old.columns)} vs {list(new.columns)}"]
+    if len(old) != len(new):
+        return [f"{len(old)} rows vs {len(new)}"]
+    columns = [c for c in old.columns if not timing_column(c)]
+    problems = []
+    for column in columns:
+        differs = old[column] != new[column]
+        for row in differs[differs].index[:3]:
+            problems.append(f"row {row}, {column}: {old.at[row, column]} vs {new.at[row, column]}")
+        if differs.sum() > 3:
+            problems.append(f"{column}: {int(differs.sum()) - 3} more rows differ")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("before", type=Path, help="working directory of the first finished run")
+    parser.add_argument("after", type=Path, help="working directory of the second finished run")
+    parser.add_argument("--preset", default="mini", help="results/<preset> to compare (default: mini)")
+    args = parser.parse_args(argv)
+    roots = [d / "results" / args.preset / "tables" for d in (args.before, args.after)]
+    for root in roots:
+        if not root.is_dir():
+            parser.error(f"{root} does not exist: is the run finished?")
+    names = [sorted(p.relative_to(root) for p in root.rglob("*.csv")) for root in roots]
+    failed = False
+    for only, where in ((set(names[0]) - set(names[1]), "before"), (set(names[1]) - set(names[0]), "after")):
+        for name in sorted(only):
+            print(f"{name}: only in the {where} run")
+            failed = True
+    common = sorted(set(names[0]) & set(names[1]))
+    for name in common:
+        problems = compare_table(roots[0] / name, roots[1] / name)
+        print(f"{name}: {'equal' if not problems else 'DIFFERS'}")
+        for line in problems:
+            print(f"    {line}")
+        failed |= bool(problems)
+    print(f"{len(common)} tables compared: {'some differ' if failed else 'all equal'} (timing columns left out)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

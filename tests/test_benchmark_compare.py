@@ -1,0 +1,32 @@
+"""benchmarks/compare_results.py: two runs' tables compared as text, timing columns left out."""
+
+import importlib.util
+
+from pipeline_utils import ROOT
+
+spec = importlib.util.spec_from_file_location("compare_results", ROOT / "benchmarks" / "compare_results.py")
+compare = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compare)
+
+
+def _run(root, tables: dict[str, str]):
+    for name, text in tables.items():
+        path = root / "results" / "mini" / "tables" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def test_tables_equal_but_for_time_pass_and_a_last_digit_fails(tmp_path, capsys):
+    base = {"training.csv": "task,acc,wall_time_s\na,0.9639,3.1\n", "regime/map.csv": "task,m\na,0.03\n"}
+    before = _run(tmp_path / "before", base)
+    same = _run(tmp_path / "same", {**base, "training.csv": "task,acc,wall_time_s\na,0.9639,9.9\n"})
+    assert compare.main([str(before), str(same)]) == 0
+    digit = _run(tmp_path / "digit", {**base, "training.csv": "task,acc,wall_time_s\na,0.9638,3.1\n"})
+    assert compare.main([str(before), str(digit)]) == 1
+    assert "row 0, acc: 0.9639 vs 0.9638" in capsys.readouterr().out
+    missing = _run(tmp_path / "missing", {"training.csv": base["training.csv"]})
+    assert compare.main([str(before), str(missing)]) == 1
+    assert "regime/map.csv: only in the before run" in capsys.readouterr().out
+    column = _run(tmp_path / "column", {**base, "regime/map.csv": "task,m,extra\na,0.03,1\n"})
+    assert compare.main([str(before), str(column)]) == 1
