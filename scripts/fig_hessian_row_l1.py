@@ -1,8 +1,9 @@
 """Rule `fig_hessian_row_l1`: paper Fig. 6, Hessian row L1 norms against the weight's magnitude rank."""
 
-from prunelimit.figures import by_task, plot_hessian_row_l1
+from prunelimit.figures.hessian import plot_hessian_row_l1
 from prunelimit.io import load_npz
 from prunelimit.runlog import rule_context
+from prunelimit.tables import by_task
 
 with rule_context(snakemake.log[0]) as log:  # noqa: F821
     rows = by_task(snakemake.params.tasks, snakemake.input.rows, load_npz)  # noqa: F821

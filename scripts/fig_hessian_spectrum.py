@@ -1,8 +1,9 @@
 """Rule `fig_hessian_spectrum`: the SLQ spectral density of every task, exact eigenvalues where computed."""
 
-from prunelimit.figures import by_task, plot_hessian_spectra
+from prunelimit.figures.hessian import plot_hessian_spectra
 from prunelimit.runlog import rule_context
 from prunelimit.spectrum import SLQResult, load_exact
+from prunelimit.tables import by_task
 
 with rule_context(snakemake.log[0]) as log:  # noqa: F821
     inp, p = snakemake.input, snakemake.params  # noqa: F821

@@ -1,7 +1,9 @@
 """Rule `fig_iterative_threshold`: paper Fig. 4 (top), theoretical threshold over iterative-pruning rounds."""
 
-from prunelimit.figures import by_task, load_csv, plot_iterative_threshold
+from prunelimit.figures.iterative_pruning import plot_iterative_threshold
+from prunelimit.io import load_csv
 from prunelimit.runlog import rule_context
+from prunelimit.tables import by_task
 
 with rule_context(snakemake.log[0]) as log:  # noqa: F821
     p, inp = snakemake.params, snakemake.input  # noqa: F821

@@ -2,9 +2,10 @@
 
 from collections import defaultdict
 
-from prunelimit.figures import by_task, load_csv, plot_l2_vs_rare_gems
-from prunelimit.io import load_json
+from prunelimit.figures.iterative_pruning import plot_l2_vs_rare_gems
+from prunelimit.io import load_csv, load_json
 from prunelimit.runlog import rule_context
+from prunelimit.tables import by_task
 
 with rule_context(snakemake.log[0]) as log:  # noqa: F821
     inp, p = snakemake.input, snakemake.params  # noqa: F821

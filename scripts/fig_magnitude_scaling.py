@@ -1,8 +1,9 @@
 """Rule `fig_magnitude_scaling`: paper Fig. 7, prediction vs actual threshold for weights scaled ×1…×5."""
 
-from prunelimit.figures import by_task, plot_magnitude_scaling
+from prunelimit.figures.weight_magnitude import plot_magnitude_scaling
 from prunelimit.io import load_json
 from prunelimit.runlog import rule_context
+from prunelimit.tables import by_task
 
 with rule_context(snakemake.log[0]) as log:  # noqa: F821
     scalings = by_task(snakemake.params.tasks, snakemake.input.scaling, load_json)  # noqa: F821

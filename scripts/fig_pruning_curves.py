@@ -1,8 +1,9 @@
 """Rule `fig_pruning_curves`: paper Fig. 3, normalised test loss and accuracy vs sparsity, all tasks."""
 
-from prunelimit.figures import by_task, load_csv, plot_pruning_curves
-from prunelimit.io import load_json
+from prunelimit.figures.pruning_curves import plot_pruning_curves
+from prunelimit.io import load_csv, load_json
 from prunelimit.runlog import rule_context
+from prunelimit.tables import by_task
 
 with rule_context(snakemake.log[0]) as log:  # noqa: F821
     inp, tasks = snakemake.input, snakemake.params.tasks  # noqa: F821

@@ -1,6 +1,7 @@
 """Rule `fig_regime_map`: predicted vs actual pruning limit across L1 strength, from the regime-map table."""
 
-from prunelimit.figures import load_csv, plot_regime_map
+from prunelimit.figures.regime_map import plot_regime_map
+from prunelimit.io import load_csv
 from prunelimit.runlog import rule_context
 
 with rule_context(snakemake.log[0]) as log:  # noqa: F821

@@ -1,8 +1,9 @@
 """Rule `fig_theory_vs_actual`: paper Fig. 5, prediction curve w²(R)/D vs the actual (R(s), s) curve."""
 
-from prunelimit.figures import by_task, plot_theory_vs_actual
+from prunelimit.figures.theory_vs_actual import plot_theory_vs_actual
 from prunelimit.io import load_json
 from prunelimit.runlog import rule_context
+from prunelimit.tables import by_task
 
 with rule_context(snakemake.log[0]) as log:  # noqa: F821
     inp, tasks = snakemake.input, snakemake.params.tasks  # noqa: F821

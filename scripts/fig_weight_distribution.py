@@ -1,8 +1,9 @@
 """Rule `fig_weight_distribution`: paper Figs. 2 and 8, log |w| histograms and threshold vs weight scale."""
 
-from prunelimit.figures import by_task, load_prunable_weights, plot_weight_distribution
+from prunelimit.figures.weight_magnitude import load_prunable_weights, plot_weight_distribution
 from prunelimit.io import load_json
 from prunelimit.runlog import rule_context
+from prunelimit.tables import by_task
 
 with rule_context(snakemake.log[0]) as log:  # noqa: F821
     inp, p = snakemake.input, snakemake.params  # noqa: F821

@@ -1,6 +1,6 @@
 """Rule `slq`: the SLQ Hessian spectrum of a trained (L1) model, converged on its predicted threshold."""
 
-from prunelimit.figures import plot_hessian_spectrum
+from prunelimit.figures.hessian import plot_hessian_spectrum
 from prunelimit.runlog import rule_context
 from prunelimit.theory import slq_task
 

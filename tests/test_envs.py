@@ -90,8 +90,8 @@ def third_party_imports(script):
                                   PACKAGE.joinpath(*parts, "__init__.py")):
                     if candidate.is_file():
                         queue.append(candidate)
-                if parts:  # `from prunelimit.x import y` also runs prunelimit/__init__.py
-                    queue.append(PACKAGE / "__init__.py")
+                for depth in range(len(parts)):  # `from prunelimit.x.y import z` also runs the packages' __init__.py
+                    queue.append(PACKAGE.joinpath(*parts[:depth], "__init__.py"))
             elif top not in sys.stdlib_module_names and top not in PROVIDED:
                 third_party.setdefault(top, path.relative_to(ROOT).as_posix())
     return third_party

@@ -7,13 +7,21 @@ written atomically.
 
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 
-from prunelimit import figures
+from prunelimit.figures.hessian import plot_hessian_row_l1, plot_hessian_spectra, plot_hessian_spectrum
+from prunelimit.figures.iterative_pruning import plot_iterative_threshold, plot_l2_vs_rare_gems
+from prunelimit.figures.pruning_curves import plot_pruning_curves
+from prunelimit.figures.regime_map import ZERO_SHRINKAGE_GAP, plot_regime_map
+from prunelimit.figures.style import TASK_COLUMNS, task_panels
+from prunelimit.figures.theory_vs_actual import plot_theory_vs_actual
+from prunelimit.figures.weight_magnitude import _collapsed_scales, plot_magnitude_scaling, plot_weight_distribution
 from prunelimit.io import PrunelimitError
 from prunelimit.spectrum import from_eigenvalues
+from prunelimit.tables import by_task
 from prunelimit.theory import magnitude_profile
 
 TASKS = ["task_a", "task_b", "task_c", "task_d", "task_e"]  # five: the panel grid wraps to a second row
@@ -93,7 +101,7 @@ def test_pruning_curves_draw_the_predicted_bounds_and_actual_thresholds(out):
     paths = out("pruning_curves")
     preds = {t: prediction(i) for i, t in enumerate(TASKS)}
     acts = {t: actual(i) for i, t in enumerate(TASKS)}
-    drawn = figures.plot_pruning_curves({t: curve(i) for i, t in enumerate(TASKS)}, preds, acts, paths)
+    drawn = plot_pruning_curves({t: curve(i) for i, t in enumerate(TASKS)}, preds, acts, paths)
     check_files(paths)
     assert list(drawn) == TASKS
     for i, task in enumerate(TASKS):
@@ -108,13 +116,13 @@ def test_pruning_curves_draw_the_predicted_bounds_and_actual_thresholds(out):
 
 def test_pruning_curves_need_the_unpruned_point(out):
     with pytest.raises(PrunelimitError, match="sparsity 0"):
-        figures.plot_pruning_curves({"t": curve(0).iloc[1:]}, {"t": prediction(0)}, {"t": actual(0)}, out("x"))
+        plot_pruning_curves({"t": curve(0).iloc[1:]}, {"t": prediction(0)}, {"t": actual(0)}, out("x"))
 
 
 def test_theory_vs_actual_marks_the_crossing_and_the_actual_threshold(out):
     paths = out("theory_vs_actual")
     preds = {"a": prediction(0, exact=True), "b": prediction(1)}
-    drawn = figures.plot_theory_vs_actual(preds, {"a": actual(0), "b": actual(1)}, paths)
+    drawn = plot_theory_vs_actual(preds, {"a": actual(0), "b": actual(1)}, paths)
     check_files(paths)
     for i, task in enumerate(["a", "b"]):
         assert drawn[task]["predicted_sparsity"] == pytest.approx(preds[task]["predicted_sparsity"])
@@ -125,7 +133,7 @@ def test_theory_vs_actual_marks_the_crossing_and_the_actual_threshold(out):
 def test_iterative_threshold_draws_both_arms(out):
     paths = out("iterative_threshold")
     df = iterative()
-    drawn = figures.plot_iterative_threshold({"a": df}, paths, l2=5e-4)
+    drawn = plot_iterative_threshold({"a": df}, paths, l2=5e-4)
     check_files(paths)
     for arm in ("no_l2", "l2"):
         last = df[df.arm == arm].iloc[-1]
@@ -138,8 +146,8 @@ def test_l2_vs_rare_gems_averages_rare_gems_over_seeds(out):
     paths = out("l2_vs_rare_gems")
     gems = [{"task": "a", "sparsity": s, "seed": seed, "test_acc": acc}
             for s, accs in ((0.5, (0.8, 0.9)), (0.9, (0.5, 0.7))) for seed, acc in enumerate(accs)]
-    drawn = figures.plot_l2_vs_rare_gems({"a": iterative(), "b": iterative(0.1)}, {"a": curve(0)},
-                                         {"a": gems}, paths, l2=5e-4)
+    drawn = plot_l2_vs_rare_gems({"a": iterative(), "b": iterative(0.1)}, {"a": curve(0)}, {"a": gems}, paths,
+                                 l2=5e-4)
     check_files(paths)
     assert drawn["a"]["rare_gems"] == pytest.approx({0.5: 0.85, 0.9: 0.6})
     assert "rare_gems" not in drawn["b"]  # no Rare Gems run for task b: said in the panel, nothing drawn
@@ -152,7 +160,7 @@ def test_hessian_row_l1_counts_zero_rows(out):
     rows = {"a": {"sparsities": np.arange(8) / 8, "l1_norms": norms, "zero_threshold": np.float64(1e-7)},
             "b": {"sparsities": np.arange(4) / 4, "l1_norms": np.array([1.0, 2.0, 3.0, 4.0]),
                   "zero_threshold": np.float64(1e-7)}}
-    drawn = figures.plot_hessian_row_l1(rows, paths)
+    drawn = plot_hessian_row_l1(rows, paths)
     check_files(paths)
     assert drawn["a"]["zero_fraction"] == pytest.approx(3 / 8) and drawn["a"]["n_rows"] == 8
     assert drawn["b"]["zero_fraction"] == 0.0
@@ -162,7 +170,7 @@ def test_hessian_row_l1_counts_zero_rows(out):
 def test_magnitude_scaling_draws_prediction_and_actual_per_scale(out):
     paths = out("magnitude_scaling")
     sc = {"a": scaling(0), "b": scaling(1, with_actual=False)}
-    drawn = figures.plot_magnitude_scaling(sc, paths)
+    drawn = plot_magnitude_scaling(sc, paths)
     check_files(paths)
     for row in sc["a"]["scales"]:
         assert drawn["a"][row["scale"]] == pytest.approx((row["predicted_sparsity"], row["actual_sparsity"]))
@@ -173,8 +181,8 @@ def test_scaled_models_that_lost_their_accuracy_are_flagged_not_hidden(out):
     sc = scaling(0)
     for row, acc in zip(sc["scales"], (0.95, 0.94, 0.10)):  # ×3 collapsed before any pruning
         row["dense_test_acc"] = acc
-    assert figures._collapsed_scales(sc["scales"]) == {3.0: 0.10}
-    drawn = figures.plot_magnitude_scaling({"a": sc}, out("magnitude_scaling"))
+    assert _collapsed_scales(sc["scales"]) == {3.0: 0.10}
+    drawn = plot_magnitude_scaling({"a": sc}, out("magnitude_scaling"))
     assert drawn["a"][3.0] == pytest.approx((0.4, 0.26))  # still drawn (greyed), with its number
 
 
@@ -185,7 +193,7 @@ def test_weight_distribution_cuts_at_the_magnitude_pruning_threshold(out):
     w_l1[:10] = 0.0  # exact zeros cannot be drawn on a log axis: counted instead
     weights = {"a": {"l1": w_l1, "dense": rng.normal(scale=0.05, size=5000)}}
     pred, act = prediction(0), actual(0)
-    drawn = figures.plot_weight_distribution(weights, {"a": pred}, {"a": act}, {"a": scaling(0)}, paths)
+    drawn = plot_weight_distribution(weights, {"a": pred}, {"a": act}, {"a": scaling(0)}, paths)
     check_files(paths)
     # the cut is the |w| of the largest weight removed at that sparsity, as the theory's profile has it
     profile = magnitude_profile(w_l1)
@@ -202,30 +210,30 @@ def test_hessian_spectra_panels_and_the_single_plot(out, tmp_path):
     rng = np.random.default_rng(1)
     eig_a, eig_b = rng.normal(size=200) ** 2, np.concatenate([np.zeros(50), rng.uniform(-0.1, 3.0, 100)])
     spectra = {"a": from_eigenvalues(eig_a), "b": from_eigenvalues(eig_b)}
-    drawn = figures.plot_hessian_spectra(spectra, paths, exact={"b": eig_b}, n_bins={"a": 300, "b": 400}, sigma2=1e-4)
+    drawn = plot_hessian_spectra(spectra, paths, exact={"b": eig_b}, n_bins={"a": 300, "b": 400}, sigma2=1e-4)
     check_files(paths)
     assert drawn["a"]["lambda_max"] == pytest.approx(eig_a.max()) and drawn["a"]["dim"] == 200
     assert drawn["b"]["lambda_min"] == pytest.approx(eig_b.min()) and drawn["b"]["dim"] == 150
     single = tmp_path / "single.png"
-    figures.plot_hessian_spectrum(spectra["a"], single, title="a", n_bins=200)
+    plot_hessian_spectrum(spectra["a"], single, title="a", n_bins=200)
     check_files([single])
 
 
 def test_panel_grid_wraps_and_hides_empty_cells():
-    fig, panels = figures._task_panels(TASKS, rows_per_task=2, share_x=True)
+    fig, panels = task_panels(TASKS, rows_per_task=2, share_x=True)
     assert list(panels) == TASKS and all(len(axes) == 2 for axes in panels.values())
     visible = [ax for ax in fig.axes if ax.get_visible()]
-    assert len(fig.axes) == 2 * 2 * figures.TASK_COLUMNS and len(visible) == 2 * len(TASKS)
+    assert len(fig.axes) == 2 * 2 * TASK_COLUMNS and len(visible) == 2 * len(TASKS)
     assert panels["task_e"][0].get_title() == "task_e"
-    figures.plt.close(fig)
+    plt.close(fig)
     with pytest.raises(PrunelimitError, match="no task"):
-        figures._task_panels([])
+        task_panels([])
 
 
 def test_by_task_pairs_tasks_with_files():
-    assert figures.by_task(["a", "b"], ["1", "22"], len) == {"a": 1, "b": 2}
+    assert by_task(["a", "b"], ["1", "22"], len) == {"a": 1, "b": 2}
     with pytest.raises(PrunelimitError, match="2 input files for 1 tasks"):
-        figures.by_task(["a"], ["1", "2"], len)
+        by_task(["a"], ["1", "2"], len)
 
 
 def regime_table() -> pd.DataFrame:
@@ -244,7 +252,7 @@ def regime_table() -> pd.DataFrame:
 def test_regime_map_draws_the_table_with_the_dense_point_at_the_left_edge(out):
     paths = out("regime_map")
     table = regime_table()
-    drawn = figures.plot_regime_map(table, paths)
+    drawn = plot_regime_map(table, paths)
     check_files(paths)
     assert list(drawn) == ["task_a", "task_b"]
     for task, series in drawn.items():
@@ -253,13 +261,13 @@ def test_regime_map_draws_the_table_with_the_dense_point_at_the_left_edge(out):
         assert series["actual_sparsity"] == pytest.approx(df.actual_sparsity.tolist())
         assert series["small_weight_share"] == pytest.approx(df.small_weight_share.tolist())
         # λ = 0 sits left of every positive shrinkage, by the documented factor; the rest at their shrinkage
-        assert series["x"][0] == pytest.approx(0.004 / figures.ZERO_SHRINKAGE_GAP) == series["zero_edge"]
+        assert series["x"][0] == pytest.approx(0.004 / ZERO_SHRINKAGE_GAP) == series["zero_edge"]
         assert series["x"][1:] == pytest.approx(df.l1_shrinkage.tolist()[1:])
 
 
 def test_regime_map_needs_a_positive_shrinkage_and_tolerance_columns(out):
     table = regime_table()
     with pytest.raises(PrunelimitError, match="positive L1 shrinkage"):
-        figures.plot_regime_map(table.assign(l1_shrinkage=0.0), out("r"))
+        plot_regime_map(table.assign(l1_shrinkage=0.0), out("r"))
     with pytest.raises(PrunelimitError, match="actual_tol_"):
-        figures.plot_regime_map(table.drop(columns=["actual_tol_0", "actual_tol_0.01", "actual_tol_0.02"]), out("r"))
+        plot_regime_map(table.drop(columns=["actual_tol_0", "actual_tol_0.01", "actual_tol_0.02"]), out("r"))

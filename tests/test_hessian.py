@@ -445,7 +445,7 @@ def test_spectrum_of_trained_and_exact_agree_on_the_trace(digits, tmp_path):
 
 
 def test_spectrum_plot_is_written(nets, tmp_path):
-    from prunelimit.figures import plot_hessian_spectrum
+    from prunelimit.figures.hessian import plot_hessian_spectrum
 
     model, x, y = nets["mlp"]
     result = slq(HessianOperator(model, x, y), n_runs=2, n_iter=10, progress=False)

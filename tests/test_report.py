@@ -226,13 +226,13 @@ def test_pruning_curves_figure_drew_the_predicted_and_actual_thresholds(mini_run
 
 def test_theory_vs_actual_figure_from_the_pipeline_files(mini_run, tmp_path):
     """Redraw Fig. 5 from the mini run's own files: the marks are the prediction.json/actual.json values."""
-    from prunelimit import figures
+    from prunelimit.figures.theory_vs_actual import plot_theory_vs_actual
     from prunelimit.io import load_json
 
     results, tasks = results_of(mini_run), main_study_tasks(load_config())
     preds = {t: load_json(results / "theory" / t / "prediction.json") for t in tasks}
     acts = {t: load_json(results / "prune" / t / "actual.json") for t in tasks}
-    drawn = figures.plot_theory_vs_actual(preds, acts, [tmp_path / "f.png"])
+    drawn = plot_theory_vs_actual(preds, acts, [tmp_path / "f.png"])
     for t in tasks:
         assert drawn[t]["predicted_sparsity"] == pytest.approx(preds[t]["predicted_sparsity"])
         assert drawn[t]["R_at_prediction"] == pytest.approx(preds[t]["R_at_prediction"])

@@ -1,4 +1,4 @@
-"""Atomic file output and JSON/npz loading with clear errors; torch-free.
+"""Atomic file output and JSON/npz/CSV loading with clear errors; torch-free.
 
 Every output is written to a temporary name beside its destination and renamed only once it is
 complete, so a killed job never leaves a half-written file that looks finished.
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .errors import PrunelimitError  # re-exported: the library raises it as prunelimit.io.PrunelimitError
 
@@ -87,6 +88,13 @@ def load_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise PrunelimitError(f"{path} is not valid JSON: {err}") from None
+
+
+def load_csv(path: str | os.PathLike) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise PrunelimitError(f"missing file: {path}")
+    return pd.read_csv(path)
 
 
 def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
