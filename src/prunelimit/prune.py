@@ -23,11 +23,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from .data import TensorData
-from .io import PrunelimitError
+from .io import PrunelimitError, atomic_path
 from .models import prunable_parameters, prunable_vector
 from .sparsity import MagnitudeRanking, check_sparsity, keep_count  # noqa: F401 - re-exported, the library's names
 from .train import Masks, TrainConfig, apply_masks, evaluate, train
@@ -151,8 +153,6 @@ def one_shot_sweep(model: nn.Module, data: TensorData, sparsities: Sequence[floa
     (0: never) and are NaN elsewhere; the thresholds use test accuracy alone. The model comes back
     unchanged.
     """
-    from tqdm import tqdm
-
     pruner = pruner or InPlacePruner(model)
     rows = []
     for i, s in enumerate(tqdm(list(sparsities), desc="sweep", disable=not progress, leave=False)):
@@ -322,10 +322,6 @@ CURVE_COLUMNS = ["sparsity", "density", "kept", "test_loss", "test_acc", "train_
 
 def save_rows_csv(rows: list[dict], path, columns: Sequence[str] | None = None) -> None:
     """Write ``rows`` (dicts) as a CSV atomically; ``columns`` fixes their order (and must exist)."""
-    import pandas as pd
-
-    from .io import atomic_path
-
     df = pd.DataFrame(rows)
     if columns is not None:
         missing = [c for c in columns if c not in df.columns]
