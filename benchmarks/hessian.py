@@ -50,7 +50,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from prunelimit.data import load_tensors, prepare_dataset  # noqa: E402
-from prunelimit.hessian import HessianOperator, slq  # noqa: E402
+from prunelimit.hessian import HessianOperator  # noqa: E402
+from prunelimit.lanczos import slq  # noqa: E402
 from prunelimit.models import build_model  # noqa: E402
 from prunelimit.train import TrainConfig, load_trained, train  # noqa: E402
 

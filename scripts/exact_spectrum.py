@@ -1,16 +1,13 @@
 """Rule `exact_spectrum`: every eigenvalue of a small model's Hessian (dense, float64 eigensolver)."""
 
-from prunelimit.config import resolve_device
-from prunelimit.data import load_tensors
-from prunelimit.hessian import exact_spectrum_of_trained, save_exact
 from prunelimit.runlog import rule_context
-from prunelimit.train import load_trained
+from prunelimit.tasks import exact_spectrum_task
 
 with rule_context(snakemake.log[0], snakemake.threads) as log:  # noqa: F821
-    device = resolve_device(snakemake.params.device)  # noqa: F821
-    model, meta = load_trained(snakemake.input.model, snakemake.input.metrics, device)  # noqa: F821
-    data = load_tensors(snakemake.input.data, device)  # noqa: F821
-    eigenvalues, settings = exact_spectrum_of_trained(model, data, snakemake.params.hessian)  # noqa: F821
-    save_exact(snakemake.output[0], eigenvalues, settings)  # noqa: F821
+    inp = snakemake.input  # noqa: F821
+    eigenvalues, settings = exact_spectrum_task(model_path=inp.model, metrics_path=inp.metrics, data_path=inp.data,
+                                                out_path=snakemake.output[0],  # noqa: F821
+                                                hessian_cfg=snakemake.params.hessian,  # noqa: F821
+                                                device=snakemake.params.device)  # noqa: F821
     log.info("D = %d, λ in [%.4g, %.4g], %.1f s", settings["dim"], eigenvalues[0], eigenvalues[-1],
              settings["elapsed_s"])

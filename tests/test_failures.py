@@ -267,7 +267,7 @@ def test_two_runs_from_scratch_give_identical_weights_spectra_and_predictions(tm
     import torch
 
     from prunelimit.cli import main
-    from prunelimit.hessian import spectrum_of_trained
+    from prunelimit.tasks import spectrum_of_trained
     from prunelimit.models import build_model
     from prunelimit.train import TrainConfig, train
 

@@ -21,8 +21,8 @@ from prunelimit.figures.theory_vs_actual import plot_theory_vs_actual
 from prunelimit.figures.weight_magnitude import _collapsed_scales, plot_magnitude_scaling, plot_weight_distribution
 from prunelimit.io import PrunelimitError
 from prunelimit.spectrum import from_eigenvalues
+from prunelimit.sparsity import MagnitudeRanking
 from prunelimit.tables import by_task
-from prunelimit.theory import magnitude_profile
 
 TASKS = ["task_a", "task_b", "task_c", "task_d", "task_e"]  # five: the panel grid wraps to a second row
 
@@ -195,10 +195,10 @@ def test_weight_distribution_cuts_at_the_magnitude_pruning_threshold(out):
     pred, act = prediction(0), actual(0)
     drawn = plot_weight_distribution(weights, {"a": pred}, {"a": act}, {"a": scaling(0)}, paths)
     check_files(paths)
-    # the cut is the |w| of the largest weight removed at that sparsity, as the theory's profile has it
-    profile = magnitude_profile(w_l1)
+    # the cut is the |w| of the largest weight removed at that sparsity, as the one ranking has it
+    ranking = MagnitudeRanking.of(w_l1)
     for key, s in (("cut_predicted_log10", pred["predicted_sparsity"]), ("cut_actual_log10", act["actual_sparsity"])):
-        expected = abs(w_l1[profile.threshold_index(s)])
+        expected = ranking.threshold_magnitude(s)
         assert drawn["a"][key] == pytest.approx(math.log10(expected))
     assert drawn["a"]["zero_weights"] == {"l1": 10, "dense": 0}
     assert drawn["a"]["scaled_predicted"] == pytest.approx([r["predicted_sparsity"] for r in scaling(0)["scales"]])

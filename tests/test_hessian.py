@@ -11,24 +11,14 @@ from torch import nn
 from torch.func import functional_call
 
 from pipeline_utils import load_config, snakemake, write_config
-from prunelimit import hessian
 from prunelimit.data import TensorData, load_tensors, prepare_dataset
-from prunelimit.hessian import (
-    HessianOperator,
-    SLQResult,
-    exact_eigenvalues,
-    exact_hessian,
-    exact_spectrum_of_trained,
-    lanczos,
-    load_exact,
-    save_exact,
-    slq,
-    spectrum_of_trained,
-)
+from prunelimit.hessian import HessianOperator, exact_eigenvalues, exact_hessian
+from prunelimit.lanczos import lanczos, run_quadrature, slq
 from prunelimit.checkpoint import save_torch
 from prunelimit.io import PrunelimitError, save_json
 from prunelimit.models import build_model, count_prunable, prunable_parameters
-from prunelimit.spectrum import from_eigenvalues
+from prunelimit.spectrum import SLQResult, from_eigenvalues, load_exact, save_exact
+from prunelimit.tasks import exact_spectrum_of_trained, spectrum_of_trained
 from prunelimit.train import TrainConfig, load_trained, train
 
 N_SAMPLES = 300  # a subset of digits keeps every dense Hessian small and fast
@@ -502,7 +492,7 @@ def test_converged_slq_stops_when_the_functional_is_stable_on_doubling():
         assert result.steps[run] == steps[-1]
         # the value at the stop is the run's own quadrature, and near the exact trace
         m = result.steps[run]
-        q = hessian.run_quadrature(result.alphas[run, :m], result.betas[run, :m - 1], op.dim)
+        q = run_quadrature(result.alphas[run, :m], result.betas[run, :m - 1], op.dim)
         assert functional(q) == pytest.approx(values[-1], abs=1e-12)
         assert abs(values[-1] - exact) < 0.03
     # the extended runs equal fresh runs of the same length (the doubling keeps the earlier steps)

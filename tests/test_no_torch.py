@@ -22,10 +22,9 @@ import torch
 
 from pipeline_utils import NO_TORCH, ROOT, TORCH_REFUSED
 from prunelimit.io import PrunelimitError
-from prunelimit.models import MODELS, build_model, prunable_parameters
+from prunelimit.models import MODELS, build_model, prunable_parameters, prunable_vector
 from prunelimit.spectrum import SLQResult, save_exact
 from prunelimit.statedict import prunable_weights, read_state_dict_arrays
-from prunelimit.theory import flat_prunable
 from test_envs import env_import_names, rules_with_env_and_script, third_party_imports
 
 PLOT_RULES = [(rule, script) for rule, env, script in rules_with_env_and_script() if env == "plot.yaml"]
@@ -93,7 +92,7 @@ def test_the_readers_figure_and_table_jobs_call_run_without_torch(tmp_path):
     proc = run_without_torch(code, tmp_path)
     assert proc.returncode == 0 and TORCH_REFUSED not in proc.stderr, proc.stderr[-3000:]
     out = np.load(tmp_path / "out.npz")
-    expected = flat_prunable(model).numpy()
+    expected = prunable_vector(model).double().numpy()
     assert out["figure"].dtype == np.float64 and np.array_equal(out["figure"], expected)
     assert out["table"].dtype == np.float32 and np.array_equal(out["table"], expected.astype(np.float32))
     assert np.array_equal(out["exact"], np.load(tmp_path / "exact.npz")["eigenvalues"])
@@ -111,8 +110,8 @@ def test_statedict_reads_what_torch_load_reads(tmp_path, name):
     for key, tensor in loaded.items():
         assert arrays[key].dtype == tensor.numpy().dtype and np.array_equal(arrays[key], tensor.numpy()), key
     # the state_dict rule for "prunable" picks exactly prunable_parameters, in its order
-    assert np.array_equal(prunable_weights(tmp_path / "model.pt", expected=flat_prunable(model).numel()),
-                          flat_prunable(model).numpy().astype(np.float32))
+    flat = prunable_vector(model).numpy()
+    assert np.array_equal(prunable_weights(tmp_path / "model.pt", expected=flat.size), flat)
 
 
 def test_statedict_follows_offsets_strides_and_dtypes(tmp_path):

@@ -19,12 +19,12 @@ from prunelimit.io import PrunelimitError
 from prunelimit.models import build_model, prunable_parameters
 from prunelimit.prune import (
     InPlacePruner,
-    MagnitudeRanking,
     count_kept,
     derived_seed,
     iterative_prune,
     keep_count,
     magnitude_masks,
+    magnitude_ranking,
     official_threshold,
     one_shot_sweep,
     retrain_config,
@@ -293,4 +293,4 @@ def test_derived_seeds_are_stable_and_distinct():
 
 def test_ranking_rejects_models_without_prunable_weights():
     with pytest.raises(PrunelimitError, match="no prunable"):
-        MagnitudeRanking.of(nn.Sequential(nn.ReLU()))
+        magnitude_ranking(nn.Sequential(nn.ReLU()))

@@ -199,7 +199,7 @@ def test_bounds_gap_table_shows_the_exact_spectrum_where_computed(mini_run):
 
 
 def test_slq_table_matches_the_spectrum_files(mini_run):
-    from prunelimit.hessian import SLQResult
+    from prunelimit.spectrum import SLQResult
 
     results = results_of(mini_run)
     table = pd.read_csv(results / "tables" / "slq.csv").set_index("task")

@@ -10,12 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from prunelimit import hessian, theory
+from prunelimit import gaussian_width, hessian, magnitude_scaling, tasks
 from prunelimit.data import TensorData
 from prunelimit.io import PrunelimitError, save_json
 from prunelimit.models import build_model, prunable_parameters
-from prunelimit.prune import MagnitudeRanking, keep_count
-from prunelimit.spectrum import Quadrature, absolute_spectrum, from_eigenvalues
+from prunelimit.lanczos import slq
+from prunelimit.prune import magnitude_ranking
+from prunelimit.sparsity import MagnitudeRanking, keep_count
+from prunelimit.spectrum import Quadrature, SLQResult, absolute_spectrum, from_eigenvalues, save_exact
 
 
 def _single(lam: float, dim: int) -> Quadrature:
@@ -32,10 +34,11 @@ def test_equal_eigenvalues_ball_closed_form(radius):
     # All λ equal: the sublevel set is a ball of radius r = √(2ε/λ); w²/D = r²/(R² + r²) = 1/(1 + R²λ/2ε).
     lam, eps, dim = 0.37, 0.02, 500
     expected = 1.0 / (1.0 + radius**2 * lam / (2 * eps))
-    assert theory.gaussian_width_sq(from_eigenvalues(np.full(dim, lam)), radius, eps) == pytest.approx(expected, 1e-12)
-    r_sq = theory.ellipsoid_radii_sq(np.full(3, -lam), eps)  # sign does not matter: |λ|
+    width = gaussian_width.gaussian_width_sq(from_eigenvalues(np.full(dim, lam)), radius, eps)
+    assert width == pytest.approx(expected, 1e-12)
+    r_sq = gaussian_width.ellipsoid_radii_sq(np.full(3, -lam), eps)  # sign does not matter: |λ|
     assert np.allclose(r_sq, 2 * eps / lam)
-    assert np.allclose(theory.projected_ellipsoid_axes(r_sq, radius) ** 2, expected)
+    assert np.allclose(gaussian_width.projected_ellipsoid_axes(r_sq, radius) ** 2, expected)
 
 
 def test_equal_axes_ellipsoid_is_scale_free_in_r_over_radius():
@@ -43,7 +46,7 @@ def test_equal_axes_ellipsoid_is_scale_free_in_r_over_radius():
     eps = 0.5
     for r, radius in [(1.0, 2.0), (3.0, 6.0), (0.01, 0.02)]:
         lam = 2 * eps / r**2
-        assert theory.gaussian_width_sq(_single(lam, 10), radius, eps) == pytest.approx(0.2, 1e-12)
+        assert gaussian_width.gaussian_width_sq(_single(lam, 10), radius, eps) == pytest.approx(0.2, 1e-12)
 
 
 def test_subspace_limit_counts_zero_directions():
@@ -52,17 +55,17 @@ def test_subspace_limit_counts_zero_directions():
     dim, k = 400, 123
     lam = np.concatenate([np.zeros(k), np.full(dim - k, 1e300)])
     for radius in (1e-3, 1.0, 1e3):
-        assert theory.gaussian_width_sq(from_eigenvalues(lam), radius, 0.1) * dim == pytest.approx(k, abs=1e-6)
+        assert gaussian_width.gaussian_width_sq(from_eigenvalues(lam), radius, 0.1) * dim == pytest.approx(k, abs=1e-6)
     # the same through the zero mass f₀ = k/D added to a spectrum of infinite eigenvalues
-    q = theory.theory_spectrum(_single(1e300, dim), k / dim)
-    assert theory.gaussian_width_sq(q, 1.0, 0.1) * dim == pytest.approx(k, abs=1e-6)
-    assert theory.gaussian_width_sq(q, 0.0, 0.1) == pytest.approx(1.0)  # R = 0: the whole space
+    q = gaussian_width.theory_spectrum(_single(1e300, dim), k / dim)
+    assert gaussian_width.gaussian_width_sq(q, 1.0, 0.1) * dim == pytest.approx(k, abs=1e-6)
+    assert gaussian_width.gaussian_width_sq(q, 0.0, 0.1) == pytest.approx(1.0)  # R = 0: the whole space
 
 
 def test_negative_eigenvalues_enter_by_magnitude():
     q = Quadrature(np.array([-2.0, 3.0]), np.array([0.5, 0.5]), 10)
     expected = 0.5 / (1 + 2.0 / 0.2) + 0.5 / (1 + 3.0 / 0.2)
-    assert theory.gaussian_width_sq(theory.theory_spectrum(q, 0.0), 1.0, 0.1) == pytest.approx(expected)
+    assert gaussian_width.gaussian_width_sq(gaussian_width.theory_spectrum(q, 0.0), 1.0, 0.1) == pytest.approx(expected)
 
 
 def test_circular_cone_statistical_dimension_monte_carlo():
@@ -80,14 +83,14 @@ def test_circular_cone_statistical_dimension_monte_carlo():
         proj_sq = np.where(phi <= alpha, norm_sq,
                            np.where(phi >= alpha + math.pi / 2, 0.0, norm_sq * np.cos(phi - alpha) ** 2))
         delta, se = proj_sq.mean(), proj_sq.std() / math.sqrt(n)
-        formula = theory.gaussian_width_sq(_single(2 * 0.5 / ratio**2, dim), 1.0, 0.5) * dim
+        formula = gaussian_width.gaussian_width_sq(_single(2 * 0.5 / ratio**2, dim), 1.0, 0.5) * dim
         assert formula == pytest.approx(dim * math.sin(alpha) ** 2)
         assert -4 * se <= delta - formula <= 1 + 4 * se, (ratio, delta, formula)
 
 
 def test_projection_of_ellipsoid_onto_sphere_is_the_ellipsoid_rho():
     # Boundary points y of E = {Σ y²/r² ≤ 1}, seen from distance R and projected radially, satisfy
-    # Σ z²(1 + R²/r²) = 1 (the derivation in theory.projected_ellipsoid_axes).
+    # Σ z²(1 + R²/r²) = 1 (the derivation in gaussian_width.projected_ellipsoid_axes).
     rng = np.random.default_rng(1)
     r = 10 ** rng.uniform(-1, 1, 50)
     radius = 1.7
@@ -114,7 +117,7 @@ def test_gaussian_width_of_projected_ellipsoid_monte_carlo():
     closed = np.sqrt((formula * g**2).sum(1))  # sup over the ellipsoid with axes ρ
     assert np.all(best <= closed + 1e-9) and np.all(best >= closed * (1 - 1e-4))
     width_sq = best.mean() ** 2
-    target = theory.gaussian_width_sq(from_eigenvalues(2 * 0.5 / r_sq), radius, 0.5) * dim
+    target = gaussian_width.gaussian_width_sq(from_eigenvalues(2 * 0.5 / r_sq), radius, 0.5) * dim
     assert target == pytest.approx(formula.sum())
     assert width_sq == pytest.approx(target, rel=0.02)
     assert (best**2).mean() == pytest.approx(target, rel=0.02)  # E sup² = Σρ² exactly
@@ -129,31 +132,32 @@ def test_distance_against_brute_force_mask_and_norm():
     rng = np.random.default_rng(3)
     w = np.round(rng.standard_normal(1001), 1)  # many ties
     w[:50] = 0.0
-    profile = theory.magnitude_profile(torch.from_numpy(w))
-    ranking = MagnitudeRanking(["w"], [torch.Size([w.size])],
-                               torch.sort(torch.from_numpy(np.abs(w)), descending=True, stable=True).indices)
+    ranking = MagnitudeRanking.of(w)
+    # ties: of equal |w| the earlier flat index is kept, as a stable descending sort orders them
+    reference = torch.sort(torch.from_numpy(np.abs(w)), descending=True, stable=True).indices.numpy()
+    assert np.array_equal(ranking.order, reference)
     for s in (0.0, 0.05, 0.1, 1 / 3, 0.5, 0.77, 0.999, 1.0):
         keep = keep_count(w.size, s)
         brute_sq = np.sort(np.abs(w))[::-1][keep:] ** 2  # everything below the keep largest
-        assert profile.distance(s) == pytest.approx(math.sqrt(brute_sq.sum()), rel=1e-12, abs=1e-12)
-        mask = profile.mask(s)
+        assert ranking.distance(s) == pytest.approx(math.sqrt(brute_sq.sum()), rel=1e-12, abs=1e-12)
+        mask = ranking.keep_mask(s)
         assert mask.sum() == keep
-        assert np.array_equal(mask, ranking.flat_keep(s).numpy())  # the same mask as prune's
-        assert profile.distance(s) == pytest.approx(np.linalg.norm(w - w * mask), abs=1e-12)
+        assert np.array_equal(np.flatnonzero(mask), np.sort(reference[:keep]))
+        assert ranking.distance(s) == pytest.approx(np.linalg.norm(w - w * mask), abs=1e-12)
     grid = np.linspace(0, 1, 11)
-    assert np.allclose(profile.distance(grid), [profile.distance(s) for s in grid])
+    assert np.allclose(ranking.distance(grid), [ranking.distance(s) for s in grid])
     # the threshold weight is the largest removed one
     s = 0.4
-    idx = profile.threshold_index(s)
-    assert not profile.mask(s)[idx]
-    assert abs(w[idx]) == np.abs(w[~profile.mask(s)]).max()
+    idx = ranking.threshold_index(s)
+    assert not ranking.keep_mask(s)[idx]
+    assert abs(w[idx]) == np.abs(w[~ranking.keep_mask(s)]).max() == ranking.threshold_magnitude(s)
 
 
-def test_profile_rejects_bad_weights():
+def test_ranking_rejects_bad_weights():
     with pytest.raises(PrunelimitError, match="non-finite"):
-        theory.magnitude_profile(np.array([1.0, np.nan]))
+        MagnitudeRanking.of(np.array([1.0, np.nan]))
     with pytest.raises(PrunelimitError, match="no prunable"):
-        theory.magnitude_profile(np.array([]))
+        MagnitudeRanking.of(np.array([]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,21 +169,21 @@ def _random_case(seed=4, dim=5000):
     rng = np.random.default_rng(seed)
     nodes = rng.choice([-1, 1], 64) * 10 ** rng.uniform(-6, 1, 64)
     q = Quadrature(nodes, rng.dirichlet(np.ones(64)), dim)
-    profile = theory.magnitude_profile(rng.standard_normal(dim) * 0.05)
-    return q, profile
+    ranking = MagnitudeRanking.of(rng.standard_normal(dim) * 0.05)
+    return q, ranking
 
 
 def test_fixed_point_against_dense_grid_search():
-    q, profile = _random_case()
+    q, ranking = _random_case()
     eps, f0, eta = 0.01, 0.1, 0.05
-    pred = theory.predict_from_spectrum(profile, q, eps, zero_fraction=f0, eta=eta)
-    qq = theory.theory_spectrum(q, f0)
+    pred = gaussian_width.predict_from_spectrum(ranking, q, eps, zero_fraction=f0, eta=eta)
+    qq = gaussian_width.theory_spectrum(q, f0)
     grid = np.linspace(0, 1, 100_001)
-    radii = profile.distance(grid)
+    radii = ranking.distance(grid)
     width = (qq.weights[None, :] / (1 + radii[:, None] ** 2 * qq.nodes[None, :] / (2 * eps))).sum(1)
-    a = theory.a_eta(eta)
+    a = gaussian_width.a_eta(eta)
     assert a == pytest.approx(math.sqrt(8 * math.log(80)))
-    dim = profile.dim
+    dim = ranking.dim
     for key, offset in [("predicted_sparsity", 0.0), ("lower_sparsity", -a / math.sqrt(dim)),
                         ("upper_sparsity", (1 + a * math.sqrt(dim)) / dim)]:
         ok = width + offset - grid >= 0
@@ -198,12 +202,12 @@ def test_prediction_and_kinematic_bounds_closed_form():
     kappa = a**2 * dim * lam / (2 * eps)
     assert kappa == pytest.approx(6.0)
     w = np.where(np.arange(dim) % 2 == 0, a, -a)
-    pred = theory.predict_from_spectrum(theory.magnitude_profile(w), _single(lam, dim), eps,
+    pred = gaussian_width.predict_from_spectrum(MagnitudeRanking.of(w), _single(lam, dim), eps,
                                         zero_fraction=0.0, eta=eta)
     assert pred["predicted_sparsity"] == pytest.approx(1 / 3, abs=1e-4)  # (−1 + √(1 + 4κ))/(2κ) = 4/12
-    c = theory.a_eta(eta) / math.sqrt(dim)
+    c = gaussian_width.a_eta(eta) / math.sqrt(dim)
     low = (-(1 + c * kappa) + math.sqrt((1 + c * kappa) ** 2 + 4 * kappa * (1 - c))) / (2 * kappa)
-    d = (1 + theory.a_eta(eta) * math.sqrt(dim)) / dim
+    d = (1 + gaussian_width.a_eta(eta) * math.sqrt(dim)) / dim
     up = (-(1 - d * kappa) + math.sqrt((1 - d * kappa) ** 2 + 4 * kappa * (1 + d))) / (2 * kappa)
     assert pred["lower_sparsity"] == pytest.approx(low, abs=1e-4)
     assert pred["upper_sparsity"] == pytest.approx(up, abs=1e-4)
@@ -212,29 +216,29 @@ def test_prediction_and_kinematic_bounds_closed_form():
 
 def test_bounds_clip_to_unit_interval():
     # Tiny D: a_η√D > D, so the lower bound clips to 0 and the upper to 1.
-    pred = theory.predict_from_spectrum(theory.magnitude_profile(np.ones(20)), _single(1.0, 20), 0.1,
+    pred = gaussian_width.predict_from_spectrum(MagnitudeRanking.of(np.ones(20)), _single(1.0, 20), 0.1,
                                         zero_fraction=0.0)
     assert pred["lower_sparsity"] == 0.0 and pred["upper_sparsity"] == 1.0
     assert 0 < pred["predicted_sparsity"] < 1
 
 
 def test_larger_weights_lower_the_predicted_threshold():
-    q, profile = _random_case(seed=5, dim=3000)
-    out = theory.magnitude_scaling(profile, q, 0.01, [1, 2, 3, 4, 5], zero_fraction=0.05,
+    q, ranking = _random_case(seed=5, dim=3000)
+    out = magnitude_scaling.magnitude_scaling(ranking, q, 0.01, [1, 2, 3, 4, 5], zero_fraction=0.05,
                                    actual_threshold=lambda c: {"actual_sparsity": 1.0 / c})
     pred = [row["predicted_sparsity"] for row in out["scales"]]
     assert all(a > b for a, b in zip(pred, pred[1:]))
-    base = theory.predict_from_spectrum(profile, q, 0.01, zero_fraction=0.05)
+    base = gaussian_width.predict_from_spectrum(ranking, q, 0.01, zero_fraction=0.05)
     assert pred[0] == base["predicted_sparsity"]
     assert out["scales"][2]["actual_sparsity"] == pytest.approx(1 / 3)
     with pytest.raises(PrunelimitError, match="scales"):
-        theory.magnitude_scaling(profile, q, 0.01, [0.0], zero_fraction=0.0)
+        magnitude_scaling.magnitude_scaling(ranking, q, 0.01, [0.0], zero_fraction=0.0)
 
 
 def test_smoothed_estimate_matches_quadrature_for_narrow_kernel():
     q = Quadrature(np.array([0.5, -2.0]), np.array([0.3, 0.7]), 100)
-    smooth = theory.smoothed_spectrum(q, 0.2, n_bins=20000, sigma2=1e-6)
-    exact = theory.gaussian_width_sq(theory.theory_spectrum(q, 0.2), 0.8, 0.05)
+    smooth = gaussian_width.smoothed_spectrum(q, 0.2, n_bins=20000, sigma2=1e-6)
+    exact = gaussian_width.gaussian_width_sq(gaussian_width.theory_spectrum(q, 0.2), 0.8, 0.05)
     assert smooth.gaussian_width_sq(0.8, 0.05) == pytest.approx(exact, abs=1e-4)
 
 
@@ -246,18 +250,18 @@ def test_smoothed_estimate_matches_quadrature_for_narrow_kernel():
 @pytest.mark.parametrize("bad", [0.0, -1e-3, float("nan"), float("inf"), "x"])
 def test_bad_epsilon_is_a_clear_error(bad):
     with pytest.raises(PrunelimitError, match="epsilon"):
-        theory.check_epsilon(bad, "config theory.epsilon")
-    q, profile = _random_case(dim=200)
+        gaussian_width.check_epsilon(bad, "config theory.epsilon")
+    q, ranking = _random_case(dim=200)
     with pytest.raises(PrunelimitError, match="epsilon"):
-        theory.predict_from_spectrum(profile, q, bad, zero_fraction=0.0)
+        gaussian_width.predict_from_spectrum(ranking, q, bad, zero_fraction=0.0)
 
 
 def test_spectrum_of_another_dimension_is_rejected():
-    q, profile = _random_case(dim=200)
+    q, ranking = _random_case(dim=200)
     with pytest.raises(PrunelimitError, match="spectrum is over 201"):
-        theory.predict_from_spectrum(profile, Quadrature(q.nodes, q.weights, 201), 0.1, zero_fraction=0.0)
+        gaussian_width.predict_from_spectrum(ranking, Quadrature(q.nodes, q.weights, 201), 0.1, zero_fraction=0.0)
     with pytest.raises(PrunelimitError, match="eta"):
-        theory.a_eta(1.5)
+        gaussian_width.a_eta(1.5)
 
 
 def _tiny(seed=0, n=40):
@@ -276,18 +280,18 @@ def test_loss_tolerance_override_and_measured():
     from prunelimit.train import per_batch_loss_std
 
     model, data = _tiny(n=64)
-    eps, source = theory.loss_tolerance(model, data, override=0.25)
+    eps, source = gaussian_width.loss_tolerance(model, data, override=0.25)
     assert (eps, source) == (0.25, "config theory.epsilon")
-    eps, source = theory.loss_tolerance(model, data, l1=1e-3, seed=3)
+    eps, source = gaussian_width.loss_tolerance(model, data, l1=1e-3, seed=3)
     assert eps == per_batch_loss_std(model, data, batch_size=32, l1=1e-3, seed=3)
     assert "batch 32" in source
     with pytest.raises(PrunelimitError, match="epsilon"):
-        theory.loss_tolerance(model, data, override=-1.0)
+        gaussian_width.loss_tolerance(model, data, override=-1.0)
     constant = build_model("mlp", (1, 2, 3), 3, hidden=[4]).eval()
     for p in constant.parameters():
         torch.nn.init.zeros_(p)
     with pytest.raises(PrunelimitError, match="epsilon"):  # identical batch losses: ε = 0
-        theory.loss_tolerance(constant, TensorData(data.x_train, torch.zeros_like(data.y_train), data.x_test,
+        gaussian_width.loss_tolerance(constant, TensorData(data.x_train, torch.zeros_like(data.y_train), data.x_test,
                                                    data.y_test, 3))
 
 
@@ -320,45 +324,45 @@ def _dense_hessian(model, data, params: str) -> torch.Tensor:
 def test_hessian_rows_against_dense_autograd_hessian(params):
     model, data = _tiny()
     dense = _dense_hessian(model, data, params)
-    profile = theory.magnitude_profile(theory.flat_prunable(model))
-    levels = profile.dim  # every threshold weight
-    rows = theory.hessian_rows(model, data, hessian_cfg={"params": params, "chunk_size": 0},
-                               theory_cfg={"row_levels": levels, "zero_row_threshold": 1e-7}, profile=profile)
-    positions = theory.operator_positions(model, params)[rows.weight_indices]
+    ranking = magnitude_ranking(model)
+    levels = ranking.dim  # every threshold weight
+    rows = hessian.hessian_rows(model, data, hessian_cfg={"params": params, "chunk_size": 0},
+                               theory_cfg={"row_levels": levels, "zero_row_threshold": 1e-7}, ranking=ranking)
+    positions = hessian.operator_positions(model, params)[rows.weight_indices]
     expected = dense[torch.as_tensor(positions)].abs().sum(1).numpy()
     assert np.allclose(rows.l1_norms, expected, rtol=1e-4, atol=1e-6)
-    assert np.array_equal(rows.weight_indices, [profile.threshold_index(s) for s in rows.sparsities])
+    assert np.array_equal(rows.weight_indices, [ranking.threshold_index(s) for s in rows.sparsities])
     n_zero = int((expected < 1e-7).sum())
     assert n_zero >= 4  # the dead input's 4 weights (and level 0 repeats the smallest)
     assert rows.zero_fraction == pytest.approx(n_zero / levels)
 
 
 def test_hessian_rows_roundtrip_and_dimension_check(tmp_path):
-    rows = theory.HessianRows(np.array([0.0, 0.5]), np.array([3, 1]), np.array([0.0, 0.2]), np.array([0.0, 2.5]),
+    rows = hessian.HessianRows(np.array([0.0, 0.5]), np.array([3, 1]), np.array([0.0, 0.2]), np.array([0.0, 2.5]),
                               1e-7, 10)
     assert rows.zero_fraction == 0.5
     rows.save(tmp_path / "rows.npz")
-    back = theory.HessianRows.load(tmp_path / "rows.npz", dim=10)
+    back = hessian.HessianRows.load(tmp_path / "rows.npz", dim=10)
     assert np.array_equal(back.l1_norms, rows.l1_norms) and back.zero_fraction == 0.5
     with pytest.raises(PrunelimitError, match="is for 10 weights"):
-        theory.HessianRows.load(tmp_path / "rows.npz", dim=11)
+        hessian.HessianRows.load(tmp_path / "rows.npz", dim=11)
     with pytest.raises(PrunelimitError, match="missing Hessian-rows file"):
-        theory.HessianRows.load(tmp_path / "absent.npz")
+        hessian.HessianRows.load(tmp_path / "absent.npz")
 
 
 def test_predict_from_model_with_exact_spectrum_is_json_ready(tmp_path):
     model, data = _tiny(n=64)
     eig = torch.linalg.eigvalsh(_dense_hessian(model, data, "prunable")).numpy()
-    out = theory.predict_from_model(model, data, hessian_cfg={"params": "prunable", "n_bins": 2000, "sigma2": 1e-5},
+    out = tasks.predict_from_model(model, data, hessian_cfg={"params": "prunable", "n_bins": 2000, "sigma2": 1e-5},
                                     theory_cfg={"epsilon": None, "eta": 0.05, "row_levels": 10, "scales": [1, 2]},
                                     spectrum=from_eigenvalues(eig))
-    profile = theory.magnitude_profile(theory.flat_prunable(model))
-    direct = theory.predict_from_spectrum(profile, from_eigenvalues(eig), out["epsilon"],
+    ranking = magnitude_ranking(model)
+    direct = gaussian_width.predict_from_spectrum(ranking, from_eigenvalues(eig), out["epsilon"],
                                           zero_fraction=out["zero_fraction"])
     assert out["predicted_sparsity"] == direct["predicted_sparsity"]
     assert out["lower_sparsity"] <= out["predicted_sparsity"] <= out["upper_sparsity"]
-    assert out["D"] == profile.dim and out["zero_rows"]["n_rows"] == 10
-    assert out["curves"]["R_grid"][-1] >= 2 * profile.norm  # covers the scaled R range
+    assert out["D"] == ranking.dim and out["zero_rows"]["n_rows"] == 10
+    assert out["curves"]["R_grid"][-1] >= 2 * ranking.norm  # covers the scaled R range
     save_json(out, tmp_path / "p.json")
     assert json.loads((tmp_path / "p.json").read_text())["bounds"] == "kinematic bounds"
 
@@ -379,9 +383,9 @@ def task_files(tmp_path):
              x_test=data.x_test.numpy(), y_test=data.y_test.numpy(), mean=np.zeros(1, np.float32),
              std=np.ones(1, np.float32), num_classes=np.int64(3))
     op = hessian.HessianOperator(model, data.x_train, data.y_train)
-    hessian.slq(op, 3, 12, seed=0, progress=False).save(tmp_path / "slq.npz")
-    eig, settings = hessian.exact_spectrum_of_trained(model, data, {"params": "prunable"})
-    hessian.save_exact(tmp_path / "exact.npz", eig, settings)
+    slq(op, 3, 12, seed=0, progress=False).save(tmp_path / "slq.npz")
+    eig, settings = tasks.exact_spectrum_of_trained(model, data, {"params": "prunable"})
+    save_exact(tmp_path / "exact.npz", eig, settings)
     return tmp_path, model
 
 
@@ -396,9 +400,9 @@ def _paths(d):
 
 def test_rule_functions_write_rows_prediction_with_exact_and_scaling(task_files):
     d, model = task_files
-    rows = theory.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_cfg=HCFG, theory_cfg=TCFG)
+    rows = tasks.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_cfg=HCFG, theory_cfg=TCFG)
     assert len(rows.l1_norms) == 6 and (d / "rows.npz").exists()
-    out = theory.theory_task(**_paths(d), slq_path=d / "slq.npz", rows_path=d / "rows.npz",
+    out = tasks.theory_task(**_paths(d), slq_path=d / "slq.npz", rows_path=d / "rows.npz",
                              exact_path=d / "exact.npz", out_path=d / "prediction.json", hessian_cfg=HCFG,
                              theory_cfg=TCFG)
     saved = json.loads((d / "prediction.json").read_text())
@@ -411,7 +415,7 @@ def test_rule_functions_write_rows_prediction_with_exact_and_scaling(task_files)
     assert exact["n_eigenvalues"] == saved["D"]
     assert len(exact["gw2_over_D"]) == len(saved["curves"]["R_grid"])
     assert saved["provenance"]["spectrum_file"].endswith("slq.npz")
-    scaling = theory.scaling_task(**_paths(d), slq_path=d / "slq.npz", prediction_path=d / "prediction.json",
+    scaling = tasks.scaling_task(**_paths(d), slq_path=d / "slq.npz", prediction_path=d / "prediction.json",
                                   out_path=d / "scaling.json", hessian_cfg=HCFG, theory_cfg=TCFG)
     rows_out = json.loads((d / "scaling.json").read_text())["scales"]
     assert [r["scale"] for r in rows_out] == [1.0, 2.0]
@@ -429,36 +433,36 @@ def test_rule_functions_write_rows_prediction_with_exact_and_scaling(task_files)
 def test_missing_or_inconsistent_spectrum_file_stops(task_files):
     d, model = task_files
     with pytest.raises(PrunelimitError, match="missing SLQ result file"):
-        theory.load_spectrum(d / "absent.npz", kind="slq", model=model, hessian_cfg=HCFG)
+        tasks.load_spectrum(d / "absent.npz", kind="slq", model=model, hessian_cfg=HCFG)
     with pytest.raises(PrunelimitError, match="missing exact spectrum file"):
-        theory.load_spectrum(d / "absent.npz", kind="exact", model=model, hessian_cfg=HCFG)
+        tasks.load_spectrum(d / "absent.npz", kind="exact", model=model, hessian_cfg=HCFG)
     (d / "garbage.npz").write_bytes(b"not an npz")
     with pytest.raises(PrunelimitError, match="garbage.npz"):
-        theory.load_spectrum(d / "garbage.npz", kind="slq", model=model, hessian_cfg=HCFG)
-    res = hessian.SLQResult.load(d / "slq.npz")
-    wrong_dim = hessian.SLQResult(res.ritz_values, res.ritz_weights, res.alphas, res.betas, res.dim + 1,
+        tasks.load_spectrum(d / "garbage.npz", kind="slq", model=model, hessian_cfg=HCFG)
+    res = SLQResult.load(d / "slq.npz")
+    wrong_dim = SLQResult(res.ritz_values, res.ritz_weights, res.alphas, res.betas, res.dim + 1,
                                   {**res.settings, "dim": res.dim + 1}, res.steps)
     wrong_dim.save(d / "other.npz")
     with pytest.raises(PrunelimitError, match=r"other.npz is over 37 parameters, but the model has 36"):
-        theory.load_spectrum(d / "other.npz", kind="slq", model=model, hessian_cfg=HCFG)
+        tasks.load_spectrum(d / "other.npz", kind="slq", model=model, hessian_cfg=HCFG)
     with pytest.raises(PrunelimitError, match="params='prunable'"):
-        theory.load_spectrum(d / "slq.npz", kind="slq", model=model, hessian_cfg={**HCFG, "params": "all"})
-    hessian.save_exact(d / "short.npz", np.ones(5), {})
+        tasks.load_spectrum(d / "slq.npz", kind="slq", model=model, hessian_cfg={**HCFG, "params": "all"})
+    save_exact(d / "short.npz", np.ones(5), {})
     with pytest.raises(PrunelimitError, match="short.npz is over 5 parameters"):
-        theory.load_spectrum(d / "short.npz", kind="exact", model=model, hessian_cfg=HCFG)
-    theory.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_cfg=HCFG, theory_cfg=TCFG)
+        tasks.load_spectrum(d / "short.npz", kind="exact", model=model, hessian_cfg=HCFG)
+    tasks.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_cfg=HCFG, theory_cfg=TCFG)
     with pytest.raises(PrunelimitError, match="missing SLQ result file"):
-        theory.theory_task(**_paths(d), slq_path=d / "absent.npz", rows_path=d / "rows.npz",
+        tasks.theory_task(**_paths(d), slq_path=d / "absent.npz", rows_path=d / "rows.npz",
                            out_path=d / "p.json", hessian_cfg=HCFG, theory_cfg=TCFG)
     assert not (d / "p.json").exists()
 
 
 def test_non_positive_epsilon_in_config_stops_the_theory_rule(task_files):
     d, _ = task_files
-    theory.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_cfg=HCFG, theory_cfg=TCFG)
+    tasks.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_cfg=HCFG, theory_cfg=TCFG)
     for bad in (0.0, -0.5):
         with pytest.raises(PrunelimitError, match="epsilon from config theory.epsilon must be finite and > 0"):
-            theory.theory_task(**_paths(d), slq_path=d / "slq.npz", rows_path=d / "rows.npz", out_path=d / "p.json",
+            tasks.theory_task(**_paths(d), slq_path=d / "slq.npz", rows_path=d / "rows.npz", out_path=d / "p.json",
                                hessian_cfg=HCFG, theory_cfg={**TCFG, "epsilon": bad})
     assert not (d / "p.json").exists()
 
@@ -467,9 +471,9 @@ def test_official_smoothed_estimate_is_undefined_not_fatal_when_kernels_miss_the
     # Two far-apart nodes, 5 grid points and a vanishing kernel: the smoothed density is zero on
     # every grid point. The comparison becomes None; the prediction itself is unaffected.
     rng = np.random.default_rng(0)
-    profile = theory.magnitude_profile(rng.normal(size=400))
+    ranking = MagnitudeRanking.of(rng.normal(size=400))
     spectrum = Quadrature(np.array([0.0137, 97.31]), np.array([0.5, 0.5]), 400)
-    out = theory.prediction_report(profile, spectrum, 0.01, zero_fraction=0.0,
+    out = gaussian_width.prediction_report(ranking, spectrum, 0.01, zero_fraction=0.0,
                                    hessian_cfg={"n_bins": 5, "sigma2": 1e-12}, theory_cfg={"eta": 0.05})
     assert out["official_smoothed"]["predicted_sparsity"] is None
     assert "undefined" in out["official_smoothed"]["note"]
@@ -521,20 +525,21 @@ def _dead_inputs_model():
 def test_slq_plus_f0_matches_the_exact_spectrum_on_a_model_with_zero_hessian_rows():
     model, data = _dead_inputs_model()
     op = hessian.HessianOperator(model, data.x_train, data.y_train)
-    profile = theory.magnitude_profile(theory.flat_prunable(model))
-    eps, _ = theory.loss_tolerance(model, data)
-    rows = theory.hessian_rows(model, data, hessian_cfg={"params": "prunable"}, theory_cfg={"row_levels": 50},
-                               profile=profile, operator=op)
+    ranking = magnitude_ranking(model)
+    eps, _ = gaussian_width.loss_tolerance(model, data)
+    rows = hessian.hessian_rows(model, data, hessian_cfg={"params": "prunable"}, theory_cfg={"row_levels": 50},
+                               ranking=ranking, operator=op)
     assert 0.3 <= rows.zero_fraction <= 56 / 152  # the rows see the dead weights (never more than there are)
-    exact = theory.sparsity_predictor(profile, eps, 0.0)(from_eigenvalues(hessian.exact_eigenvalues(op)))
+    exact = gaussian_width.sparsity_predictor(ranking, eps, 0.0)(from_eigenvalues(hessian.exact_eigenvalues(op)))
     # every run to its invariant subspace, so the only error left is the stochastic trace estimate
-    result = hessian.slq(op, n_runs=60, n_iter=op.dim, seed=1, progress=False)
-    with_f0 = theory.sparsity_predictor(profile, eps, rows.zero_fraction)(result.quadrature())
+    result = slq(op, n_runs=60, n_iter=op.dim, seed=1, progress=False)
+    with_f0 = gaussian_width.sparsity_predictor(ranking, eps, rows.zero_fraction)(result.quadrature())
     assert abs(with_f0 - exact) < 0.005
     assert 0.1 < exact < 0.99  # a prediction the zero mass can move
     # the official rescale-and-add counts the null mass SLQ found a second time: far off
     q = absolute_spectrum(result.quadrature())
     f0 = rows.zero_fraction
     doubled = Quadrature(np.append(q.nodes, 1e-30), np.append(q.weights * (1 - f0), f0), q.dim)
-    official = theory.largest_fixed_point(lambda s: theory.gaussian_width_sq(doubled, profile.distance(s), eps))
+    official = gaussian_width.largest_fixed_point(
+        lambda s: gaussian_width.gaussian_width_sq(doubled, ranking.distance(s), eps))
     assert official - exact > 0.03

@@ -1,6 +1,6 @@
 """``prunelimit``: command-line tools. ``prunelimit predict`` predicts the pruning limit of a model.
 
-The prediction runs through :func:`prunelimit.theory.predict_from_model`, the same function the
+The prediction runs through :func:`prunelimit.tasks.predict_from_model`, the same function the
 pipeline's theory rule calls, so a checkpoint gets the same answer here and in the pipeline.
 """
 
@@ -215,7 +215,7 @@ def check_model_fits_data(model: nn.Module, data) -> None:
 def predict(args: argparse.Namespace) -> dict:
     from .config import resolve_device
     from .checkpoint import load_state_dict
-    from .theory import predict_from_model
+    from .tasks import predict_from_model
 
     timings: dict[str, float] = {}
     model_args = parse_model_args(args.model_args)  # before any slow step

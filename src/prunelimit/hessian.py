@@ -1,4 +1,4 @@
-"""The training-loss Hessian as a linear operator, and its spectrum by stochastic Lanczos quadrature.
+"""The training-loss Hessian as a linear operator, its dense form, and its rows at the threshold weights.
 
 - :class:`HessianOperator`: products H·v of the Hessian of the full-training-set loss (mean
   cross-entropy, model in eval mode) with respect to the prunable weights (default) or all
@@ -7,46 +7,33 @@
   the layer before it. Measured on CPU (benchmarks/hessian.py, 1 thread, all parameters): 1.9
   gradients a product on the mini FC5 and FC12 (their exact products' matmul FLOPs are 1.83 and
   1.96 gradients'), 1.2 on the mini VGG16 (1.8 before the folding).
-- :func:`lanczos`: Lanczos tridiagonalisation with full reorthogonalisation, its basis in one
-  preallocated matrix.
-- :func:`slq`: stochastic Lanczos quadrature (Ubaru, Chen & Saad 2017, "Fast estimation of
-  tr(f(A)) via stochastic Lanczos quadrature"; PyHessian's ``density``, Yao et al. 2020):
-  Rademacher start vectors, Ritz values as nodes, squared first eigenvector components as weights.
-  The result is an :class:`SLQResult`; :meth:`SLQResult.quadrature` turns it into the
-  :class:`~prunelimit.spectrum.Quadrature` every spectral functional is computed from
-  (tr f(H) ≈ D · mean over runs of Σ_j τ_j f(θ_j), :meth:`~prunelimit.spectrum.Quadrature.trace_f`).
 - :func:`exact_hessian`, :func:`exact_eigenvalues`: the dense Hessian of small models (validation).
+- :func:`hessian_rows`: L1 norms of the Hessian rows at the magnitude-threshold weights, whose
+  share of zero rows is the theory's zero-eigenvalue mass f₀ (:mod:`prunelimit.gaussian_width`).
+
+The spectrum by stochastic Lanczos quadrature is :mod:`prunelimit.lanczos`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import time
+import os
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
-from .io import PrunelimitError
+from .io import PrunelimitError, load_npz, save_npz
 from .models import prunable_parameters
-# SLQResult and the exact-spectrum files are numpy-only: they live in spectrum.py, where figure and
-# table jobs read them without torch, and are re-exported here, where the library has always named them.
-from .spectrum import Quadrature, SLQResult, load_exact, save_exact  # noqa: F401
+from .prune import magnitude_ranking
+from .sparsity import MagnitudeRanking
 
 PARAM_SETS = ("prunable", "all")
 EXACT_MAX_DIM = 20_000  # dense Hessians beyond this are refused (20k² float64 = 3.2 GB)
-
-
-class LinearOperator(Protocol):
-    """What :func:`lanczos` needs: a dimension and a product with a flat vector."""
-
-    dim: int
-
-    def matvec(self, v: torch.Tensor) -> torch.Tensor: ...
 
 
 @contextlib.contextmanager
@@ -297,217 +284,6 @@ class HessianOperator:
 
 
 # ---------------------------------------------------------------------------------------------
-# Lanczos and stochastic Lanczos quadrature
-# ---------------------------------------------------------------------------------------------
-
-
-class Lanczos:
-    """Lanczos tridiagonalisation of ``op`` from ``v0`` with full reorthogonalisation, extendable.
-
-    :meth:`extend` runs steps until the tridiagonal T = Q H Qᵀ (the rows of Q are the Lanczos
-    vectors) has the asked size: the steps already run are kept, so doubling the step count costs
-    only the new products. ``alphas`` (m,) and ``betas`` (m−1,) are T's diagonal and off-diagonal
-    (float64). ``broke_down`` is set when the Krylov space is exhausted (β ≈ 0: an invariant
-    subspace, whose Ritz values are then exact eigenvalues); no step runs after that.
-
-    The basis lives in one (max_steps, D) matrix (``basis``, preallocated by the caller to reuse it
-    across runs, or allocated here). After the three-term recurrence each new vector is
-    orthogonalised against the whole basis by classical Gram–Schmidt, in place (two matrix–vector
-    products), and once more when that removed more than 1 − 1/√2 of its norm ("twice is enough":
-    Daniel, Gragg, Kaufman & Stewart 1976; Parlett, *The Symmetric Eigenvalue Problem*, §6.9).
-    PyHessian instead orthogonalises against a Python list of per-layer tensors, vector by vector.
-    """
-
-    def __init__(self, op: LinearOperator, v0: torch.Tensor, max_steps: int, basis: torch.Tensor | None = None):
-        dim = op.dim
-        if max_steps < 1:
-            raise PrunelimitError(f"Lanczos needs n_iter ≥ 1, got {max_steps}")
-        self.max_steps = min(int(max_steps), dim)
-        if v0.shape != (dim,):
-            raise PrunelimitError(f"Lanczos start vector must have shape ({dim},), got {tuple(v0.shape)}")
-        if basis is None:
-            basis = torch.empty(self.max_steps, dim, dtype=v0.dtype, device=v0.device)
-        elif basis.shape[0] < self.max_steps or basis.shape[1] != dim:
-            raise PrunelimitError(f"Lanczos basis buffer {tuple(basis.shape)} is too small for "
-                                  f"({self.max_steps}, {dim})")
-        norm = torch.linalg.vector_norm(v0)
-        if not torch.isfinite(norm) or norm == 0:
-            raise PrunelimitError("Lanczos start vector is zero or not finite")
-        self.op, self.basis = op, basis
-        self.basis[0] = v0 / norm
-        self._alphas: list[float] = []
-        self._betas: list[float] = []
-        self._pending: tuple[float, torch.Tensor] | None = None  # (β, unnormalised next vector)
-        self._scale = 0.0  # running estimate of ‖T‖, the yardstick of breakdown
-        self.broke_down = False
-
-    @property
-    def steps(self) -> int:
-        return len(self._alphas)
-
-    @property
-    def alphas(self) -> np.ndarray:
-        return np.asarray(self._alphas, np.float64)
-
-    @property
-    def betas(self) -> np.ndarray:
-        return np.asarray(self._betas, np.float64)
-
-    def extend(self, steps: int, on_step: Callable[[], None] | None = None) -> int:
-        """Run until T has ``steps`` rows (at most ``max_steps``), or breakdown; return the size reached."""
-        eps = torch.finfo(self.basis.dtype).eps
-        target = min(int(steps), self.max_steps)
-        while self.steps < target and not self.broke_down:
-            j = self.steps
-            if self._pending is not None:  # the vector the previous step left, now admitted to the basis
-                beta, w = self._pending
-                self._betas.append(beta)
-                self.basis[j] = w / beta
-                self._pending = None
-            q = self.basis[j]
-            w = self.op.matvec(q).to(self.basis.device, self.basis.dtype)
-            if not torch.isfinite(w).all():
-                raise PrunelimitError(f"Hessian-vector product {j + 1} is not finite")
-            alpha = torch.dot(w, q).item()
-            w.sub_(q, alpha=alpha)
-            if j > 0:
-                w.sub_(self.basis[j - 1], alpha=self._betas[-1])
-            active = self.basis[:j + 1]  # (j+1, D)
-            before = torch.linalg.vector_norm(w)
-            for _ in range(2):
-                h = torch.mv(active, w)  # components along the basis: (j+1,)
-                w.addmv_(active.t(), h, alpha=-1.0)
-                alpha += h[j].item()  # Rayleigh quotient refined by what the recurrence left along q_j
-                after = torch.linalg.vector_norm(w)
-                if after > before / math.sqrt(2):
-                    break
-                before = after
-            self._alphas.append(alpha)
-            beta = after.item()
-            self._scale = max(self._scale, abs(alpha) + beta + (self._betas[-1] if self._betas else 0.0))
-            if on_step is not None:
-                on_step()
-            if beta <= 100 * eps * max(self._scale, 1e-300) * math.sqrt(j + 1):
-                self.broke_down = True  # the Krylov space is invariant
-            elif j + 1 < self.max_steps:
-                self._pending = (beta, w)
-        return self.steps
-
-
-def lanczos(op: LinearOperator, n_iter: int, v0: torch.Tensor, *, basis: torch.Tensor | None = None,
-            on_step: Callable[[], None] | None = None,
-            return_basis: bool = False) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, torch.Tensor]:
-    """``n_iter`` steps of :class:`Lanczos` from ``v0``: (alphas, betas[, basis rows used])."""
-    run = Lanczos(op, v0, n_iter, basis)
-    m = run.extend(n_iter, on_step)
-    if return_basis:
-        return run.alphas, run.betas, run.basis[:m]
-    return run.alphas, run.betas
-
-
-def tridiagonal_ritz(alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ritz values θ_j (ascending) and weights τ_j = (first component of eigenvector j)² of T."""
-    m = len(alphas)
-    T = np.diag(np.asarray(alphas, np.float64))
-    if m > 1:
-        T += np.diag(betas, 1) + np.diag(betas, -1)
-    theta, vecs = np.linalg.eigh(T)
-    return theta, vecs[0] ** 2
-
-
-def rademacher(dim: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A vector of independent ±1 entries from ``generator`` (on the CPU: identical on any device)."""
-    return torch.randint(0, 2, (dim,), generator=generator).to(dtype).mul_(2).sub_(1)
-
-
-def run_quadrature(alphas: np.ndarray, betas: np.ndarray, dim: int) -> Quadrature:
-    """The Gauss quadrature rule of one Lanczos run's tridiagonal (nodes θ_j, weights τ_j)."""
-    theta, tau = tridiagonal_ritz(alphas, betas)
-    return Quadrature(theta, tau / tau.sum(), int(dim))
-
-
-def slq(op: LinearOperator, n_runs: int, n_iter: int, seed: int = 0, progress: bool = True,
-        basis_device: torch.device | str | None = None, *, max_iter: int | None = None,
-        predict: Callable[[Quadrature], float] | None = None, tol: float = 0.005,
-        stable_doublings: int = 2) -> SLQResult:
-    """Stochastic Lanczos quadrature: ``n_runs`` Lanczos runs from Rademacher vectors.
-
-    Without ``predict`` every run takes ``n_iter`` steps. With it, each run starts at ``n_iter``
-    steps and doubles them until ``predict`` (a functional of the run's quadrature rule, e.g. the
-    predicted pruning threshold) has changed by less than ``tol`` on each of the last
-    ``stable_doublings`` doublings, or ``max_iter`` is reached. One stable doubling can be a
-    plateau: on a digits MLP a run gave 0.855 at 128 and 256 steps and 0.846 from 512 on (its exact
-    spectrum: 0.844); two caught it. The runs keep their steps the steps already run are kept (:class:`Lanczos`), so the doublings
-    cost only their new products. ``settings["convergence"]`` records every step count tried, its
-    value, and whether each run converged or stopped at the cap.
-
-    Start vectors come from one CPU generator seeded with ``seed`` (run r uses the r-th draw), so
-    results are identical on rerun. The runs go one after another, sharing one basis buffer:
-    batching them through :meth:`HessianOperator.matmat` measured slower on CPU (see matmat).
-    The buffer (max steps × D floats: 12 GB for ResNet50 at 128 steps) lives on the operator's
-    device unless ``basis_device`` puts it elsewhere (e.g. ``"cpu"`` when GPU memory is short).
-    """
-    from tqdm import tqdm
-
-    cap = int(max_iter) if predict is not None and max_iter is not None else int(n_iter)
-    if n_runs < 1 or n_iter < 1 or cap < n_iter:
-        raise PrunelimitError(f"SLQ needs n_runs ≥ 1, n_iter ≥ 1 and max_iter ≥ n_iter, got n_runs={n_runs}, "
-                              f"n_iter={n_iter}, max_iter={max_iter}")
-    if predict is not None and not (tol > 0 and stable_doublings >= 1):
-        raise PrunelimitError(f"SLQ convergence needs tol > 0 and stable_doublings ≥ 1, got {tol}, {stable_doublings}")
-    dim = op.dim
-    k = min(cap, dim)
-    dtype = getattr(op, "dtype", torch.float32)
-    device = torch.device(basis_device) if basis_device is not None else getattr(op, "device", torch.device("cpu"))
-    generator = torch.Generator().manual_seed(int(seed))
-    basis = torch.empty(k, dim, dtype=dtype, device=device)
-    vals, wts = np.zeros((n_runs, k)), np.zeros((n_runs, k))
-    alphas, betas = np.zeros((n_runs, k)), np.zeros((n_runs, max(k - 1, 0)))
-    steps = np.zeros(n_runs, np.int64)
-    history: list[list[list[float]]] = []
-    converged: list[bool] = []
-    products_before = getattr(op, "products", 0)
-    t0 = time.perf_counter()
-    with tqdm(total=n_runs * min(int(n_iter), dim), desc="SLQ", unit="HVP", disable=not progress,
-              leave=False) as bar:
-        for r in range(n_runs):
-            run = Lanczos(op, rademacher(dim, generator, dtype).to(device), k, basis)
-            target, tried, done = min(int(n_iter), k), [], predict is None
-            while True:
-                run.extend(target, on_step=lambda: bar.update(1))
-                if predict is not None:
-                    tried.append([run.steps, float(predict(run_quadrature(run.alphas, run.betas, dim)))])
-                    values = [v for _, v in tried[-stable_doublings - 1:]]
-                    done = len(values) > stable_doublings and all(
-                        abs(b - a) < tol for a, b in zip(values[:-1], values[1:]))
-                if done or run.broke_down or run.steps >= k:
-                    break
-                bar.total += min(2 * target, k) - target
-                target = min(2 * target, k)
-            m = run.steps
-            theta, tau = tridiagonal_ritz(run.alphas, run.betas)
-            vals[r, :m], wts[r, :m], alphas[r, :m], betas[r, :m - 1] = theta, tau, run.alphas, run.betas
-            vals[r, m:] = theta[-1]  # padding: a repeated node with zero weight
-            steps[r] = m
-            history.append(tried)
-            converged.append(bool(done or run.broke_down))
-    m_max = int(steps.max())  # drop the columns no run reached
-    vals, wts, alphas, betas = vals[:, :m_max], wts[:, :m_max], alphas[:, :m_max], betas[:, :max(m_max - 1, 0)]
-    settings = {"n_runs": int(n_runs), "n_iter": int(n_iter), "seed": int(seed), "dim": dim,
-                "elapsed_s": time.perf_counter() - t0, "dtype": str(dtype).removeprefix("torch."),
-                "device": str(device)}
-    if predict is not None:
-        settings["convergence"] = {"tol": float(tol), "stable_doublings": int(stable_doublings),
-                                   "start_iter": int(n_iter), "max_iter": int(cap),
-                                   "history": history, "converged": converged, "capped": not all(converged)}
-    if isinstance(op, HessianOperator):
-        settings.update({"params": op.param_set, "chunk_size": op.chunk_size if not op.cached else 0,
-                         "n_samples": op.n, "loss": op.loss,
-                         "products": op.products - products_before})
-    return SLQResult(vals, wts, alphas, betas, dim, settings, steps)
-
-
-# ---------------------------------------------------------------------------------------------
 # Dense Hessian (validation on small models)
 # ---------------------------------------------------------------------------------------------
 
@@ -535,45 +311,129 @@ def exact_eigenvalues(op: HessianOperator, max_dim: int = EXACT_MAX_DIM) -> np.n
 
 
 # ---------------------------------------------------------------------------------------------
-# Pipeline entry points
+# Hessian rows: the zero-eigenvalue fraction f₀ of the theory
 # ---------------------------------------------------------------------------------------------
 
-
-def _operator(model: nn.Module, data, hessian_cfg: dict) -> HessianOperator:
-    return HessianOperator(model, data.x_train, data.y_train, params=hessian_cfg.get("params", "prunable"),
-                           chunk_size=int(hessian_cfg.get("chunk_size", 0)))
+ROW_BATCH = 16  # basis vectors per batched HVP (HessianOperator.matmat) of the Hessian-row experiment
 
 
-def operator_of_trained(model: nn.Module, data, hessian_cfg: dict) -> HessianOperator:
-    """The training-loss Hessian operator of a trained model, as ``hessian_cfg`` (params, chunk_size) asks."""
-    return _operator(model, data, hessian_cfg)
+def row_sparsities(levels: int) -> np.ndarray:
+    """Sparsities j/levels, j = 1 … levels.
 
-
-def spectrum_of_trained(model: nn.Module, data, hessian_cfg: dict, progress: bool = True,
-                        predict: Callable[[Quadrature], float] | None = None,
-                        operator: HessianOperator | None = None) -> SLQResult:
-    """SLQ spectrum of the training-loss Hessian of a trained ``model`` on ``data.x_train``.
-
-    ``hessian_cfg`` is the config's ``hessian:`` section (keys used: params, n_runs, n_iter,
-    max_iter, tol, seed, chunk_size; the others are ignored). With ``predict``, the step count
-    grows from n_iter until ``predict`` is stable to ``tol`` or max_iter is reached (:func:`slq`).
-    ``operator`` reuses an operator already built on the same model and data.
+    The official code takes j = 0 … levels − 1 [code ``gradient.py``: index i·10 of 1000, i < 100];
+    its level 0 (nothing removed) repeats the smallest weight of level 1/levels, so a share d of
+    zero rows is counted as (⌊d·levels⌋ + 1)/levels, up to one level too many. With j = 1 … levels
+    the count is ⌊d·levels⌋/levels ≤ d [ours], which suits f₀'s role: topping up the null mass SLQ
+    already finds (:func:`spectrum.top_up_zero_mass`), never inflating it.
     """
-    missing = {"n_runs", "n_iter"} - set(hessian_cfg)
-    if missing:
-        raise PrunelimitError(f"hessian config lacks {sorted(missing)}")
-    op = operator if operator is not None else _operator(model, data, hessian_cfg)
-    n_iter = int(hessian_cfg["n_iter"])
-    return slq(op, int(hessian_cfg["n_runs"]), n_iter, seed=int(hessian_cfg.get("seed", 0)), progress=progress,
-               max_iter=int(hessian_cfg.get("max_iter", n_iter)), predict=predict,
-               tol=float(hessian_cfg.get("tol", 0.005)), stable_doublings=int(hessian_cfg.get("stable_doublings", 2)))
+    if levels < 1:
+        raise PrunelimitError(f"theory.row_levels must be ≥ 1, got {levels}")
+    return np.arange(1, levels + 1, dtype=np.float64) / levels
 
 
-def exact_spectrum_of_trained(model: nn.Module, data, hessian_cfg: dict) -> tuple[np.ndarray, dict]:
-    """All eigenvalues of the same Hessian as :func:`spectrum_of_trained` (small models only)."""
-    op = _operator(model, data, hessian_cfg)
-    t0 = time.perf_counter()
-    eigenvalues = exact_eigenvalues(op)
-    settings = {"params": op.param_set, "dim": op.dim, "n_samples": op.n, "loss": op.loss,
-                "dtype": str(op.dtype).removeprefix("torch."), "elapsed_s": time.perf_counter() - t0}
-    return eigenvalues, settings
+def spectrum_dimension(model: nn.Module, params: str) -> int:
+    """D of the Hessian for ``hessian.params``: the prunable weights, or every trainable parameter."""
+    return int(operator_positions(model, params).size if params == "prunable"
+               else sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+def operator_positions(model: nn.Module, params: str) -> np.ndarray:
+    """Position of each prunable weight (prunable_parameters order) in the operator's flat vector.
+
+    ``prunable``: the operator's vector is the prunable weights themselves. ``all``: every
+    trainable parameter in ``model.parameters()`` order, the prunable weights at their offsets.
+    """
+    prunable = prunable_parameters(model)
+    if params == "prunable":
+        return np.arange(sum(p.numel() for _, p in prunable))
+    if params != "all":
+        raise PrunelimitError(f"hessian.params must be 'prunable' or 'all', got {params!r}")
+    offsets, start = {}, 0
+    for p in model.parameters():
+        if p.requires_grad:
+            offsets[id(p)] = start
+            start += p.numel()
+    return np.concatenate([offsets[id(p)] + np.arange(p.numel()) for _, p in prunable])
+
+
+def hessian_row_norms(operator, positions: np.ndarray, batch: int = ROW_BATCH,
+                      progress: bool = False) -> np.ndarray:
+    """‖H e_i‖₁ for each operator index i in ``positions`` (H symmetric: row = column).
+
+    Columns go through ``operator.matmat`` in blocks of ``batch`` basis vectors. The official code
+    accumulates Σ_batches ‖H_b e_i‖₁/N over minibatch Hessians H_b [code ``gradient.py``]; we take
+    the row of the full-training-set Hessian (the operator the spectrum comes from) [ours].
+    """
+    positions = np.asarray(positions, np.int64)
+    dim = int(operator.dim)
+    if positions.size and (positions.min() < 0 or positions.max() >= dim):
+        raise PrunelimitError(f"Hessian row index out of range [0, {dim})")
+    ref = operator.flat_params()
+    norms = np.empty(positions.size)
+    for start in tqdm(range(0, positions.size, batch), desc="hessian rows", disable=not progress, leave=False):
+        block = positions[start:start + batch]
+        basis = torch.zeros(dim, block.size, dtype=ref.dtype, device=ref.device)
+        basis[torch.as_tensor(block, device=ref.device), torch.arange(block.size, device=ref.device)] = 1.0
+        columns = operator.matmat(basis)  # (D, k)
+        norms[start:start + block.size] = columns.abs().sum(dim=0).double().cpu().numpy()
+    if not np.all(np.isfinite(norms)):
+        raise PrunelimitError("a Hessian row has non-finite entries; the trained model's loss is not finite")
+    return norms
+
+
+@dataclass(frozen=True)
+class HessianRows:
+    """The Hessian-row experiment [code ``gradient.py``]: row L1 norms at the threshold weights."""
+
+    sparsities: np.ndarray  # (k,) sparsity levels j/levels
+    weight_indices: np.ndarray  # (k,) flat prunable index of the threshold weight at each level
+    weight_values: np.ndarray  # (k,) w* at those indices
+    l1_norms: np.ndarray  # (k,) ‖H e_i‖₁
+    zero_threshold: float  # rows with a smaller L1 norm count as zero eigen-directions
+    dim: int  # D of the prunable weights
+
+    @property
+    def zero_rows(self) -> int:
+        return int(np.sum(self.l1_norms < self.zero_threshold))
+
+    @property
+    def zero_fraction(self) -> float:
+        """f₀ = #zero rows / #levels [code ``gaussian_width.py``: num/100]."""
+        return self.zero_rows / max(len(self.l1_norms), 1)
+
+    def save(self, path: str | os.PathLike) -> None:
+        save_npz(path, sparsities=self.sparsities, weight_indices=self.weight_indices,
+                 weight_values=self.weight_values, l1_norms=self.l1_norms,
+                 zero_threshold=np.float64(self.zero_threshold), dim=np.int64(self.dim),
+                 zero_fraction=np.float64(self.zero_fraction))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, dim: int | None = None) -> "HessianRows":
+        arrays = load_npz(path, "Hessian-rows", ("sparsities", "weight_indices", "weight_values", "l1_norms",
+                                                 "zero_threshold", "dim"))
+        rows = cls(arrays["sparsities"], arrays["weight_indices"], arrays["weight_values"], arrays["l1_norms"],
+                   float(arrays["zero_threshold"]), int(arrays["dim"]))
+        if dim is not None and rows.dim != dim:
+            raise PrunelimitError(f"Hessian-rows file {path} is for {rows.dim} weights, the model has {dim}")
+        return rows
+
+
+def hessian_rows(model: nn.Module, data, *, hessian_cfg: dict, theory_cfg: dict,
+                 ranking: MagnitudeRanking | None = None, progress: bool = False,
+                 operator=None) -> HessianRows:
+    """Row L1 norms of the Hessian at the threshold weights of ``theory.row_levels`` sparsities.
+
+    At each level j/levels take the weight at the magnitude threshold (the largest one removed),
+    compute its full-training-set Hessian row H e_i (batched HVPs with basis vectors) and its L1
+    norm [code ``gradient.py``]; f₀ = fraction of rows below ``theory.zero_row_threshold``.
+    """
+    ranking = ranking or magnitude_ranking(model)
+    levels = row_sparsities(int(theory_cfg.get("row_levels", 100)))
+    indices = np.array([ranking.threshold_index(s) for s in levels], np.int64)
+    params = hessian_cfg.get("params", "prunable")
+    positions = operator_positions(model, params)[indices]
+    op = operator if operator is not None else HessianOperator(model, data.x_train, data.y_train, params=params,
+                                                                chunk_size=int(hessian_cfg.get("chunk_size", 0)))
+    norms = hessian_row_norms(op, positions, progress=progress)
+    return HessianRows(levels, indices, ranking.weights[indices], norms,
+                       float(theory_cfg.get("zero_row_threshold", 1e-7)), ranking.dim)

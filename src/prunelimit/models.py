@@ -32,6 +32,7 @@ from .architectures import (
 )
 from .architectures import check_model_args
 from .architectures import scaled_channels as _scaled
+from .errors import PrunelimitError
 
 # ---------------------------------------------------------------------------------------------
 # Building blocks
@@ -391,6 +392,14 @@ def prunable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
         for name, m in model.named_modules()
         if isinstance(m, (nn.Conv2d, nn.Linear))
     ]
+
+
+def prunable_vector(model: nn.Module) -> torch.Tensor:
+    """The prunable weights as one flat detached vector (a copy), in :func:`prunable_parameters` order."""
+    params = prunable_parameters(model)
+    if not params:
+        raise PrunelimitError(f"model {type(model).__name__} has no prunable (conv or linear) weights")
+    return torch.cat([p.detach().reshape(-1) for _, p in params])
 
 
 def count_prunable(model: nn.Module) -> int:

@@ -9,7 +9,8 @@ One-shot global magnitude pruning at sparsity s keeps the ``round((1 − s)·D)`
 QiaozheZhang/Global-One-shot-Pruning, ``utils.py``]. The official code thresholds at the k-th
 smallest |w| (``ceil(s·D)`` removed, ties at the threshold all kept); here the count is exact and
 ties are broken deterministically: among equal |w|, the weight earlier in the flat parameter
-order (module order, row-major) is kept. All masks of a model come from one stable sort.
+order (module order, row-major) is kept. All masks of a model come from one stable sort,
+:class:`prunelimit.sparsity.MagnitudeRanking`, the one the theory's R(s) is computed from too.
 """
 
 from __future__ import annotations
@@ -19,16 +20,18 @@ import logging
 import math
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from .data import TensorData
-from .io import PrunelimitError
-from .models import prunable_parameters
-from .sparsity import check_sparsity, keep_count  # noqa: F401 - re-exported, the library's name for them
+from .io import PrunelimitError, atomic_path
+from .models import prunable_parameters, prunable_vector
+from .sparsity import MagnitudeRanking, check_sparsity, keep_count  # noqa: F401 - re-exported, the library's names
 from .train import Masks, TrainConfig, apply_masks, evaluate, train
 
 log = logging.getLogger("prunelimit")
@@ -50,48 +53,12 @@ def derived_seed(seed: int, stream: str) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class MagnitudeRanking:
-    """The prunable weights of a model ranked once by decreasing |w|.
-
-    ``order[i]`` is the flat index (over the concatenated prunable weights) of the i-th largest
-    |w|; the mask at sparsity s keeps ``order[:keep_count(D, s)]``.
-    """
-
-    names: list[str]
-    shapes: list[torch.Size]
-    order: torch.Tensor  # (D,) int64 flat indices, largest |w| first, ties by lower index
-
-    @classmethod
-    def of(cls, model: nn.Module, alive: Masks | None = None) -> "MagnitudeRanking":
-        """Rank ``model``'s prunable weights; weights outside ``alive`` (if given) rank last."""
-        params = prunable_parameters(model)
-        if not params:
-            raise PrunelimitError(f"model {type(model).__name__} has no prunable (conv or linear) weights")
-        with torch.no_grad():
-            mags = torch.cat([p.detach().abs().reshape(-1).double() for _, p in params])
-            if alive is not None:
-                flat_alive = torch.cat([alive[n].reshape(-1).to(mags.device).bool() for n, _ in params])
-                mags = torch.where(flat_alive, mags, torch.full_like(mags, -1.0))
-        if not torch.isfinite(mags).all():
-            raise PrunelimitError("model has non-finite prunable weights; cannot rank them by magnitude")
-        # stable descending sort: equal |w| keep their flat order, so the lower index wins
-        order = torch.sort(mags, descending=True, stable=True).indices
-        return cls([n for n, _ in params], [p.shape for _, p in params], order)
-
-    @property
-    def size(self) -> int:
-        return int(self.order.numel())
-
-    def flat_keep(self, sparsity: float) -> torch.Tensor:
-        """Boolean (D,) vector of the weights kept at ``sparsity``."""
-        keep = torch.zeros(self.size, dtype=torch.bool, device=self.order.device)
-        keep[self.order[:keep_count(self.size, sparsity)]] = True
-        return keep
-
-    def masks(self, sparsity: float) -> Masks:
-        """name → 0/1 float mask at ``sparsity`` (exactly ``keep_count(D, sparsity)`` ones)."""
-        return unflatten(self.flat_keep(sparsity).float(), self.names, self.shapes)
+def magnitude_ranking(model: nn.Module, alive: Masks | None = None) -> MagnitudeRanking:
+    """``model``'s prunable weights ranked by decreasing |w|; weights outside ``alive`` (if given) rank last."""
+    flat_alive = None
+    if alive is not None:
+        flat_alive = torch.cat([alive[n].reshape(-1).bool().cpu() for n, _ in prunable_parameters(model)]).numpy()
+    return MagnitudeRanking.of(prunable_vector(model).double().cpu().numpy(), flat_alive)
 
 
 def unflatten(flat: torch.Tensor, names: Sequence[str], shapes: Sequence[torch.Size]) -> Masks:
@@ -104,8 +71,11 @@ def unflatten(flat: torch.Tensor, names: Sequence[str], shapes: Sequence[torch.S
 
 
 def magnitude_masks(model: nn.Module, sparsity: float, alive: Masks | None = None) -> Masks:
-    """Global magnitude masks of ``model`` at ``sparsity`` (optionally only among ``alive`` weights)."""
-    return MagnitudeRanking.of(model, alive).masks(sparsity)
+    """Global magnitude masks of ``model`` at ``sparsity`` (optionally only among ``alive`` weights):
+    name → 0/1 float mask, exactly ``keep_count(D, sparsity)`` ones."""
+    params = prunable_parameters(model)
+    keep = torch.from_numpy(magnitude_ranking(model, alive).keep_mask(sparsity)).float()
+    return unflatten(keep.to(params[0][1].device), [n for n, _ in params], [p.shape for _, p in params])
 
 
 def count_kept(masks: Masks) -> int:
@@ -135,9 +105,9 @@ class InPlacePruner:
     def __init__(self, model: nn.Module):
         self.model = model
         self.params = [p for _, p in prunable_parameters(model)]
-        self.ranking = MagnitudeRanking.of(model)
-        with torch.no_grad():
-            self.original = torch.cat([p.detach().reshape(-1).clone() for p in self.params])
+        self.ranking = magnitude_ranking(model)
+        self.original = prunable_vector(model)
+        self.order = torch.from_numpy(self.ranking.order).to(self.original.device)
 
     @torch.no_grad()
     def _write(self, flat: torch.Tensor) -> None:
@@ -150,7 +120,7 @@ class InPlacePruner:
     @contextlib.contextmanager
     def pruned(self, sparsity: float) -> Iterator[nn.Module]:
         flat = self.original.clone()
-        flat[self.ranking.order[keep_count(self.ranking.size, sparsity):]] = 0.0
+        flat[self.order[self.ranking.kept(sparsity):]] = 0.0
         self._write(flat)
         try:
             yield self.model
@@ -183,18 +153,16 @@ def one_shot_sweep(model: nn.Module, data: TensorData, sparsities: Sequence[floa
     (0: never) and are NaN elsewhere; the thresholds use test accuracy alone. The model comes back
     unchanged.
     """
-    from tqdm import tqdm
-
     pruner = pruner or InPlacePruner(model)
     rows = []
     for i, s in enumerate(tqdm(list(sparsities), desc="sweep", disable=not progress, leave=False)):
         s = check_sparsity(s)
-        kept = keep_count(pruner.ranking.size, s)
+        kept = keep_count(pruner.ranking.dim, s)
         with pruner.pruned(s) as m:
             test_loss, test_acc = evaluate(m, data.x_test, data.y_test)
             with_train = train_every > 0 and i % train_every == 0
             train_loss, train_acc = evaluate(m, data.x_train, data.y_train) if with_train else (math.nan, math.nan)
-        rows.append({"sparsity": s, "density": kept / pruner.ranking.size, "kept": kept, "test_loss": test_loss,
+        rows.append({"sparsity": s, "density": kept / pruner.ranking.dim, "kept": kept, "test_loss": test_loss,
                      "test_acc": test_acc, "train_loss": train_loss, "train_acc": train_acc})
     return rows
 
@@ -268,7 +236,7 @@ def sweep_and_threshold(model: nn.Module, data: TensorData, *, grid: int = OFFIC
     curve = one_shot_sweep(model, data, threshold_grid(grid), train_every=train_every, pruner=pruner,
                            progress=progress)
     actual = thresholds_from_curve(curve, tolerances)
-    actual["n_prunable"] = pruner.ranking.size
+    actual["n_prunable"] = pruner.ranking.dim
     return curve, actual
 
 
@@ -310,8 +278,7 @@ def iterative_prune(model: nn.Module, data: TensorData, predict: Predictor, *, r
             raise PrunelimitError(f"theory prediction lacks 'predicted_sparsity' (keys: {sorted(pred)})")
         test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
         train_loss, train_acc = evaluate(model, data.x_train, data.y_train)
-        with torch.no_grad():
-            flat = torch.cat([p.detach().reshape(-1) for _, p in params])
+        flat = prunable_vector(model)
         row = {"round": r, "sparsity": sparsity, "theoretical_sparsity": float(pred["predicted_sparsity"])}
         for key in ("lower_sparsity", "upper_sparsity", "epsilon"):
             if key in pred:
@@ -355,10 +322,6 @@ CURVE_COLUMNS = ["sparsity", "density", "kept", "test_loss", "test_acc", "train_
 
 def save_rows_csv(rows: list[dict], path, columns: Sequence[str] | None = None) -> None:
     """Write ``rows`` (dicts) as a CSV atomically; ``columns`` fixes their order (and must exist)."""
-    import pandas as pd
-
-    from .io import atomic_path
-
     df = pd.DataFrame(rows)
     if columns is not None:
         missing = [c for c in columns if c not in df.columns]

@@ -23,7 +23,8 @@ from torch import nn
 from .data import TensorData, augment_batch
 from .checkpoint import save_torch
 from .io import PrunelimitError
-from .models import build_model, count_parameters, count_prunable, prunable_parameters, revive_dead_units
+from .models import (build_model, count_parameters, count_prunable, prunable_parameters, prunable_vector,
+                     revive_dead_units)
 from .resume import plain, read_resume, resume_key
 
 Masks = dict[str, torch.Tensor]
@@ -183,9 +184,7 @@ SMALL_WEIGHT = 1e-3  # |w| below this counts as pruned away by L1 (the equilibri
 
 def small_weight_share(model: nn.Module) -> float:
     """Share of the prunable weights with |w| < 1e-3."""
-    with torch.no_grad():
-        flat = torch.cat([p.detach().reshape(-1) for _, p in prunable_parameters(model)])
-    return float((flat.abs() < SMALL_WEIGHT).double().mean())
+    return float((prunable_vector(model).abs() < SMALL_WEIGHT).double().mean())
 
 
 class DataGradientTracker:

@@ -83,7 +83,7 @@ def plot_hessian_spectrum(spectrum, path: str | os.PathLike, title: str = "", n_
                           sigma2: float = 1e-5, floor: float = 1e-7) -> None:
     """Smoothed Hessian eigenvalue density on a log axis, with the Ritz nodes marked beneath it.
 
-    ``spectrum``: an :class:`~prunelimit.hessian.SLQResult` or a :class:`~prunelimit.spectrum.Quadrature`.
+    ``spectrum``: an :class:`~prunelimit.spectrum.SLQResult` or a :class:`~prunelimit.spectrum.Quadrature`.
     The density is the Gaussian-smoothed one of PyHessian and the official ``density_plot.py``
     (kernel variance ``sigma2 · max(1, λmax − λmin)``), floored at ``floor`` for the log axis as
     there. Nodes are drawn as ticks whose height grows with their quadrature weight.

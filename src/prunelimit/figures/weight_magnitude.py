@@ -15,7 +15,7 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 
 from ..io import load_json
-from ..sparsity import keep_count
+from ..sparsity import MagnitudeRanking
 from ..statedict import prunable_weights
 from .style import (
     COLORS,
@@ -35,13 +35,6 @@ def load_prunable_weights(model_path: str | os.PathLike, metrics_path: str | os.
     """The trained model's prunable weights (conv and linear weights, the library's order), flat
     float64; read without torch (figure jobs have none), their count checked against the metrics."""
     return prunable_weights(model_path, load_json(metrics_path)["n_prunable"]).astype(np.float64)
-
-
-def magnitude_at(abs_weights_sorted: np.ndarray, sparsity: float) -> float:
-    """|w| of the largest weight removed by global magnitude pruning at ``sparsity`` (the cut)."""
-    n = abs_weights_sorted.size
-    removed = n - keep_count(n, sparsity)
-    return float(abs_weights_sorted[max(removed - 1, 0)])
 
 
 def _collapsed_scales(rows: list[dict], drop: float = 0.1) -> dict[float, float]:
@@ -89,11 +82,12 @@ def plot_weight_distribution(weights: Mapping[str, Mapping[str, np.ndarray]], pr
             handles.append(ax_hist.hist(logs, bins=bins, density=True, histtype="stepfilled" if i == 0 else "step",
                                         alpha=0.45 if i == 0 else 1.0, lw=1.2, color="C0" if i == 0 else "0.3",
                                         label=f"{variant} model")[2][0])
-            reference = np.sort(a) if reference is None else reference
-        cut_pred = ax_hist.axvline(math.log10(max(magnitude_at(reference, predictions[task]["predicted_sparsity"]),
+            reference = MagnitudeRanking.of(w) if reference is None else reference  # the cuts: the first variant's
+        cut_pred = ax_hist.axvline(math.log10(max(reference.threshold_magnitude(predictions[task]["predicted_sparsity"]),
                                                   1e-300)), color=COLORS["predicted"], lw=1.4,
                                    label="|w| cut at the predicted threshold")
-        cut_act = ax_hist.axvline(math.log10(max(magnitude_at(reference, actuals[task]["actual_sparsity"]), 1e-300)),
+        cut_act = ax_hist.axvline(math.log10(max(reference.threshold_magnitude(actuals[task]["actual_sparsity"]),
+                                                 1e-300)),
                                   color=COLORS["actual"], ls=":", lw=1.4, label="|w| cut at the actual threshold")
         handles += [cut_pred, cut_act]
         ax_hist.set_xlabel("log₁₀ |w| (prunable weights)")

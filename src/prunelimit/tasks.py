@@ -1,0 +1,281 @@
+"""Entry points: from a trained model, or from the files a rule reads, to the files a rule writes.
+
+- :func:`predict_from_model`: trained model → predicted pruning threshold, kinematic bounds and
+  curves; the one code path of the pipeline's theory rule, ``prunelimit predict`` and iterative
+  pruning.
+- :func:`operator_of_trained`, :func:`spectrum_of_trained`, :func:`exact_spectrum_of_trained`:
+  the training-loss Hessian of a trained model as ``hessian:`` configures it, its SLQ spectrum
+  and its exact one.
+- The rules' tasks, files in and files out (the scripts in ``scripts/`` call these):
+  :func:`rows_task`, :func:`slq_task`, :func:`exact_spectrum_task`, :func:`theory_task`,
+  :func:`scaling_task`; spectrum files are read through :func:`load_spectrum`, which checks them
+  against the model.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+from torch import nn
+
+from .config import resolve_device
+from .data import load_tensors
+from .gaussian_width import (
+    FORMULA_MARKS,
+    epsilon_from_metrics,
+    exact_comparison,
+    loss_tolerance,
+    prediction_report,
+    slq_report,
+    sparsity_predictor,
+)
+from .hessian import HessianOperator, HessianRows, exact_eigenvalues, hessian_rows, spectrum_dimension
+from .io import PrunelimitError, load_json, save_json
+from .lanczos import slq
+from .magnitude_scaling import magnitude_scaling, scaled_actual_threshold
+from .prune import magnitude_ranking
+from .spectrum import Quadrature, SLQResult, from_eigenvalues, load_exact, save_exact
+from .train import load_trained
+
+# ---------------------------------------------------------------------------------------------
+# The Hessian of a trained model
+# ---------------------------------------------------------------------------------------------
+
+
+def _operator(model: nn.Module, data, hessian_cfg: dict) -> HessianOperator:
+    return HessianOperator(model, data.x_train, data.y_train, params=hessian_cfg.get("params", "prunable"),
+                           chunk_size=int(hessian_cfg.get("chunk_size", 0)))
+
+
+def operator_of_trained(model: nn.Module, data, hessian_cfg: dict) -> HessianOperator:
+    """The training-loss Hessian operator of a trained model, as ``hessian_cfg`` (params, chunk_size) asks."""
+    return _operator(model, data, hessian_cfg)
+
+
+def spectrum_of_trained(model: nn.Module, data, hessian_cfg: dict, progress: bool = True,
+                        predict: Callable[[Quadrature], float] | None = None,
+                        operator: HessianOperator | None = None) -> SLQResult:
+    """SLQ spectrum of the training-loss Hessian of a trained ``model`` on ``data.x_train``.
+
+    ``hessian_cfg`` is the config's ``hessian:`` section (keys used: params, n_runs, n_iter,
+    max_iter, tol, seed, chunk_size; the others are ignored). With ``predict``, the step count
+    grows from n_iter until ``predict`` is stable to ``tol`` or max_iter is reached (:func:`slq`).
+    ``operator`` reuses an operator already built on the same model and data.
+    """
+    missing = {"n_runs", "n_iter"} - set(hessian_cfg)
+    if missing:
+        raise PrunelimitError(f"hessian config lacks {sorted(missing)}")
+    op = operator if operator is not None else _operator(model, data, hessian_cfg)
+    n_iter = int(hessian_cfg["n_iter"])
+    return slq(op, int(hessian_cfg["n_runs"]), n_iter, seed=int(hessian_cfg.get("seed", 0)), progress=progress,
+               max_iter=int(hessian_cfg.get("max_iter", n_iter)), predict=predict,
+               tol=float(hessian_cfg.get("tol", 0.005)), stable_doublings=int(hessian_cfg.get("stable_doublings", 2)))
+
+
+def exact_spectrum_of_trained(model: nn.Module, data, hessian_cfg: dict) -> tuple[np.ndarray, dict]:
+    """All eigenvalues of the same Hessian as :func:`spectrum_of_trained` (small models only)."""
+    op = _operator(model, data, hessian_cfg)
+    t0 = time.perf_counter()
+    eigenvalues = exact_eigenvalues(op)
+    settings = {"params": op.param_set, "dim": op.dim, "n_samples": op.n, "loss": op.loss,
+                "dtype": str(op.dtype).removeprefix("torch."), "elapsed_s": time.perf_counter() - t0}
+    return eigenvalues, settings
+
+
+# ---------------------------------------------------------------------------------------------
+# The one code path: trained model → prediction
+# ---------------------------------------------------------------------------------------------
+
+
+def predict_from_model(model: nn.Module, data, *, hessian_cfg: dict, theory_cfg: dict, l1: float = 0.0,
+                       spectrum=None, rows: HessianRows | None = None, seed: int = 0,
+                       epsilon: tuple[float, str] | None = None, progress: bool = False) -> dict:
+    """Trained model → predicted pruning threshold, kinematic bounds and curves (JSON-ready dict).
+
+    The one code path of the pipeline's theory rule, ``prunelimit predict`` and iterative pruning.
+    ε: ``epsilon`` (value, source) if given, else from the model (:func:`loss_tolerance`). f₀: from
+    ``rows`` if given, else the Hessian rows. The spectrum: ``spectrum`` (an :class:`SLQResult`, or
+    a :class:`Quadrature` of exact eigenvalues) if given, else converged SLQ
+    (:func:`spectrum_of_trained` with this prediction as the functional). One Hessian operator
+    serves the rows and the spectrum.
+    """
+    t0 = time.perf_counter()
+    model = model.eval()
+    ranking = magnitude_ranking(model)
+    epsilon, eps_source = epsilon or loss_tolerance(model, data, l1=l1, override=theory_cfg.get("epsilon"), seed=seed)
+    params = hessian_cfg.get("params", "prunable")
+    spectrum_dim = spectrum_dimension(model, params)
+    operator = None
+    if rows is None or spectrum is None:
+        operator = operator_of_trained(model, data, hessian_cfg)
+    if rows is None:
+        rows = hessian_rows(model, data, hessian_cfg=hessian_cfg, theory_cfg=theory_cfg, ranking=ranking,
+                            progress=progress, operator=operator)
+    elif rows.dim != ranking.dim:
+        raise PrunelimitError(f"Hessian rows are for {rows.dim} weights, the model has {ranking.dim}")
+    f0 = rows.zero_fraction
+    spectrum_source = "given"
+    if spectrum is None:
+        spectrum = spectrum_of_trained(model, data, hessian_cfg, progress=progress, operator=operator,
+                                       predict=sparsity_predictor(ranking, epsilon, f0, spectrum_dim))
+        spectrum_source = "computed (hessian.spectrum_of_trained, converged on the prediction)"
+    exact = isinstance(spectrum, Quadrature)
+    quadrature = spectrum if exact else spectrum.quadrature()
+    report = prediction_report(ranking, quadrature, epsilon, zero_fraction=f0, hessian_cfg=hessian_cfg,
+                               theory_cfg=theory_cfg, spectrum_dim=spectrum_dim)
+    # the largest eigenvalues: exact ones, or the k-th largest Ritz value averaged over runs
+    top = (np.sort(quadrature.nodes)[::-1][:10] if exact
+           else np.sort(spectrum.ritz_values, axis=1)[:, ::-1][:, :10].mean(axis=0))
+    return {
+        "epsilon": epsilon,
+        "epsilon_source": eps_source,
+        "D": ranking.dim,
+        "weight_l2_norm": ranking.norm,
+        "zero_fraction": f0,
+        "zero_rows": {"n_rows": int(len(rows.l1_norms)), "n_zero": rows.zero_rows,
+                      "threshold": rows.zero_threshold, "important_fraction": 1.0 - f0},
+        **report,
+        "slq": slq_report(spectrum, ranking, epsilon, f0, spectrum_dim),
+        "top_eigenvalues": top.tolist(),
+        "provenance": {"formulas": FORMULA_MARKS, "spectrum_source": spectrum_source,
+                       "hessian": dict(hessian_cfg), "theory": dict(theory_cfg), "l1": l1,
+                       "spectrum_settings": {} if exact else dict(spectrum.settings),
+                       "bounds": "kinematic bounds", "seconds": time.perf_counter() - t0},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipeline entry points (files in, files out; the rule scripts call these)
+# ---------------------------------------------------------------------------------------------
+
+
+def check_spectrum(q: Quadrature, *, path, model: nn.Module, hessian_cfg: dict, made_with: str | None = None) -> None:
+    """Stop with a message naming ``path`` if its spectrum is not of ``model``'s Hessian as configured."""
+    params = hessian_cfg.get("params", "prunable")
+    if made_with is not None and made_with != params:
+        raise PrunelimitError(f"spectrum file {path} was taken over params={made_with!r}, "
+                              f"the config asks for {params!r}; rerun the hessian rule")
+    dim = spectrum_dimension(model, params)
+    if q.dim != dim:
+        raise PrunelimitError(f"spectrum file {path} is over {q.dim} parameters, but the model has {dim} "
+                              f"({params} parameters): it belongs to another model or setting")
+
+
+def load_spectrum(path: str | os.PathLike, *, kind: str, model: nn.Module, hessian_cfg: dict) -> Quadrature:
+    """The SLQ (``kind='slq'``) or exact (``'exact'``) spectrum file of ``model``, checked against it.
+
+    A missing, unreadable or inconsistent file (another dimension, another parameter set) stops
+    with a message naming it.
+    """
+    made_with = None
+    if kind == "slq":
+        result = SLQResult.load(path)
+        made_with = result.settings.get("params")
+        q = result.quadrature()
+    elif kind == "exact":
+        q = from_eigenvalues(load_exact(path))
+    else:
+        raise PrunelimitError(f"unknown spectrum kind {kind!r}; use 'slq' or 'exact'")
+    check_spectrum(q, path=path, model=model, hessian_cfg=hessian_cfg, made_with=made_with)
+    return q
+
+
+def _load_task(model_path, metrics_path, data_path, device):
+    device = resolve_device(device) if isinstance(device, str) else device
+    model, meta = load_trained(model_path, metrics_path, device)
+    return model, meta, load_tensors(data_path, device)
+
+
+def rows_task(*, model_path, metrics_path, data_path, out_path, hessian_cfg: dict, theory_cfg: dict,
+              device: str = "cpu", progress: bool = False) -> HessianRows:
+    """Rule ``hessian_rows``: the Hessian-row experiment of a trained task, saved as .npz."""
+    model, _, data = _load_task(model_path, metrics_path, data_path, device)
+    rows = hessian_rows(model, data, hessian_cfg=hessian_cfg, theory_cfg=theory_cfg, progress=progress)
+    rows.save(out_path)
+    return rows
+
+
+def slq_task(*, model_path, metrics_path, data_path, rows_path, out_path, hessian_cfg: dict, theory_cfg: dict,
+             device: str = "cpu", progress: bool = False):
+    """Rule ``slq``: the SLQ spectrum of a trained task, its step count grown until the predicted
+    threshold is stable (ε from metrics.json, f₀ from the Hessian rows), saved as .npz."""
+    model, meta, data = _load_task(model_path, metrics_path, data_path, device)
+    ranking = magnitude_ranking(model)
+    rows = HessianRows.load(rows_path, dim=ranking.dim)
+    epsilon, _ = epsilon_from_metrics(meta, theory_cfg, str(metrics_path))
+    spectrum_dim = spectrum_dimension(model, hessian_cfg.get("params", "prunable"))
+    result = spectrum_of_trained(model, data, hessian_cfg, progress=progress,
+                                 predict=sparsity_predictor(ranking, epsilon, rows.zero_fraction, spectrum_dim))
+    result.save(out_path, n_bins=int(hessian_cfg["n_bins"]), sigma2=float(hessian_cfg["sigma2"]))
+    return result
+
+
+def exact_spectrum_task(*, model_path, metrics_path, data_path, out_path, hessian_cfg: dict,
+                        device: str = "cpu") -> tuple[np.ndarray, dict]:
+    """Rule ``exact_spectrum``: every eigenvalue of a small model's Hessian, saved as .npz."""
+    model, _, data = _load_task(model_path, metrics_path, data_path, device)
+    eigenvalues, settings = exact_spectrum_of_trained(model, data, hessian_cfg)
+    save_exact(out_path, eigenvalues, settings)
+    return eigenvalues, settings
+
+
+def theory_task(*, model_path, metrics_path, data_path, slq_path, rows_path, out_path, hessian_cfg: dict,
+                theory_cfg: dict, exact_path=None, device: str = "cpu") -> dict:
+    """Rule ``theory``: prediction.json from the trained model, its SLQ spectrum and Hessian rows.
+
+    ε is the one the train rule measured (metrics.json). With ``exact_path`` the same prediction
+    from the exact eigenvalues goes under ``exact``, with the same f₀ (so the difference is the SLQ
+    quadrature error) and without it (the quadratic model's own answer, every zero eigenvalue
+    resolved).
+    """
+    model, meta, data = _load_task(model_path, metrics_path, data_path, device)
+    result = SLQResult.load(slq_path)
+    check_spectrum(result.quadrature(), path=slq_path, model=model, hessian_cfg=hessian_cfg,
+                   made_with=result.settings.get("params"))
+    ranking = magnitude_ranking(model)
+    rows = HessianRows.load(rows_path, dim=ranking.dim)
+    train_cfg = meta.get("train", {})
+    out = predict_from_model(model, data, hessian_cfg=hessian_cfg, theory_cfg=theory_cfg,
+                             l1=float(train_cfg.get("l1", 0.0)), spectrum=result, rows=rows,
+                             epsilon=epsilon_from_metrics(meta, theory_cfg, str(metrics_path)))
+    out["provenance"].update({"model": str(model_path), "metrics": str(metrics_path), "spectrum_file": str(slq_path),
+                              "hessian_rows_file": str(rows_path)})
+    if exact_path is not None:
+        out["exact"] = exact_comparison(ranking, load_spectrum(exact_path, kind="exact", model=model,
+                                                               hessian_cfg=hessian_cfg),
+                                        out, theory_cfg=theory_cfg,
+                                        spectrum_dim=spectrum_dimension(model, hessian_cfg.get("params", "prunable")))
+        out["exact"]["spectrum_file"] = str(exact_path)
+    save_json(out, out_path)
+    return out
+
+
+def scaling_task(*, model_path, metrics_path, data_path, slq_path, prediction_path, out_path, hessian_cfg: dict,
+                 theory_cfg: dict, device: str = "cpu") -> dict:
+    """Rule ``magnitude_scaling``: predicted (and, by prune's sweep, actual) threshold per weight scale."""
+    model, _, data = _load_task(model_path, metrics_path, data_path, device)
+    pred = load_json(prediction_path)
+    spectrum = load_spectrum(slq_path, kind="slq", model=model, hessian_cfg=hessian_cfg)
+    ranking = magnitude_ranking(model)
+    if pred.get("D") != ranking.dim:
+        raise PrunelimitError(f"{prediction_path} is for D = {pred.get('D')} weights, the model has {ranking.dim}")
+
+    def actual(c: float) -> dict:
+        return scaled_actual_threshold(model, data, c, grid=int(theory_cfg["scaling_grid"]))
+
+    out = magnitude_scaling(ranking, spectrum, pred["epsilon"], list(theory_cfg.get("scales", [1, 2, 3, 4, 5])),
+                            zero_fraction=pred["zero_fraction"], eta=float(theory_cfg.get("eta", 0.05)),
+                            spectrum_dim=spectrum_dimension(model, hessian_cfg.get("params", "prunable")),
+                            actual_threshold=actual)
+    out.update({"epsilon": pred["epsilon"], "zero_fraction": pred["zero_fraction"], "D": ranking.dim,
+                "R_of_sparsity": pred["curves"]["R_of_sparsity"], "sparsity_grid": pred["curves"]["sparsity_grid"],
+                "R_grid": pred["curves"]["R_grid"], "gw2_over_D": pred["curves"]["gw2_over_D"],
+                "provenance": {"formulas": {k: FORMULA_MARKS[k] for k in ("gaussian_width", "prediction")},
+                               "actual": "[code] official criterion on the scaled model's own sweep (test accuracy)",
+                               "prediction_file": str(prediction_path), "spectrum_file": str(slq_path),
+                               "scaling_grid": int(theory_cfg["scaling_grid"])}})
+    save_json(out, out_path)
+    return out
