@@ -26,7 +26,8 @@ import pytest
 from PIL import Image
 
 from pipeline_utils import snakemake
-from prunelimit.data import download, load_tensors, prepare_dataset
+from prunelimit.archives import download
+from prunelimit.data import load_tensors, prepare_dataset
 from prunelimit.io import PrunelimitError
 
 # ---------------------------------------------------------------------------------------------

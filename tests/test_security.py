@@ -27,8 +27,7 @@ import numpy as np
 import pytest
 import torch
 
-from prunelimit import cli
-from prunelimit import data as data_module
+from prunelimit import archives, cli
 from prunelimit.data import TensorData, load_tensors, prepare_dataset
 from prunelimit.checkpoint import load_state_dict
 from prunelimit.io import PrunelimitError, load_npz
@@ -206,7 +205,7 @@ def test_tinyimagenet_image_announcing_gigapixels_is_refused_before_decoding(ser
 
 def test_tinyimagenet_member_bigger_than_any_dataset_file_is_refused(server, tmp_path, monkeypatch):
     """A zip bomb: refused by its declared size, before inflating (the cap lowered to keep the test small)."""
-    monkeypatch.setattr(data_module, "MAX_MEMBER_BYTES", 50_000)
+    monkeypatch.setattr(archives, "MAX_MEMBER_BYTES", 50_000)
     entries = _tinyimagenet_entries()
     entries["tiny-imagenet-200/words.txt"] = b"\x00" * 200_000
     url, md5 = server.add("tiny-imagenet-200.zip", _zip(entries))
@@ -320,4 +319,4 @@ def test_every_loader_in_the_source_is_a_safe_one():
     # the unpicklers there are, each with an allowlist: CIFAR's, and the torch-free state_dict reader's
     # (tests/test_no_torch.py feeds it a hostile file)
     unpicklers = [p.relative_to(ROOT) for p, t in _sources() if "pickle.Unpickler" in t]
-    assert unpicklers == [Path("src/prunelimit/data.py"), Path("src/prunelimit/statedict.py")]
+    assert unpicklers == [Path("src/prunelimit/archives.py"), Path("src/prunelimit/statedict.py")]

@@ -6,11 +6,11 @@ plus ``mean``/``std`` per channel and ``num_classes``.
 
 Sources:
 - ``digits``: scikit-learn's bundled 8×8 digits, seeded stratified split (no network).
-- ``mnist1d``: an MNIST-1D-style generator of our own (after Greydanus 2020, "Scaling down deep
-  learning"), seeded: 10 template signals, randomly padded, scaled, sheared, translated, with
-  correlated and white noise, resampled to 40 points.
+- ``mnist1d``: MNIST-1D (Greydanus 2020, "Scaling down deep learning", arXiv 2011.14439), generated
+  offline by the ``mnist1d`` package's ``make_dataset`` (its download path is never called).
 - ``cifar10``, ``cifar100``, ``tinyimagenet``: downloaded from the configured URL (streamed,
-  resumable, md5-verified, renamed into place when complete) and parsed from their archives.
+  resumable, md5-verified, renamed into place when complete) and parsed from their archives
+  (prunelimit.archives).
 - ``synth_cifar10``, ``synth_cifar100``, ``synth_tinyimagenet``: tiny random data of the paper
   datasets' shapes, for smoke runs of the paper architectures.
 """
@@ -18,14 +18,8 @@ Sources:
 from __future__ import annotations
 
 import hashlib
-import http.client
-import io
 import os
-import pickle
-import tarfile
-import urllib.error
-import urllib.request
-import zipfile
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +28,7 @@ import torch
 
 from . import architectures
 from .architectures import SYNTHETIC_SHAPES
+from .archives import checked_labels, download, parse_cifar, parse_tinyimagenet
 from .io import PrunelimitError, load_npz, save_npz
 
 # Official archives and checksums (the same constants torchvision uses).
@@ -53,9 +48,6 @@ OFFICIAL_SOURCES = {
 }
 DOWNLOADED = tuple(OFFICIAL_SOURCES)
 DATASETS = ("digits", "mnist1d", *DOWNLOADED, *SYNTHETIC_SHAPES)
-# The largest member of an official archive is CIFAR-100's train batch (155 MB); anything far
-# larger is a decompression bomb, refused before it is inflated into memory.
-MAX_MEMBER_BYTES = 1 << 30
 
 
 def dataset_shape(name: str, options: dict | None = None) -> tuple[tuple[int, int, int], int]:
@@ -69,245 +61,13 @@ def dataset_shape(name: str, options: dict | None = None) -> tuple[tuple[int, in
 
 
 # ---------------------------------------------------------------------------------------------
-# Download: streamed, resumable, md5-verified, atomic
-# ---------------------------------------------------------------------------------------------
-
-
-def md5sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def download(url: str, dest: str | os.PathLike, md5: str | None, progress: bool = True, timeout: float = 60) -> Path:
-    """Download ``url`` to ``dest``.
-
-    Streams into ``dest.part``; an existing ``.part`` is resumed with an HTTP Range request (a
-    server that ignores it restarts the file). The file is renamed to ``dest`` only once its
-    length matches the announced one and its md5 matches; otherwise the partial file is removed
-    (wrong md5) or kept for resuming (truncated transfer) and a clear error is raised.
-    """
-    from tqdm import tqdm
-
-    dest = Path(dest)
-    if dest.exists() and (md5 is None or md5sum(dest) == md5):
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as err:
-        if err.code == 416 and have:  # range not satisfiable: the part file is already whole
-            response = None
-        else:
-            raise PrunelimitError(f"download of {url} failed: HTTP {err.code} {err.reason}") from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:  # HTTPException: bad status line
-        raise PrunelimitError(f"download of {url} failed: {getattr(err, 'reason', err)}") from None
-
-    if response is not None:
-        with response:
-            resumed = response.status == 206
-            if not resumed:
-                have = 0
-            length = response.headers.get("Content-Length")
-            expected = have + int(length) if length is not None else None
-            with open(part, "ab" if resumed else "wb") as fh, tqdm(
-                total=expected, initial=have, unit="B", unit_scale=True, desc=dest.name, disable=not progress
-            ) as bar:
-                try:
-                    while block := response.read(1 << 16):
-                        fh.write(block)
-                        bar.update(len(block))
-                except (OSError, urllib.error.URLError, http.client.HTTPException) as err:  # IncompleteRead (chunked)
-                    raise PrunelimitError(
-                        f"download of {url} was interrupted ({err}); rerun to resume from {part}"
-                    ) from None
-        got = part.stat().st_size
-        if expected is not None and got < expected:
-            raise PrunelimitError(
-                f"download of {url} is truncated: {got} of {expected} bytes; rerun to resume from {part}"
-            )
-    if md5 is not None:
-        actual = md5sum(part)
-        if actual != md5:
-            part.unlink()
-            raise PrunelimitError(f"md5 mismatch for {url}: expected {md5}, got {actual}; the partial file was removed")
-    os.replace(part, dest)
-    return dest
-
-
-# ---------------------------------------------------------------------------------------------
-# Archive parsers (the real formats)
-# ---------------------------------------------------------------------------------------------
-
-
-class RefusedPickle(pickle.UnpicklingError):
-    """A pickle asked for something a CIFAR batch never holds (it could run code)."""
-
-
-def _numpy_reconstructors() -> dict[tuple[str, str], object]:
-    try:  # numpy >= 2 (1.26 has the alias too)
-        from numpy._core import multiarray, numeric
-    except ImportError:  # pragma: no cover - older numpy
-        from numpy.core import multiarray, numeric
-    import _codecs
-
-    allowed: dict[tuple[str, str], object] = {
-        ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): _codecs.encode,  # how Python 3 writes bytes in a protocol-2 pickle
-    }
-    for core in ("numpy.core", "numpy._core"):  # official files name numpy.core; numpy 2 writes numpy._core
-        allowed[(f"{core}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        allowed[(f"{core}.multiarray", "scalar")] = multiarray.scalar
-        allowed[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer  # protocol-5 arrays
-    return allowed
-
-
-class _CifarUnpickler(pickle.Unpickler):
-    """Unpickles dicts, lists, numbers, bytes and numpy arrays, and nothing else.
-
-    A plain ``pickle.loads`` calls whatever callable the file names (``os.system`` ...), and the
-    archive URL is user-configurable: only the reconstructors CIFAR's own files use are admitted.
-    """
-
-    ALLOWED = _numpy_reconstructors()
-
-    def find_class(self, module: str, name: str):
-        try:
-            return self.ALLOWED[(module, name)]
-        except KeyError:
-            raise RefusedPickle(f"{module}.{name}") from None
-
-
-def _unpickle(raw: bytes, what: str) -> dict:
-    try:
-        batch = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except RefusedPickle as err:
-        raise PrunelimitError(f"refusing CIFAR batch {what}: its pickle calls {err}, which no CIFAR batch needs "
-                              "(only numpy arrays, lists, numbers and bytes are allowed)") from None
-    except Exception as err:  # noqa: BLE001
-        raise PrunelimitError(f"corrupt CIFAR batch {what}: {type(err).__name__}: {err}") from None
-    if not isinstance(batch, dict):
-        raise PrunelimitError(f"corrupt CIFAR batch {what}: holds a {type(batch).__name__}, not a dict")
-    return batch
-
-
-def _labels(values, where: str, num_classes: int) -> np.ndarray:
-    """Integer class labels in [0, num_classes), refused by name otherwise (casting would truncate 2.7 to 2)."""
-    y = np.asarray(values)
-    if y.dtype == object or y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
-        raise PrunelimitError(f"{where}: labels must be integers, got {y.dtype}")
-    if y.size and (y.min() < 0 or y.max() >= num_classes):
-        bad = int(y.min()) if y.min() < 0 else int(y.max())
-        raise PrunelimitError(f"{where}: label {bad} is outside [0, {num_classes})")
-    return y.astype(np.int64)
-
-
-def parse_cifar(archive: str | os.PathLike, name: str) -> dict[str, np.ndarray]:
-    """Parse the python-pickle CIFAR-10 / CIFAR-100 ``.tar.gz`` into uint8 (N, 3, 32, 32) arrays."""
-    if name == "cifar10":
-        folder, train_members, test_members, label_key = (
-            "cifar-10-batches-py",
-            [f"data_batch_{i}" for i in range(1, 6)],
-            ["test_batch"],
-            b"labels",
-        )
-    else:
-        folder, train_members, test_members, label_key = ("cifar-100-python", ["train"], ["test"], b"fine_labels")
-    classes = 10 if name == "cifar10" else 100
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            def read(members: list[str]) -> tuple[np.ndarray, np.ndarray]:
-                xs, ys = [], []
-                for member in members:
-                    info = tar.getmember(f"{folder}/{member}")
-                    if info.size > MAX_MEMBER_BYTES:
-                        raise PrunelimitError(f"corrupt archive {archive}: {folder}/{member} unpacks to {info.size} "
-                                              f"bytes, more than any dataset file ({MAX_MEMBER_BYTES})")
-                    fh = tar.extractfile(info)
-                    if fh is None:
-                        raise PrunelimitError(f"{archive}: {folder}/{member} is not a file")
-                    batch = _unpickle(fh.read(), f"{archive}:{member}")
-                    x = np.asarray(batch[b"data"])
-                    if x.dtype != np.uint8:  # casting would wrap 300 to 44 and truncate floats
-                        raise PrunelimitError(f"corrupt archive {archive}: {folder}/{member} holds {x.dtype} "
-                                              "images, not uint8")
-                    y = _labels(batch[label_key], f"corrupt archive {archive}: {folder}/{member}", classes)
-                    if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or y.shape != (len(x),):
-                        raise PrunelimitError(
-                            f"corrupt or incomplete archive {archive}: {folder}/{member} holds data of shape "
-                            f"{x.shape} and {y.size} labels (expected (N, 3072) and N labels)")
-                    xs.append(x.reshape(-1, 3, 32, 32))
-                    ys.append(y)
-                return np.concatenate(xs), np.concatenate(ys)
-
-            x_train, y_train = read(train_members)
-            x_test, y_test = read(test_members)
-    except (tarfile.TarError, EOFError, OSError, KeyError) as err:
-        raise PrunelimitError(f"corrupt or incomplete archive {archive}: {err}") from None
-    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
-            "num_classes": np.int64(classes)}
-
-
-def parse_tinyimagenet(archive: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Parse ``tiny-imagenet-200.zip``: train/<wnid>/images/*.JPEG and val/ with its annotations.
-
-    The official test split has no labels, so the labelled validation split is the test set.
-    """
-    from PIL import Image
-
-    def decode(raw: bytes, member: str) -> np.ndarray:
-        img = Image.open(io.BytesIO(raw))
-        if img.size != (64, 64):  # checked before decoding: a forged header cannot make us allocate gigapixels
-            raise PrunelimitError(f"corrupt archive {archive}: {member} is {img.size[0]}x{img.size[1]}, not 64x64")
-        return np.asarray(img.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)
-
-    root = "tiny-imagenet-200"
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            # members are read into memory, never extracted, so names like ../x cannot write anywhere;
-            # sizes are checked so a zip bomb is refused before it is inflated
-            big = next((i for i in zf.infolist() if i.file_size > MAX_MEMBER_BYTES), None)
-            if big is not None:
-                raise PrunelimitError(f"corrupt archive {archive}: {big.filename} unpacks to {big.file_size} bytes, "
-                                      f"more than any dataset file ({MAX_MEMBER_BYTES})")
-            wnids = zf.read(f"{root}/wnids.txt").decode().split()
-            index = {w: i for i, w in enumerate(wnids)}
-            x_train, y_train, x_test, y_test = [], [], [], []
-            names = sorted(zf.namelist())
-            for name in names:
-                parts = name.split("/")
-                if len(parts) == 5 and parts[1] == "train" and parts[3] == "images" and parts[4].endswith(".JPEG"):
-                    x_train.append(decode(zf.read(name), name))
-                    y_train.append(index[parts[2]])
-            annotations = zf.read(f"{root}/val/val_annotations.txt").decode().splitlines()
-            for line in annotations:
-                if not line.strip():
-                    continue
-                fields = line.split("\t")
-                member = f"{root}/val/images/{fields[0]}"
-                x_test.append(decode(zf.read(member), member))
-                y_test.append(index[fields[1]])
-    except (zipfile.BadZipFile, KeyError, OSError, EOFError, Image.DecompressionBombError) as err:
-        raise PrunelimitError(f"corrupt or incomplete archive {archive}: {err}") from None
-    if not x_train or not x_test:
-        raise PrunelimitError(f"archive {archive} holds no TinyImageNet images")
-    return {"x_train": np.stack(x_train), "y_train": np.asarray(y_train, np.int64),
-            "x_test": np.stack(x_test), "y_test": np.asarray(y_test, np.int64),
-            "num_classes": np.int64(len(wnids))}
-
-
-# ---------------------------------------------------------------------------------------------
 # Local datasets
 # ---------------------------------------------------------------------------------------------
 
 
 def make_digits(seed: int = 0, test_fraction: float = 0.2) -> dict[str, np.ndarray]:
     """scikit-learn's 8×8 digits (values 0–16) as uint8 0–255, stratified seeded split."""
+    # imported here: scikit-learn takes about a second to import, and only this dataset needs it
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -320,44 +80,38 @@ def make_digits(seed: int = 0, test_fraction: float = 0.2) -> dict[str, np.ndarr
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test, "num_classes": np.int64(10)}
 
 
-# Ten hand-made 12-point templates, one per class (our own shapes, in the spirit of MNIST-1D).
-_MNIST1D_TEMPLATES = np.array([
-    [5, 6, 6.5, 6.75, 7, 7, 7, 7, 6.75, 6.5, 6, 5],
-    [5, 3, 3, 3.4, 3.8, 4.2, 4.6, 5, 5.4, 5.8, 5, 5],
-    [5, 6, 6.5, 6.5, 6, 5.25, 4.75, 4, 3.5, 3.5, 4, 5],
-    [5, 6, 6.5, 6.5, 6, 5, 5, 6, 6.5, 6.5, 6, 5],
-    [5, 4.4, 3.8, 3.2, 2.6, 2.6, 5, 5, 5, 5, 5, 5],
-    [5, 3, 3, 3, 3, 5, 6, 6.5, 6.5, 6, 4.5, 5],
-    [5, 4, 3.5, 3.25, 3, 3, 3, 3, 3.25, 3.5, 4, 5],
-    [5, 7, 7, 6.6, 6.2, 5.8, 5.4, 5, 4.6, 4.2, 5, 5],
-    [5, 4, 3.5, 3.5, 4, 5, 5, 4, 3.5, 3.5, 4, 5],
-    [5, 4, 3.5, 3.5, 4, 5, 5, 5, 5, 4.7, 4.3, 5],
-]) - 5.0
+def make_mnist1d(n_train: int = 4000, n_test: int = 1000, length: int = 40, seed: int = 42) -> dict[str, np.ndarray]:
+    """MNIST-1D generated by the ``mnist1d`` package, as float32 ``(N, 1, 1, length)`` signals.
 
+    ``make_dataset`` with the package's standard arguments (``get_dataset_args()``) but for the
+    ones our config names: num_samples = n_train + n_test, final_seq_length = length, seed. The
+    defaults are the package's (5000 signals of 40 points, seed 42, its 4000 / 1000 split). It draws
+    num_samples / 10 signals per class, shuffles them and standardises them over the whole set; the
+    first n_train are the training set, as the package's own split (taken here, so that any n_train
+    splits exactly: the package's int(num_samples · train_split) can round one below).
+    """
+    # imported here: mnist1d imports matplotlib.pyplot, requests and scipy (~2 s), for this dataset only
+    from mnist1d.data import get_dataset_args, make_dataset
+    from mnist1d.utils import ObjectView
 
-def make_mnist1d(n_train: int = 4000, n_test: int = 1000, length: int = 40, seed: int = 0) -> dict[str, np.ndarray]:
-    """Generate MNIST-1D-style signals (float32 ``(N, 1, 1, length)``), balanced classes, seeded."""
-    rng = np.random.default_rng(seed)
-    n = n_train + n_test
-    labels = np.arange(n) % 10
-    rng.shuffle(labels)
-    grid = np.linspace(-1, 1, length)
-    signals = np.empty((n, length), np.float32)
-    for i, label in enumerate(labels):
-        template = _MNIST1D_TEMPLATES[label]
-        pad = rng.integers(18, 30)  # total zero padding: the digit covers a random share of the window
-        left = rng.integers(0, pad + 1)
-        x = np.concatenate([np.zeros(left), template, np.zeros(pad - left)])
-        t = np.linspace(-1, 1, len(x))
-        scale = rng.uniform(0.8, 1.2)
-        shear = rng.uniform(-0.6, 0.6)
-        shift = rng.uniform(-0.15, 0.15)
-        y = scale * np.interp(grid, t + shift, x) + shear * grid
-        corr = np.convolve(rng.normal(size=length + 8), np.ones(9) / 9, mode="valid")  # correlated noise
-        signals[i] = (y + 0.25 * corr + 0.05 * rng.normal(size=length)).astype(np.float32)
-    x_all = signals[:, None, None, :]
-    return {"x_train": x_all[:n_train], "y_train": labels[:n_train].astype(np.int64),
-            "x_test": x_all[n_train:], "y_test": labels[n_train:].astype(np.int64), "num_classes": np.int64(10)}
+    total = n_train + n_test
+    if total % 10:
+        raise PrunelimitError(f"mnist1d: n_train + n_test = {total} must be a multiple of 10 "
+                              "(the package draws the same number of signals per class)")
+    args = {**get_dataset_args(as_dict=True), "num_samples": total, "train_split": 1.0,
+            "final_seq_length": length, "seed": seed}
+    # make_dataset seeds numpy's and Python's global generators: restored, so that preparing the
+    # dataset inside another job changes none of its draws
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    try:
+        generated = make_dataset(ObjectView(args))
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+    x = generated["x"].astype(np.float32)[:, None, None, :]
+    y = generated["y"].astype(np.int64)
+    return {"x_train": x[:n_train], "y_train": y[:n_train], "x_test": x[n_train:], "y_test": y[n_train:],
+            "num_classes": np.int64(10)}
 
 
 def make_synthetic(name: str, n_train: int = 64, n_test: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
@@ -405,7 +159,7 @@ def check_arrays(arrays: dict[str, np.ndarray], where: str) -> None:
             raise PrunelimitError(f"{where}: x_{split} holds {bad}")
         if y.shape != (len(x),):
             raise PrunelimitError(f"{where}: y_{split} has shape {y.shape}, need one label per sample ({len(x)},)")
-        _labels(y, f"{where}: y_{split}", int(classes))
+        checked_labels(y, f"{where}: y_{split}", int(classes))
     for name in ("mean", "std"):
         if name in arrays:
             v = np.asarray(arrays[name])
@@ -444,7 +198,7 @@ def prepare_dataset(name: str, out: str | os.PathLike, options: dict | None = No
         arrays = make_digits(seed=options.get("seed", 0), test_fraction=options.get("test_fraction", 0.2))
     elif name == "mnist1d":
         arrays = make_mnist1d(options.get("n_train", 4000), options.get("n_test", 1000),
-                              options.get("length", 40), options.get("seed", 0))
+                              options.get("length", 40), options.get("seed", 42))
     elif name in SYNTHETIC_SHAPES:
         arrays = make_synthetic(name, options.get("n_train", 64), options.get("n_test", 32), options.get("seed", 0))
     elif name in DOWNLOADED:
