@@ -17,7 +17,7 @@ with rule_context(snakemake.log[0], snakemake.threads) as log:  # noqa: F821
         l1 = float(meta["train"]["l1"])  # λ as the run resolved it from the task's shrinkage target
         retrain = retrain_config(meta["train"], epochs=p.iterative["retrain_epochs"], weight_decay=weight_decay)
 
-        def predict(m):
+        def predict(m, l1=l1):
             return predict_from_model(m, data, hessian_cfg=p.hessian, theory_cfg=p.theory, l1=l1)
 
         for row in iterative_prune(model, data, predict, rounds=p.iterative["rounds"], retrain=retrain, progress=True):

@@ -66,7 +66,7 @@ def test_smart_ratio_sums_to_budget_and_follows_formula(sparsity, residual):
     assert np.all((p >= 0) & (p <= 1))
     assert np.dot(p, sizes) == pytest.approx((1 - sparsity) * sum(sizes))
     L = len(sizes)
-    formula = np.array([((L - l + 1) ** 2 + (L - l + 1)) / (1 if residual else l**2) for l in range(1, L)])
+    formula = np.array([((L - k + 1) ** 2 + (L - k + 1)) / (1 if residual else k**2) for k in range(1, L)])
     body = p[:-1]
     free = body < 1 - 1e-12
     ratio = body[free] / formula[free]  # unclamped layers keep the formula's proportions

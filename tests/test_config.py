@@ -9,8 +9,8 @@ prunelimit.config.check_task_references); one `snakemake -n` per check shows the
 import copy
 
 import pytest
-
 from pipeline_utils import ROOT, TORCH_REFUSED, load_config, snakemake, write_config
+
 from prunelimit.config import check_task_references, validate_config
 from prunelimit.errors import PrunelimitError
 
@@ -44,7 +44,8 @@ BAD_CONFIGS = [
     (lambda c: c["regime"].update(l1_multipliers=[0.1, 1, 3]), "regime.l1_multipliers: [0.1, 1, 3] does not contain"),
     (lambda c: c.pop("regime"), "'regime' is a required property"),
     (lambda c: c["regime"].update(tasks=["fc5_digits", "fc5_digits"]), "has non-unique elements"),
-    (lambda c: c["tasks"]["mlp_digits"].pop("l1_shrinkage"), "regime.tasks names task(s) ['mlp_digits'] without a positive"),
+    (lambda c: c["tasks"]["mlp_digits"].pop("l1_shrinkage"),
+     "regime.tasks names task(s) ['mlp_digits'] without a positive"),
     (lambda c: c["baselines"].update(tasks=["no_such_task"]), "baselines.tasks names unknown task(s) ['no_such_task']"),
 ]
 BAD_IDS = ["misspelt-key", "wrong-type", "unknown-model", "unknown-dataset", "unknown-section", "out-of-range",

@@ -8,6 +8,7 @@ requests and can be told to cut a response short.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -24,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from pipeline_utils import load_config, snakemake
 
-from pipeline_utils import snakemake
 from prunelimit.archives import download
 from prunelimit.data import load_tensors, prepare_dataset
 from prunelimit.io import PrunelimitError
@@ -60,7 +61,7 @@ class ArchiveServer:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
 
     def log_message(self, *args) -> None:  # keep pytest output clean
         pass
@@ -109,16 +110,25 @@ class _Server(ThreadingHTTPServer):
     state: ArchiveServer
 
 
-@pytest.fixture
-def server():
+@contextlib.contextmanager
+def archive_server():
+    """An HTTP server on 127.0.0.1 serving the archives its state is given (shared with test_security)."""
     httpd = _Server(("127.0.0.1", 0), _Handler)
     httpd.state = ArchiveServer(port=httpd.server_address[1])
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield httpd.state
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    try:
+        yield httpd.state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def server():
+    with archive_server() as state:
+        yield state
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,7 +146,8 @@ def _tar_gz(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def _batch(rng: np.random.Generator, n: int, classes: int, label_key: bytes, name: str) -> tuple[dict, np.ndarray, list]:
+def _batch(rng: np.random.Generator, n: int, classes: int, label_key: bytes,
+           name: str) -> tuple[dict, np.ndarray, list]:
     data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)  # row: 1024 red, 1024 green, 1024 blue
     labels = [int(v) for v in rng.integers(0, classes, n)]  # the official files hold a list
     batch = {b"batch_label": name.encode(), label_key: labels, b"data": data,
@@ -433,7 +444,7 @@ def test_missing_file_on_server_is_a_clear_error(server, tmp_path):
 def _cifar_config(make_config, path: Path, url: str, md5: str) -> Path:
     return make_config(
         path, preset="dl", device="cpu", datasets={"cifar10": {"url": url, "md5": md5}}, variants=["dense"],
-        train_defaults={"epochs": 1, "batch_size": 4, "lr": 0.01, "seed": 0, "max_steps": 1},
+        train_defaults={**load_config()["train_defaults"], "epochs": 1, "batch_size": 4, "max_steps": 1},
         tasks={"fc5_cifar10": {"model": "fc5", "dataset": "cifar10", "l1": 5.0e-5}})
 
 

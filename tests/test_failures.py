@@ -17,14 +17,14 @@ import tarfile
 import numpy as np
 import pytest
 import yaml
-
 from pipeline_utils import ROOT, load_config
+from test_data_download import _tar_gz, make_cifar10, server  # noqa: F401 - server is a fixture
+
+from prunelimit.checkpoint import save_torch
 from prunelimit.config import SCHEMA, task_spec, validate_config
 from prunelimit.data import load_tensors, prepare_dataset
-from prunelimit.checkpoint import save_torch
 from prunelimit.io import PrunelimitError, save_json, save_npz
 from prunelimit.runlog import rule_context
-from test_data_download import _tar_gz, make_cifar10, server  # noqa: F401 - server is a fixture
 
 # ---------------------------------------------------------------------------------------------
 # Labels and arrays: checked when an archive is parsed and when a dataset file is loaded
@@ -267,11 +267,10 @@ def test_two_runs_from_scratch_give_identical_weights_spectra_and_predictions(tm
     import torch
 
     from prunelimit.cli import main
-    from prunelimit.tasks import spectrum_of_trained
-    from prunelimit.models import build_model
-    from prunelimit.train import TrainConfig, train
-
     from prunelimit.data import TensorData
+    from prunelimit.models import build_model
+    from prunelimit.tasks import spectrum_of_trained
+    from prunelimit.train import TrainConfig, train
 
     data_file = prepare_dataset("digits", tmp_path / "digits.npz", progress=False)
     full = load_tensors(data_file)

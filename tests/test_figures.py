@@ -20,8 +20,8 @@ from prunelimit.figures.style import TASK_COLUMNS, task_panels
 from prunelimit.figures.theory_vs_actual import plot_theory_vs_actual
 from prunelimit.figures.weight_magnitude import _collapsed_scales, plot_magnitude_scaling, plot_weight_distribution
 from prunelimit.io import PrunelimitError
-from prunelimit.spectrum import from_eigenvalues
 from prunelimit.sparsity import MagnitudeRanking
+from prunelimit.spectrum import from_eigenvalues
 from prunelimit.tables import by_task
 
 TASKS = ["task_a", "task_b", "task_c", "task_d", "task_e"]  # five: the panel grid wraps to a second row

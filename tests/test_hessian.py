@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from pipeline_utils import load_config, snakemake, write_config
 from torch import nn
 from torch.func import functional_call
 
-from pipeline_utils import load_config, snakemake, write_config
+from prunelimit.checkpoint import save_torch
 from prunelimit.data import TensorData, load_tensors, prepare_dataset
 from prunelimit.hessian import HessianOperator, exact_eigenvalues, exact_hessian
-from prunelimit.lanczos import lanczos, run_quadrature, slq
-from prunelimit.checkpoint import save_torch
 from prunelimit.io import PrunelimitError, save_json
+from prunelimit.lanczos import lanczos, run_quadrature, slq
 from prunelimit.models import build_model, count_prunable, prunable_parameters
 from prunelimit.spectrum import SLQResult, from_eigenvalues, load_exact, save_exact
 from prunelimit.tasks import exact_spectrum_of_trained, spectrum_of_trained
@@ -307,7 +307,10 @@ def test_slq_stiff_direction_count_within_10_percent_of_exact(digits):
     lam = np.sort(exact.nodes)[::-1]
     for rank in (3, 10, 30, 100, 300):  # R² puts the knee of f at the rank-th largest |λ|
         R2 = 2 * eps / lam[rank]
-        f = lambda l: 1.0 / (1.0 + R2 * np.abs(l) / (2 * eps))  # noqa: E731
+
+        def f(lam, R2=R2):
+            return 1.0 / (1.0 + R2 * np.abs(lam) / (2 * eps))
+
         stiff_exact = exact.dim - exact.trace_f(f)
         stiff_slq = result.dim - result.trace_f(f, absolute=True)
         assert stiff_slq == pytest.approx(stiff_exact, rel=0.10), rank
@@ -428,7 +431,7 @@ def test_spectrum_of_trained_and_exact_agree_on_the_trace(digits, tmp_path):
     # tr H by SLQ is Hutchinson's estimate over 4 Rademacher vectors: within 4 of its standard
     # deviations, sqrt(2(‖H‖²_F − Σ H_ii²)/runs) ≤ sqrt(2 Σ λ²/runs), of the exact trace
     bound = 4 * np.sqrt(2 * np.sum(eigenvalues**2) / 4)
-    assert abs(result.trace_f(lambda l: l) - eigenvalues.sum()) < bound < abs(eigenvalues.sum())
+    assert abs(result.trace_f(lambda lam: lam) - eigenvalues.sum()) < bound < abs(eigenvalues.sum())
     assert result.quadrature().lambda_max == pytest.approx(eigenvalues.max(), rel=1e-4)
     with pytest.raises(PrunelimitError, match="missing exact spectrum"):
         load_exact(tmp_path / "absent.npz")

@@ -18,7 +18,6 @@ from prunelimit.data import TensorData
 from prunelimit.io import PrunelimitError
 from prunelimit.models import build_model, prunable_parameters
 from prunelimit.prune import (
-    InPlacePruner,
     count_kept,
     derived_seed,
     iterative_prune,

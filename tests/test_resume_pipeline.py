@@ -19,7 +19,6 @@ import time
 import psutil
 import pytest
 import torch
-
 from pipeline_utils import ROOT, SNAKEMAKE
 
 EPOCHS = 6

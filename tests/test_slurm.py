@@ -21,7 +21,6 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
 from pipeline_utils import ROOT, rule_blocks, snakemake
 
 PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from prunelimit import gaussian_width, hessian, magnitude_scaling, tasks
 from prunelimit.data import TensorData
 from prunelimit.io import PrunelimitError, save_json
-from prunelimit.models import build_model, prunable_parameters
 from prunelimit.lanczos import slq
+from prunelimit.models import build_model, prunable_parameters
 from prunelimit.prune import magnitude_ranking
 from prunelimit.sparsity import MagnitudeRanking, keep_count
 from prunelimit.spectrum import Quadrature, SLQResult, absolute_spectrum, from_eigenvalues, save_exact

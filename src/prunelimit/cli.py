@@ -125,8 +125,8 @@ def build_user_model(spec: str, in_shape: tuple[int, ...], num_classes: int, mod
 
 def load_data(source: str, data_dir: str, device: torch.device):
     """A registry dataset (prepared on first use) or a .npz/.pt file in the documented format."""
-    from .data import DATASETS, TensorData, load_tensors, prepare_dataset
     from .checkpoint import torch_load_error
+    from .data import DATASETS, TensorData, load_tensors, prepare_dataset
 
     if source in DATASETS:
         path = Path(data_dir) / f"{source}.npz"
@@ -213,8 +213,8 @@ def check_model_fits_data(model: nn.Module, data) -> None:
 
 
 def predict(args: argparse.Namespace) -> dict:
-    from .config import resolve_device
     from .checkpoint import load_state_dict
+    from .config import resolve_device
     from .tasks import predict_from_model
 
     timings: dict[str, float] = {}
@@ -305,30 +305,48 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=DATA_FORMAT)
     p.add_argument("--model", required=True, help="registry name (fc5, fc12, mlp, alexnet, vgg16, resnet18, resnet50) "
                    "or MODULE:CALLABLE / path/to/file.py:CALLABLE returning an nn.Module")
-    p.add_argument("--model-args", default=None, help="JSON keyword arguments for the model constructor, e.g. '{\"width\": 0.5}'")
-    p.add_argument("--checkpoint", required=True, help="state_dict file (torch.save(model.state_dict())), loaded with weights_only=True")
+    p.add_argument("--model-args", default=None,
+                   help="JSON keyword arguments for the model constructor, e.g. '{\"width\": 0.5}'")
+    p.add_argument("--checkpoint", required=True,
+                   help="state_dict file (torch.save(model.state_dict())), loaded with weights_only=True")
     p.add_argument("--data", required=True, help="registry dataset name or a .npz/.pt file (format below)")
-    p.add_argument("--data-dir", default="results/cli/data", help="where registry datasets are prepared (default: %(default)s)")
-    p.add_argument("--l1", type=float, default=0.0, help="L1 coefficient the model was trained with; part of the loss whose spread is ε (default: 0)")
-    p.add_argument("--epsilon", type=float, default=None, help="loss tolerance ε; default: std of the per-batch training loss")
+    p.add_argument("--data-dir", default="results/cli/data",
+                   help="where registry datasets are prepared (default: %(default)s)")
+    p.add_argument("--l1", type=float, default=0.0,
+                   help="L1 coefficient the model was trained with; part of the loss whose spread is ε (default: 0)")
+    p.add_argument("--epsilon", type=float, default=None,
+                   help="loss tolerance ε; default: std of the per-batch training loss")
     p.add_argument("--runs", type=int, default=1, help="SLQ runs (default: %(default)s)")
-    p.add_argument("--iters", type=int, default=128, help="Lanczos iterations per run to start from (default: %(default)s)")
-    p.add_argument("--max-iters", type=int, default=1024, help="cap of the Lanczos iterations, doubled from --iters until "
+    p.add_argument("--iters", type=int, default=128,
+                   help="Lanczos iterations per run to start from (default: %(default)s)")
+    p.add_argument("--max-iters", type=int, default=1024,
+                   help="cap of the Lanczos iterations, doubled from --iters until "
                    "the prediction moves by less than --tol (default: %(default)s)")
-    p.add_argument("--tol", type=float, default=0.005, help="convergence tolerance of the predicted sparsity (default: %(default)s)")
+    p.add_argument("--tol", type=float, default=0.005,
+                   help="convergence tolerance of the predicted sparsity (default: %(default)s)")
     p.add_argument("--params", choices=["prunable", "all"], default="prunable",
-                   help="parameters that are pruned and the Hessian is taken over: conv/linear weights (default) or all")
-    p.add_argument("--chunk-size", type=int, default=0, help="samples per HVP chunk, 0 = whole set at once (default: 0)")
-    p.add_argument("--row-levels", type=int, default=20, help="sparsity levels of the zero-eigenvalue estimate from Hessian rows (default: %(default)s)")
-    p.add_argument("--zero-row-threshold", type=float, default=1e-7, help="L1 norm below which a Hessian row is zero (default: %(default)s)")
-    p.add_argument("--eta", type=float, default=0.05, help="failure probability of the kinematic bounds (default: %(default)s)")
-    p.add_argument("--bins", type=int, default=10000, help="grid of the smoothed density (comparison only; default: %(default)s)")
+                   help="parameters that are pruned and the Hessian is taken over: conv/linear weights (default) "
+                        "or all")
+    p.add_argument("--chunk-size", type=int, default=0,
+                   help="samples per HVP chunk, 0 = whole set at once (default: 0)")
+    p.add_argument("--row-levels", type=int, default=20,
+                   help="sparsity levels of the zero-eigenvalue estimate from Hessian rows (default: %(default)s)")
+    p.add_argument("--zero-row-threshold", type=float, default=1e-7,
+                   help="L1 norm below which a Hessian row is zero (default: %(default)s)")
+    p.add_argument("--eta", type=float, default=0.05,
+                   help="failure probability of the kinematic bounds (default: %(default)s)")
+    p.add_argument("--bins", type=int, default=10000,
+                   help="grid of the smoothed density (comparison only; default: %(default)s)")
     p.add_argument("--sigma2", type=float, default=1e-5, help="smoothing kernel variance factor (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the SLQ start vectors and the ε batch order (default: 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the SLQ start vectors and the ε batch order (default: 0)")
     p.add_argument("--top", type=int, default=5, help="how many top eigenvalues to print (default: %(default)s)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="compute device (default: auto)")
-    p.add_argument("--verify", action="store_true", help="also run the one-shot pruning sweep and print the actual threshold")
-    p.add_argument("--grid", type=int, default=1000, help="with --verify: sparsity steps of the sweep; 1000 = the official 0.1%% grid (default: %(default)s)")
+    p.add_argument("--verify", action="store_true",
+                   help="also run the one-shot pruning sweep and print the actual threshold")
+    p.add_argument("--grid", type=int, default=1000,
+                   help="with --verify: sparsity steps of the sweep; 1000 = the official 0.1%% grid (default: "
+                        "%(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser

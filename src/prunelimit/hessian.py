@@ -408,7 +408,7 @@ class HessianRows:
                  zero_fraction=np.float64(self.zero_fraction))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, dim: int | None = None) -> "HessianRows":
+    def load(cls, path: str | os.PathLike, dim: int | None = None) -> HessianRows:
         arrays = load_npz(path, "Hessian-rows", ("sparsities", "weight_indices", "weight_values", "l1_norms",
                                                  "zero_threshold", "dim"))
         rows = cls(arrays["sparsities"], arrays["weight_indices"], arrays["weight_values"], arrays["l1_norms"],

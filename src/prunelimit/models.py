@@ -29,8 +29,8 @@ from .architectures import (
     RESNET_PLANES,
     VGG16_CFG,
     InShape,
+    check_model_args,
 )
-from .architectures import check_model_args
 from .architectures import scaled_channels as _scaled
 from .errors import PrunelimitError
 

@@ -44,7 +44,7 @@ class MagnitudeRanking:
     cumsq: np.ndarray  # (D + 1,) cumulative sums of the squares in removal order, cumsq[0] = 0
 
     @classmethod
-    def of(cls, weights: np.ndarray, alive: np.ndarray | None = None) -> "MagnitudeRanking":
+    def of(cls, weights: np.ndarray, alive: np.ndarray | None = None) -> MagnitudeRanking:
         """Rank ``weights`` (any shape, flattened); weights outside boolean ``alive`` (if given) rank last."""
         w = np.asarray(weights, np.float64).ravel()
         if w.size == 0:

@@ -206,7 +206,7 @@ class SLQResult:
         save_npz(path, **arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "SLQResult":
+    def load(cls, path: str | os.PathLike) -> SLQResult:
         arrays = load_npz(path, "SLQ result", ("ritz_values", "ritz_weights", "alphas", "betas", "steps", "dim",
                                                "settings"))
         try:

@@ -20,11 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import TensorData, augment_batch
 from .checkpoint import save_torch
+from .data import TensorData, augment_batch
 from .io import PrunelimitError
-from .models import (build_model, count_parameters, count_prunable, prunable_parameters, prunable_vector,
-                     revive_dead_units)
+from .models import (
+    build_model,
+    count_parameters,
+    count_prunable,
+    prunable_parameters,
+    prunable_vector,
+    revive_dead_units,
+)
 from .resume import plain, read_resume, resume_key
 
 Masks = dict[str, torch.Tensor]
@@ -53,7 +59,7 @@ class TrainConfig:
     start_epoch: int = 0  # first epoch run; the schedule continues from it (IMP rewinding)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:

@@ -71,7 +71,6 @@ def run_imp(spec: dict, data: TensorData, sparsities: Sequence[float], seed: int
         raise PrunelimitError(f"baselines.imp.rewind_epoch must lie in [0, {cfg.epochs}) (the task's epochs), "
                               f"got {rewind_epoch}")
     schedule = round_densities(sparsities, fraction_per_round)
-    device = data.x_train.device
     model = initial_model(spec, data, cfg, int(seed))
     rewind_state: dict[str, torch.Tensor] = {}
 

@@ -78,7 +78,7 @@ class ScoredNetwork(nn.Module):
     def alive(self, name: str) -> torch.Tensor:
         return getattr(self, f"alive__{self.keys[name]}")
 
-    def train(self, mode: bool = True) -> "ScoredNetwork":
+    def train(self, mode: bool = True) -> ScoredNetwork:
         super().train(mode)
         self.base.train(mode)
         return self

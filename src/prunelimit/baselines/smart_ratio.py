@@ -43,9 +43,9 @@ RESIDUAL_MODELS = ("resnet18", "resnet50")  # no 1/l² division for these [Su's 
 def formula(num_layers: int, residual: bool) -> np.ndarray:
     """Unscaled p_l for l = 1..L−1 (the classifier, layer L, is fixed separately)."""
     L = int(num_layers)
-    l = np.arange(1, L, dtype=np.float64)
-    p = (L - l + 1) ** 2 + (L - l + 1)
-    return p if residual else p / l**2
+    layer = np.arange(1, L, dtype=np.float64)
+    p = (L - layer + 1) ** 2 + (L - layer + 1)
+    return p if residual else p / layer**2
 
 
 def layer_densities(sizes: Sequence[int], sparsity: float, *, classifier_ratio: float = 0.3,

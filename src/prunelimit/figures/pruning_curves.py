@@ -71,9 +71,10 @@ def plot_pruning_curves(curves: Mapping[str, pd.DataFrame], predictions: Mapping
     """Paper Fig. 3: normalised test loss and test accuracy of one-shot magnitude pruning vs sparsity.
 
     Per task two panels sharing the sparsity axis: test loss divided by the unpruned model's (log
-    scale) and test accuracy, both from ``curve.csv`` (the 0.1% grid). Vertical lines: predicted threshold (prediction.json),
-    kinematic bounds (shaded between) and the actual threshold by the official criterion (actual.json); the unpruned accuracy
-    is a horizontal line. Returns per task the drawn thresholds and the unpruned loss/accuracy.
+    scale) and test accuracy, both from ``curve.csv`` (the 0.1% grid). Vertical lines: predicted
+    threshold (prediction.json), kinematic bounds (shaded between) and the actual threshold by the
+    official criterion (actual.json); the unpruned accuracy is a horizontal line. Returns per task
+    the drawn thresholds and the unpruned loss/accuracy.
     """
     apply_style()
     fig, panels = task_panels(list(curves), rows_per_task=2, panel=(3.4, 2.3), share_x=True)

@@ -67,7 +67,8 @@ def plot_theory_vs_actual(predictions: Mapping[str, Mapping], actuals: Mapping[s
         ax.set_xlabel("projection distance R = ‖w* − w_s‖₂ (log)")
         if col % TASK_COLUMNS == 0:
             ax.set_ylabel(SPARSITY)
-        drawn[task] = {"predicted_sparsity": drawn_y(cross), "R_at_prediction": drawn_x(cross), "actual_sparsity": drawn_y(actual)}
+        drawn[task] = {"predicted_sparsity": drawn_y(cross), "R_at_prediction": drawn_x(cross),
+                       "actual_sparsity": drawn_y(actual)}
     figure_legend(fig, handles)
     save_figure(fig, *paths)
     return drawn

@@ -83,8 +83,8 @@ def plot_weight_distribution(weights: Mapping[str, Mapping[str, np.ndarray]], pr
                                         alpha=0.45 if i == 0 else 1.0, lw=1.2, color="C0" if i == 0 else "0.3",
                                         label=f"{variant} model")[2][0])
             reference = MagnitudeRanking.of(w) if reference is None else reference  # the cuts: the first variant's
-        cut_pred = ax_hist.axvline(math.log10(max(reference.threshold_magnitude(predictions[task]["predicted_sparsity"]),
-                                                  1e-300)), color=COLORS["predicted"], lw=1.4,
+        cut_at_prediction = reference.threshold_magnitude(predictions[task]["predicted_sparsity"])
+        cut_pred = ax_hist.axvline(math.log10(max(cut_at_prediction, 1e-300)), color=COLORS["predicted"], lw=1.4,
                                    label="|w| cut at the predicted threshold")
         cut_act = ax_hist.axvline(math.log10(max(reference.threshold_magnitude(actuals[task]["actual_sparsity"]),
                                                  1e-300)),
