@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # torch is pinned by the constraints file so no later install can swap in a CUDA build.
 PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check -q -c envs/constraints.txt
 
-.PHONY: setup reproduce test test-slow test-all test-slurm check-slurm smoke paper-dryrun report bench clean
+.PHONY: setup reproduce test test-slow test-all test-slurm check-slurm smoke paper-dryrun report bench lint clean
 
 $(STAMP): envs/requirements.lock envs/constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,15 @@ report: setup
 
 bench: setup
 	$(BIN)/python benchmarks/hessian.py
+
+# Static checks, stopping at the first finding: the workflow's formatting (snakefmt), then Snakemake's
+# linter with each preset (each one shapes its own DAG).
+WORKFLOW_FILES := Snakefile $(wildcard workflow/rules/*.smk)
+PRESETS := config.yaml workflow/presets/paper.yaml workflow/presets/smoke.yaml
+lint: setup
+	$(BIN)/snakefmt --check $(WORKFLOW_FILES)
+	for preset in $(PRESETS); do $(BIN)/snakemake --lint --configfile $$preset || exit 1; done
+# the Python checks (ruff) follow here, as further lines of the lint recipe
 
 clean:
 	rm -rf .snakemake results/mini

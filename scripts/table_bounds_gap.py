@@ -7,4 +7,5 @@ from prunelimit.tables import bounds_gap_table, by_task, write_table
 with rule_context(snakemake.log[0]):  # noqa: F821
     predictions = by_task(snakemake.params.tasks, snakemake.input.prediction, load_json)  # noqa: F821
     out = snakemake.output  # noqa: F821
-    write_table(bounds_gap_table(predictions), out.csv, out.md, out.tex)
+    write_table(bounds_gap_table(predictions), out.csv, out.md, out.tex, html=out.html,
+                title=snakemake.params.title)  # noqa: F821

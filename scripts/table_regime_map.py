@@ -11,7 +11,8 @@ with rule_context(snakemake.log[0]) as log:  # noqa: F821
                                "prediction": load_json(prediction), "actual": load_json(actual)}
                               for task, mult, metrics, prediction, actual in files])
     out = snakemake.output  # noqa: F821
-    write_table(table, out.csv, out.md, out.tex)
+    write_table(table, out.csv, out.md, out.tex, html=out.html,
+                title=params.title)
     for row in table.itertuples():
         log.info("%s x%g: shrinkage %.4g, |w|<1e-3 share %.3f, acc %.4f: predicted %.4f (%s) [%.4f, %.4f], "
                  "actual %.4f (%s)", row.task, row.l1_multiplier, row.l1_shrinkage, row.small_weight_share,

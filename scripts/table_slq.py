@@ -12,4 +12,5 @@ with rule_context(snakemake.log[0]):  # noqa: F821
         runs[task] = {"settings": result.settings, "steps": result.steps, "n_bins": p.n_bins[task],
                       "sigma2": p.sigma2[task], "lambda_min": q.lambda_min, "lambda_max": q.lambda_max}
     out = snakemake.output  # noqa: F821
-    write_table(slq_table(runs), out.csv, out.md, out.tex)
+    write_table(slq_table(runs), out.csv, out.md, out.tex, html=out.html,
+                title=p.title)

@@ -6,4 +6,5 @@ from prunelimit.tables import training_table, write_table
 
 with rule_context(snakemake.log[0]):  # noqa: F821
     table = training_table([load_json(p) for p in snakemake.input.metrics])  # noqa: F821
-    write_table(table, snakemake.output.csv, snakemake.output.md, snakemake.output.tex)  # noqa: F821
+    out = snakemake.output  # noqa: F821
+    write_table(table, out.csv, out.md, out.tex, html=out.html, title=snakemake.params.title)  # noqa: F821

@@ -13,4 +13,5 @@ with rule_context(snakemake.log[0]):  # noqa: F821
         for j, seed in enumerate(p.seeds):
             runs[task][seed] = prunable_weights(snakemake.input.reseeded[i * n_seeds + j])  # noqa: F821
     out = snakemake.output  # noqa: F821
-    write_table(tv_distance_table(runs, bins=p.bins), out.csv, out.md, out.tex)
+    write_table(tv_distance_table(runs, bins=p.bins), out.csv, out.md, out.tex, html=out.html,
+                title=p.title)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,23 +48,36 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
-def rule_blocks() -> list[tuple[str, str]]:
-    """(name, text) of every rule in workflow/rules/*.smk, parsed from the source: a rule's text runs
-    to the next rule. Rules made in a loop (`rule:` with `name:`) keep their name's expression; a
-    rule made by `use rule BASE as NAME with:` gets its overrides followed by BASE's text (what it
-    inherits)."""
-    blocks, derived = [], []
-    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
-        text = smk.read_text()
-        starts = [m.start() for m in re.finditer(r"(?m)^\s*(?:rule\b[ \w]*|use rule \w+ as \w+ with):", text)]
-        for start, end in zip(starts, starts[1:] + [len(text)]):
-            block = text[start:end]
-            use = re.match(r"\s*use rule (\w+) as (\w+)", block)
-            if use:
-                derived.append((use[2], use[1], block))
-                continue
-            named = re.match(r"\s*rule (\w+):", block) or re.search(r"name:\s*\n\s*(.+)", block)
-            blocks.append((named[1].strip(), block))
-    base_text = dict(blocks)
-    blocks += [(name, block + base_text[base]) for name, base, block in derived]
-    return blocks
+# Prints, as JSON, what the tests check of each rule of the parsed workflow (rules made in a loop or by
+# `use rule` included). Snakemake's API has no public accessor for the parsed rules: WorkflowApi's
+# _workflow is the object its own lint and list_rules read.
+_LIST_RULES = """
+import json, sys, tempfile
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+root, configfile = Path(sys.argv[1]), Path(sys.argv[2])
+with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
+    workflow = api.workflow(resource_settings=ResourceSettings(), snakefile=root / "Snakefile",
+                            config_settings=ConfigSettings(configfiles=[configfile]),
+                            workdir=Path(tempfile.mkdtemp()))._workflow
+    beside = lambda rule, path: str((Path(rule.snakefile).parent / path).resolve()) if path else None
+    rules = [{"name": rule.name, "conda": beside(rule, rule.conda_env), "script": beside(rule, rule.script),
+              "gpu": rule.resources.get("gpu").value, "log": bool(rule.log), "benchmark": rule.benchmark is not None}
+             for rule in workflow.rules]
+print(json.dumps(rules))
+"""
+
+
+@functools.cache
+def workflow_rules(configfile: str = "config.yaml") -> list[dict]:
+    """Every rule of the workflow as Snakemake parses it with ``configfile``: name, conda environment
+    and script (absolute paths, or None), its gpu resource (None if it declares none), whether it has
+    a log and a benchmark. Parsed in a subprocess: loading a workflow sets up Snakemake's logging."""
+    proc = subprocess.run([sys.executable, "-c", _LIST_RULES, str(ROOT), str(ROOT / configfile)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    if proc.returncode != 0:
+        raise AssertionError(f"could not parse the workflow:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.splitlines()[-1])

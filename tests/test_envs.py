@@ -9,7 +9,6 @@ under `--sdm conda` with a stand-in for the conda command (tests/fakeconda).
 
 import ast
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline_utils import load_config, rule_blocks
+from pipeline_utils import load_config, workflow_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVS = ROOT / "envs"
@@ -51,13 +50,8 @@ def env_import_names(env_file):
 
 def rules_with_env_and_script():
     """(rule, env file, script path) for every rule of the workflow that runs a script."""
-    found = []
-    for name, block in rule_blocks():
-        conda = re.search(r'conda:\s*\n\s*"\.\./\.\./envs/([\w.]+)"', block)
-        script = re.search(r'script:\s*\n\s*"\.\./\.\./(scripts/[\w.]+)"', block)
-        if script:
-            found.append((name, conda[1] if conda else None, ROOT / script[1]))
-    return found
+    return [(rule["name"], rule["conda"] and Path(rule["conda"]).name, Path(rule["script"]))
+            for rule in workflow_rules() if rule["script"]]
 
 
 def imported_modules(path):

@@ -109,11 +109,10 @@ def test_unexpected_exception_is_written_to_the_rule_log_with_its_traceback(tmp_
 def test_every_rule_script_runs_inside_rule_context():
     """What makes the two tests around this one hold for every rule: its whole body is in rule_context."""
     import ast
-    import re
 
-    from pipeline_utils import rule_blocks
+    from pipeline_utils import workflow_rules
 
-    scripts = {m[1] for _, block in rule_blocks() if (m := re.search(r'script:\s*\n\s*"\.\./\.\./([\w/.]+)"', block))}
+    scripts = {rule["script"] for rule in workflow_rules() if rule["script"]}
     assert len(scripts) >= 20
     for script in sorted(scripts):
         body = [node for node in ast.parse((ROOT / script).read_text()).body

@@ -21,7 +21,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from pipeline_utils import ROOT, rule_blocks, snakemake
+
+from pipeline_utils import ROOT, snakemake, workflow_rules
 
 PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
 GPU_RULES = ("train", "train_reseeded", "slq", "exact_spectrum", "hessian_rows", "theory", "magnitude_scaling", "sweep",
@@ -39,10 +40,9 @@ def _profile() -> dict:
 
 
 def _rules_declaring_a_gpu() -> list[str]:
-    """Rules with `resources: gpu=1` in workflow/rules/*.smk, and rules derived from them by `use rule`."""
-    found = [name for name, block in rule_blocks()
-             if re.search(r"^\s+resources:\s*\n(\s+\w+=.*\n)*?\s+gpu=1", block, re.M)]
-    assert "train" in found and "sweep_dense" in found  # the pattern still matches the rule files
+    """Rules with `resources: gpu=1`, and rules derived from them by `use rule`."""
+    found = [rule["name"] for rule in workflow_rules() if rule["gpu"] == 1]
+    assert "train" in found and "sweep_dense" in found
     return found
 
 

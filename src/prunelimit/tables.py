@@ -1,8 +1,9 @@
-"""Tables of the paper, each written as .csv, .md and booktabs .tex from a pandas DataFrame."""
+"""Tables of the paper, each written as .csv, .md, booktabs .tex and an HTML page from a pandas DataFrame."""
 
 from __future__ import annotations
 
 import os
+from html import escape
 
 import pandas as pd
 
@@ -20,8 +21,9 @@ def _formatted(df: pd.DataFrame, float_format: str) -> pd.DataFrame:
 
 
 def write_table(df: pd.DataFrame, csv: str | os.PathLike, md: str | os.PathLike, tex: str | os.PathLike | None = None,
-                float_format: str = "{:.4g}") -> None:
-    """Write ``df`` three ways (each file atomically)."""
+                *, html: str | os.PathLike | None = None, title: str = "", float_format: str = "{:.4g}") -> None:
+    """Write ``df`` as .csv, .md, booktabs .tex and an HTML page titled ``title`` (the form the
+    Snakemake report shows inline), each file atomically; ``tex`` and ``html`` only where given."""
     with atomic_path(csv) as tmp:
         df.to_csv(tmp, index=False)
     shown = _formatted(df, float_format)
@@ -31,6 +33,9 @@ def write_table(df: pd.DataFrame, csv: str | os.PathLike, md: str | os.PathLike,
         with atomic_path(tex) as tmp:
             body = shown.to_latex(index=False, escape=True)  # booktabs rules (\toprule …) by default
             tmp.write_text(body)
+    if html is not None:
+        with atomic_path(html) as tmp:
+            tmp.write_text(table_html(df, title, float_format))
 
 
 def training_table(metrics: list[dict]) -> pd.DataFrame:
@@ -254,30 +259,14 @@ def slq_table(runs: dict[str, dict]) -> pd.DataFrame:
 
 def table_html(df: pd.DataFrame, title: str, float_format: str = "{:.4g}") -> str:
     """A self-contained HTML page showing ``df`` (numbers as in the .md/.tex), for the Snakemake report."""
-    import html
-
     shown = _formatted(df, float_format)
     body = shown.to_html(index=False, border=0, classes="table", na_rep="")
     style = ("body{font-family:sans-serif;font-size:13px;margin:1em}"
              "table{border-collapse:collapse}th,td{padding:3px 8px;text-align:right;white-space:nowrap}"
              "th{border-bottom:2px solid #444}tr:nth-child(even){background:#f3f3f3}"
              "td:first-child,th:first-child{text-align:left}")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>\n<h3>{html.escape(title)}</h3>\n{body}\n</body></html>\n")
-
-
-def write_table_html(csv: str | os.PathLike, out: str | os.PathLike, title: str) -> pd.DataFrame:
-    """Render the table written as ``csv`` (by :func:`write_table`) to an HTML page, atomically."""
-    from pathlib import Path
-
-    from .io import PrunelimitError
-
-    if not Path(csv).exists():
-        raise PrunelimitError(f"missing table: {csv}")
-    df = pd.read_csv(csv)
-    with atomic_path(out) as tmp:
-        tmp.write_text(table_html(df, title))
-    return df
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n<h3>{escape(title)}</h3>\n{body}\n</body></html>\n")
 
 
 def regime_map_table(points: list[dict]) -> pd.DataFrame:

@@ -3,7 +3,6 @@
 import re
 
 BASELINES = config["baselines"]
-BASELINE_TASKS = list(BASELINES.get("tasks", []))
 BASELINE_METHODS = list(
     BASELINES.get("methods", ["lomp", "imp", "rare_gems", "smart_ratio"])
 )
@@ -90,10 +89,6 @@ rule baseline_imp:
         "../../scripts/baseline.py"
 
 
-localrules:
-    table_baselines,
-
-
 rule table_baselines:
     input:
         results=BASELINE_RESULTS,
@@ -103,22 +98,16 @@ rule table_baselines:
             if "dense" in VARIANTS
         ],
     output:
-        csv=f"{RESULTS}/tables/lomp_vs_baselines.csv",  # the report shows its .html page
-        md=f"{RESULTS}/tables/lomp_vs_baselines.md",
-        tex=f"{RESULTS}/tables/lomp_vs_baselines.tex",
+        **table_outputs("lomp_vs_baselines"),
     log:
         f"{RESULTS}/logs/tables/lomp_vs_baselines.log",
     benchmark:
         f"{RESULTS}/benchmarks/tables/lomp_vs_baselines.tsv"
+    localrule: True
     conda:
         "../../envs/plot.yaml"
     params:
         methods=BASELINE_METHODS,
+        title=table_title("lomp_vs_baselines"),
     script:
         "../../scripts/table_baselines.py"
-
-
-if BASELINE_TASKS:
-    FINAL_OUTPUTS += expand(
-        f"{RESULTS}/tables/lomp_vs_baselines.{{ext}}", ext=["csv", "md", "tex"]
-    )

@@ -133,9 +133,129 @@ def regime_files(name, kind="regime"):
     ]
 
 
-# Each rule file appends its final targets here; `rule all` asks for all of them.
-FINAL_OUTPUTS = []
+# The sections whose outputs are built only for the tasks they list
+ITERATIVE_TASKS = list(config["iterative"]["tasks"])
+BASELINE_TASKS = list(config["baselines"].get("tasks", []))
+TV = config.get("tv_distance", {"tasks": [], "seeds": []})
+
+
+def per_task(pattern, tasks=TASKS):
+    """results/<preset>/<pattern> for each task, e.g. per_task("prune/{task}/curve.csv")."""
+    return expand(f"{RESULTS}/{pattern}", task=tasks)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables: each table_<name> rule writes .csv, .md, booktabs .tex and the HTML page the report
+# shows inline (a .csv there is a download only); the figures are report.smk's.
+# ---------------------------------------------------------------------------------------------
+
+TABLE_PAGES = {  # table: (report caption, label, the paper's table)
+    "training": ("training.rst", "training", "training hyperparameters table"),
+    "tv_distance": ("tv_distance.rst", "TV distance", "TV-distance table"),
+    "lomp_vs_baselines": (
+        "baselines_table.rst",
+        "LOMP vs baselines",
+        "LOMP vs baselines tables",
+    ),
+    "bounds_gap": ("table_bounds_gap.rst", "bounds gap", "bounds-gap table"),
+    "theory_vs_actual": (
+        "table_theory_vs_actual.rst",
+        "theory vs actual",
+        "theoretical vs actual table",
+    ),
+    "slq": ("table_slq.rst", "SLQ settings", "SLQ hyperparameter table"),
+    "regime_map": (
+        "table_regime_map.rst",
+        "regime map",
+        "beyond the paper: limit across L1 strength",
+    ),
+}
+# a table whose section lists no task is not built
+TABLE_TASKS = {
+    "tv_distance": TV["tasks"],
+    "lomp_vs_baselines": BASELINE_TASKS,
+    "regime_map": REGIME_TASKS,
+}
+TABLE_NAMES = [name for name in TABLE_PAGES if TABLE_TASKS.get(name, True)]
+
+
+def table_paths(name):
+    return {
+        ext: f"{RESULTS}/tables/{name}.{ext}" for ext in ("csv", "md", "tex", "html")
+    }
+
+
+def table_outputs(name):
+    """The output files of rule table_<name>, its HTML page captioned in the report."""
+    caption, label, paper = TABLE_PAGES[name]
+    files = table_paths(name)
+    files["html"] = report(
+        files["html"],
+        caption=f"../report/{caption}",
+        category="Tables",
+        labels={"table": label, "paper": paper},
+    )
+    return files
+
+
+def table_title(name):
+    """The heading of the table's HTML page."""
+    _, label, paper = TABLE_PAGES[name]
+    return f"{label} (paper: {paper})"
+
+
+# The paper's figures, one PDF + PNG pair each (rules fig_<name> in report.smk)
+FIGURE_NAMES = [
+    "pruning_curves",
+    "theory_vs_actual",
+    "hessian_row_l1",
+    "magnitude_scaling",
+    "weight_distribution",
+    "hessian_spectrum",
+]
+if ITERATIVE_TASKS:
+    FIGURE_NAMES += ["iterative_threshold", "l2_vs_rare_gems"]
+if REGIME_TASKS:
+    FIGURE_NAMES.append("regime_map")
+
+
+def figure(label, paper, params, **inputs):
+    """A figure's inputs, its script's params and its labels in the report."""
+    return {
+        "input": inputs,
+        "params": params,
+        "labels": {"figure": label, "paper": paper},
+    }
+
+
+def all_figure_paths():
+    return expand(
+        f"{RESULTS}/figures/{{name}}.{{ext}}", name=FIGURE_NAMES, ext=["pdf", "png"]
+    )
+
+
+def all_table_paths():
+    return [path for name in TABLE_NAMES for path in table_paths(name).values()]
 
 
 def get_final_output():
-    return FINAL_OUTPUTS
+    """Every final target of the preset (the Snakefile's default target asks for these): the
+    stages' results, every table, every figure."""
+    theory = ["hessian_rows.npz", "prediction.json", "magnitude_scaling.json"]
+    prune = ["curve.csv", "actual.json"]
+    if "dense" in VARIANTS and THEORY_VARIANT != "dense":  # the dense-vs-L1 curves
+        prune += ["curve_dense.csv", "actual_dense.json"]
+    return [
+        *expand(
+            f"{RESULTS}/train/{{task}}/{{variant}}/model.pt",
+            task=TASKS,
+            variant=VARIANTS,
+        ),
+        *per_task("hessian/{task}/slq.npz"),
+        *per_task("hessian/{task}/exact.npz", EXACT_TASKS),
+        *expand(f"{RESULTS}/theory/{{task}}/{{name}}", task=TASKS, name=theory),
+        *expand(f"{RESULTS}/prune/{{task}}/{{name}}", task=TASKS, name=prune),
+        *per_task("prune/{task}/iterative.csv", ITERATIVE_TASKS),
+        *all_table_paths(),
+        *all_figure_paths(),
+    ]

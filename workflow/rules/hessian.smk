@@ -51,7 +51,3 @@ rule exact_spectrum:
         device=config.get("device", "auto"),
     script:
         "../../scripts/exact_spectrum.py"
-
-
-FINAL_OUTPUTS += expand(f"{RESULTS}/hessian/{{task}}/slq.npz", task=TASKS)
-FINAL_OUTPUTS += expand(f"{RESULTS}/hessian/{{task}}/exact.npz", task=EXACT_TASKS)

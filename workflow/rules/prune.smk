@@ -61,17 +61,3 @@ rule iterative:
         device=config.get("device", "auto"),
     script:
         "../../scripts/iterative.py"
-
-
-FINAL_OUTPUTS += expand(
-    f"{RESULTS}/prune/{{task}}/{{name}}", task=TASKS, name=["curve.csv", "actual.json"]
-)
-if "dense" in VARIANTS and THEORY_VARIANT != "dense":
-    FINAL_OUTPUTS += expand(
-        f"{RESULTS}/prune/{{task}}/{{name}}",
-        task=TASKS,
-        name=["curve_dense.csv", "actual_dense.json"],
-    )
-FINAL_OUTPUTS += expand(
-    f"{RESULTS}/prune/{{task}}/iterative.csv", task=config["iterative"]["tasks"]
-)

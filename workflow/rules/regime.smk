@@ -92,45 +92,16 @@ rule table_regime_map:
     input:
         **REGIME_INPUTS,
     output:
-        csv=f"{RESULTS}/tables/regime_map.csv",
-        md=f"{RESULTS}/tables/regime_map.md",
-        tex=f"{RESULTS}/tables/regime_map.tex",
+        **table_outputs("regime_map"),
     log:
         f"{RESULTS}/logs/tables/regime_map.log",
     benchmark:
         f"{RESULTS}/benchmarks/tables/regime_map.tsv"
+    localrule: True
     conda:
         "../../envs/plot.yaml"
     params:
         **REGIME_PARAMS,
+        title=table_title("regime_map"),
     script:
         "../../scripts/table_regime_map.py"
-
-
-rule fig_regime_map:
-    input:
-        f"{RESULTS}/tables/regime_map.csv",
-    output:
-        pdf=f"{RESULTS}/figures/regime_map.pdf",
-        png=report(
-            f"{RESULTS}/figures/regime_map.png",
-            caption="../report/fig_regime_map.rst",
-            category="Figures",
-            labels={
-                "figure": "regime map: predicted vs actual limit across L1 strength",
-                "paper": "beyond the paper",
-            },
-        ),
-    log:
-        f"{RESULTS}/logs/figures/regime_map.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/figures/regime_map.tsv"
-    conda:
-        "../../envs/plot.yaml"
-    script:
-        "../../scripts/fig_regime_map.py"
-
-
-localrules:
-    table_regime_map,
-    fig_regime_map,

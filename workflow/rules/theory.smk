@@ -3,6 +3,12 @@
 
 # The hessian settings these rules use (the SLQ ones reach them through slq.npz itself).
 THEORY_HESSIAN_KEYS = ["params", "chunk_size", "n_bins", "sigma2"]
+# the settings of the three theory rules (and their regime-map copies)
+THEORY_PARAMS = {
+    "hessian": lambda w: spectrum_settings(w.task, THEORY_HESSIAN_KEYS),
+    "theory": config["theory"],
+    "device": config.get("device", "auto"),
+}
 
 
 rule hessian_rows:
@@ -21,9 +27,7 @@ rule hessian_rows:
     resources:
         gpu=1,
     params:
-        hessian=lambda w: spectrum_settings(w.task, THEORY_HESSIAN_KEYS),
-        theory=config["theory"],
-        device=config.get("device", "auto"),
+        **THEORY_PARAMS,
     script:
         "../../scripts/hessian_rows.py"
 
@@ -52,9 +56,7 @@ rule theory:
         "../../envs/torch.yaml"
     threads: 1
     params:
-        hessian=lambda w: spectrum_settings(w.task, THEORY_HESSIAN_KEYS),
-        theory=config["theory"],
-        device=config.get("device", "auto"),
+        **THEORY_PARAMS,
     script:
         "../../scripts/theory.py"
 
@@ -81,15 +83,6 @@ rule magnitude_scaling:
     resources:
         gpu=1,
     params:
-        hessian=lambda w: spectrum_settings(w.task, THEORY_HESSIAN_KEYS),
-        theory=config["theory"],
-        device=config.get("device", "auto"),
+        **THEORY_PARAMS,
     script:
         "../../scripts/magnitude_scaling.py"
-
-
-FINAL_OUTPUTS += expand(
-    f"{RESULTS}/theory/{{task}}/{{name}}",
-    task=TASKS,
-    name=["hessian_rows.npz", "prediction.json", "magnitude_scaling.json"],
-)

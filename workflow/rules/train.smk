@@ -1,4 +1,5 @@
-# Training: every task dense and with L1 (the L1 model feeds the theory and LOMP).
+# Training: every task dense and with L1 (the L1 model feeds the theory and LOMP), and the tables
+# of the training runs.
 
 
 rule train:
@@ -24,15 +25,8 @@ rule train:
         "../../scripts/train.py"
 
 
-FINAL_OUTPUTS += expand(
-    f"{RESULTS}/train/{{task}}/{{variant}}/model.pt", task=TASKS, variant=VARIANTS
-)
-
-
-rule train_reseeded:
-    """The L1 model trained again with another seed (weight-distribution stability table)."""
-    input:
-        data=dataset_of,
+# The L1 model trained again with another seed (weight-distribution stability table).
+use rule train as train_reseeded with:
     output:
         model=f"{RESULTS}/train/{{task}}/l1_seed{{seed}}/model.pt",
         metrics=f"{RESULTS}/train/{{task}}/l1_seed{{seed}}/metrics.json",
@@ -40,14 +34,56 @@ rule train_reseeded:
         f"{RESULTS}/logs/train/{{task}}_l1_seed{{seed}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{task}}_l1_seed{{seed}}.tsv"
-    conda:
-        "../../envs/torch.yaml"
-    threads: 1
-    resources:
-        gpu=1,
     params:
         spec=lambda w: task_spec(config, w.task, "l1", seed=int(w.seed)),
         resume=lambda w: f"{RESULTS}/train/{w.task}/l1_seed{w.seed}.resume.pt",
         device=config.get("device", "auto"),
+
+
+rule table_training:
+    input:
+        metrics=expand(
+            f"{RESULTS}/train/{{task}}/{{variant}}/metrics.json",
+            task=TASKS,
+            variant=VARIANTS,
+        ),
+    output:
+        **table_outputs("training"),
+    log:
+        f"{RESULTS}/logs/tables/training.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables/training.tsv"
+    localrule: True
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        title=table_title("training"),
     script:
-        "../../scripts/train.py"
+        "../../scripts/table_training.py"
+
+
+rule table_tv_distance:
+    input:
+        reference=per_task("train/{task}/l1/model.pt", TV["tasks"]),
+        reseeded=expand(
+            f"{RESULTS}/train/{{task}}/l1_seed{{seed}}/model.pt",
+            task=TV["tasks"],
+            seed=TV["seeds"],
+        ),
+    output:
+        **table_outputs("tv_distance"),
+    log:
+        f"{RESULTS}/logs/tables/tv_distance.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables/tv_distance.tsv"
+    localrule: True
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        tasks=TV["tasks"],
+        seeds=TV["seeds"],
+        bins=TV.get("bins", 200),
+        base_seed=config["train_defaults"]["seed"],
+        title=table_title("tv_distance"),
+    script:
+        "../../scripts/table_tv_distance.py"
