@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from pipeline_utils import load_config, snakemake_command, write_config
 
 MINI_RUN_TIMEOUT = 3600  # seconds; the cold mini DAG took 16-24 min on 2 shared cores (2026-11-26)

@@ -5,6 +5,7 @@ import sys
 import textwrap
 
 import pytest
+
 from pipeline_utils import ROOT
 
 spec = importlib.util.spec_from_file_location("bench_pipeline", ROOT / "benchmarks" / "pipeline.py")

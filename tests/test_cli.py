@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from pipeline_utils import load_config
 
 PRUNELIMIT = str(Path(sys.executable).with_name("prunelimit"))

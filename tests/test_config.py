@@ -9,8 +9,8 @@ prunelimit.config.check_task_references); one `snakemake -n` per check shows the
 import copy
 
 import pytest
-from pipeline_utils import ROOT, TORCH_REFUSED, load_config, snakemake, write_config
 
+from pipeline_utils import ROOT, TORCH_REFUSED, load_config, snakemake, write_config
 from prunelimit.config import check_task_references, validate_config
 from prunelimit.errors import PrunelimitError
 

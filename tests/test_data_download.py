@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from pipeline_utils import load_config, snakemake
 
+from pipeline_utils import load_config, snakemake
 from prunelimit.archives import download
 from prunelimit.data import load_tensors, prepare_dataset
 from prunelimit.io import PrunelimitError

@@ -17,14 +17,14 @@ import tarfile
 import numpy as np
 import pytest
 import yaml
-from pipeline_utils import ROOT, load_config
-from test_data_download import _tar_gz, make_cifar10, server  # noqa: F401 - server is a fixture
 
+from pipeline_utils import ROOT, load_config
 from prunelimit.checkpoint import save_torch
 from prunelimit.config import SCHEMA, task_spec, validate_config
 from prunelimit.data import load_tensors, prepare_dataset
 from prunelimit.io import PrunelimitError, save_json, save_npz
 from prunelimit.runlog import rule_context
+from test_data_download import _tar_gz, make_cifar10, server  # noqa: F401 - server is a fixture
 
 # ---------------------------------------------------------------------------------------------
 # Labels and arrays: checked when an archive is parsed and when a dataset file is loaded

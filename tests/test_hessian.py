@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from pipeline_utils import load_config, snakemake, write_config
 from torch import nn
 from torch.func import functional_call
 
+from pipeline_utils import load_config, snakemake, write_config
 from prunelimit.checkpoint import save_torch
 from prunelimit.data import TensorData, load_tensors, prepare_dataset
 from prunelimit.hessian import HessianOperator, exact_eigenvalues, exact_hessian

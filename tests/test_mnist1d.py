@@ -14,9 +14,9 @@ import pytest
 import requests
 import yaml
 from mnist1d.data import get_dataset_args, make_dataset
-from pipeline_utils import ROOT
 from sklearn.linear_model import LogisticRegression
 
+from pipeline_utils import ROOT
 from prunelimit.data import content_hash, load_tensors, make_mnist1d, prepare_dataset
 from prunelimit.io import PrunelimitError, load_npz
 

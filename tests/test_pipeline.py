@@ -5,8 +5,8 @@ import json
 
 import pandas as pd
 import pytest
-from pipeline_utils import ROOT, load_config, snakemake
 
+from pipeline_utils import ROOT, load_config, snakemake
 from prunelimit.config import main_study_tasks
 
 

@@ -19,6 +19,7 @@ import time
 import psutil
 import pytest
 import torch
+
 from pipeline_utils import ROOT, SNAKEMAKE
 
 EPOCHS = 6

@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_data_download import ARCHIVES, _tar_gz, archive_server, make_tinyimagenet
 
 from prunelimit import archives, cli
 from prunelimit.checkpoint import load_state_dict
@@ -34,6 +33,7 @@ from prunelimit.data import TensorData, load_tensors, prepare_dataset
 from prunelimit.io import PrunelimitError, load_npz
 from prunelimit.models import build_model
 from prunelimit.train import TrainConfig, train
+from test_data_download import ARCHIVES, _tar_gz, archive_server, make_tinyimagenet
 
 ROOT = Path(__file__).resolve().parents[1]
 

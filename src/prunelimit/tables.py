@@ -76,7 +76,7 @@ def total_variation(a, b, bins: int = 200) -> float:
     return 0.5 * float(np.abs(p - q).sum())
 
 
-def tv_distance_table(runs: dict[str, dict[int, "object"]], bins: int = 200) -> pd.DataFrame:
+def tv_distance_table(runs: dict[str, dict[int, object]], bins: int = 200) -> pd.DataFrame:
     """Per task, every pair of seeds: TV distance of the weight histograms and of |w| histograms."""
     import itertools
 
