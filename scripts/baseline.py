@@ -8,22 +8,22 @@ from prunelimit.io import save_json
 from prunelimit.runlog import rule_context
 from prunelimit.train import load_trained
 
-with rule_context(snakemake.log[0], snakemake.threads) as log:  # noqa: F821
-    p, w = snakemake.params, snakemake.wildcards  # noqa: F821
+with rule_context(snakemake.log[0], snakemake.threads) as log:
+    p, w = snakemake.params, snakemake.wildcards
     device = resolve_device(p.device)
-    data = load_tensors(snakemake.input.data, device)  # noqa: F821
+    data = load_tensors(snakemake.input.data, device)
     if p.method == "imp":
         results = run_imp_trajectory(p.spec, data, p.sparsities, int(w.seed), p.options, progress=True)
-        paths = dict(zip(p.sparsities, snakemake.output))  # noqa: F821 - outputs in p.sparsities order
+        paths = dict(zip(p.sparsities, snakemake.output))  # outputs in p.sparsities order
         for result in results:
             save_json(result, paths[result["sparsity"]])
     else:
         model = None
         if p.method == "lomp":
-            model, _ = load_trained(snakemake.input.model, snakemake.input.metrics, device)  # noqa: F821
+            model, _ = load_trained(snakemake.input.model, snakemake.input.metrics, device)
         results = [run_baseline(p.method, p.spec, data, float(w.sparsity), int(w.seed), p.options, model=model,
                                 progress=True)]
-        save_json(results[0], snakemake.output[0])  # noqa: F821
+        save_json(results[0], snakemake.output[0])
     for r in results:
         log.info("%s %s s=%g seed %d: test acc %.4f at density %.4f", r["method"], r["task"], r["sparsity"],
                  r["seed"], r["test_acc"], r["density"])

@@ -3,11 +3,11 @@
 from prunelimit.runlog import rule_context
 from prunelimit.tasks import exact_spectrum_task
 
-with rule_context(snakemake.log[0], snakemake.threads) as log:  # noqa: F821
-    inp = snakemake.input  # noqa: F821
+with rule_context(snakemake.log[0], snakemake.threads) as log:
+    inp = snakemake.input
     eigenvalues, settings = exact_spectrum_task(model_path=inp.model, metrics_path=inp.metrics, data_path=inp.data,
-                                                out_path=snakemake.output[0],  # noqa: F821
-                                                hessian_cfg=snakemake.params.hessian,  # noqa: F821
-                                                device=snakemake.params.device)  # noqa: F821
+                                                out_path=snakemake.output[0],
+                                                hessian_settings=snakemake.params.hessian,
+                                                device=snakemake.params.device)
     log.info("D = %d, λ in [%.4g, %.4g], %.1f s", settings["dim"], eigenvalues[0], eigenvalues[-1],
              settings["elapsed_s"])

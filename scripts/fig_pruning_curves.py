@@ -5,10 +5,10 @@ from prunelimit.io import load_csv, load_json
 from prunelimit.runlog import rule_context
 from prunelimit.tables import by_task
 
-with rule_context(snakemake.log[0]) as log:  # noqa: F821
-    inp, tasks = snakemake.input, snakemake.params.tasks  # noqa: F821
+with rule_context(snakemake.log[0]) as log:
+    inp, tasks = snakemake.input, snakemake.params.tasks
     drawn = plot_pruning_curves(by_task(tasks, inp.curve, load_csv), by_task(tasks, inp.prediction, load_json),
-                                by_task(tasks, inp.actual, load_json), snakemake.output)  # noqa: F821
+                                by_task(tasks, inp.actual, load_json), snakemake.output)
     for task, marks in drawn.items():
         log.info("%s: predicted %.4f, bounds [%.4f, %.4f], actual %.4f", task, marks["predicted_sparsity"],
                  marks["lower_sparsity"], marks["upper_sparsity"], marks["actual_sparsity"])

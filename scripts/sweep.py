@@ -7,16 +7,16 @@ from prunelimit.prune import CURVE_COLUMNS, save_rows_csv, sweep_and_threshold
 from prunelimit.runlog import rule_context
 from prunelimit.train import load_trained
 
-with rule_context(snakemake.log[0], snakemake.threads) as log:  # noqa: F821
-    device = resolve_device(snakemake.params.device)  # noqa: F821
-    data = load_tensors(snakemake.input.data, device)  # noqa: F821
-    model, meta = load_trained(snakemake.input.model, snakemake.input.metrics, device)  # noqa: F821
-    cfg = snakemake.params.prune  # noqa: F821
-    curve, actual = sweep_and_threshold(model, data, grid=cfg["grid"], tolerances=cfg["tolerances"],
-                                        train_every=cfg["train_every"], progress=True)
+with rule_context(snakemake.log[0], snakemake.threads) as log:
+    device = resolve_device(snakemake.params.device)
+    data = load_tensors(snakemake.input.data, device)
+    model, meta = load_trained(snakemake.input.model, snakemake.input.metrics, device)
+    settings = snakemake.params.prune
+    curve, actual = sweep_and_threshold(model, data, grid=settings.grid, tolerances=settings.tolerances,
+                                        train_every=settings.train_every, progress=True)
     actual.update(task=meta["task"], variant=meta["variant"], model_test_acc=meta["test_acc"])
-    save_rows_csv(curve, snakemake.output.curve, CURVE_COLUMNS)  # noqa: F821
-    save_json(actual, snakemake.output.actual)  # noqa: F821
+    save_rows_csv(curve, snakemake.output.curve, CURVE_COLUMNS)
+    save_json(actual, snakemake.output.actual)
     log.info("%s/%s: actual threshold %.3f (%s), by tolerance %s, dense acc %.4f", meta["task"], meta["variant"],
              actual["actual_sparsity"], actual["actual_criterion"], actual["tolerance_sparsity"],
              actual["dense_test_acc"])

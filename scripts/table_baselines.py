@@ -4,9 +4,9 @@ from prunelimit.io import load_json
 from prunelimit.runlog import rule_context
 from prunelimit.tables import lomp_vs_baselines_table, write_table
 
-with rule_context(snakemake.log[0]):  # noqa: F821
-    results = [load_json(path) for path in snakemake.input.results]  # noqa: F821
-    dense = {m["task"]: m["test_acc"] for m in map(load_json, snakemake.input.dense)}  # noqa: F821
-    table = lomp_vs_baselines_table(results, dense or None, methods=snakemake.params.methods)  # noqa: F821
-    out = snakemake.output  # noqa: F821
-    write_table(table, out.csv, out.md, out.tex, html=out.html, title=snakemake.params.title)  # noqa: F821
+with rule_context(snakemake.log[0]):
+    results = [load_json(path) for path in snakemake.input.results]
+    dense = {m["task"]: m["test_acc"] for m in map(load_json, snakemake.input.dense)}
+    table = lomp_vs_baselines_table(results, dense or None, methods=snakemake.params.methods)
+    out = snakemake.output
+    write_table(table, out.csv, out.md, out.tex, html=out.html, title=snakemake.params.title)

@@ -4,13 +4,13 @@ from prunelimit.io import load_json
 from prunelimit.runlog import rule_context
 from prunelimit.tables import regime_map_table, write_table
 
-with rule_context(snakemake.log[0]) as log:  # noqa: F821
-    inp, params = snakemake.input, snakemake.params  # noqa: F821
+with rule_context(snakemake.log[0]) as log:
+    inp, params = snakemake.input, snakemake.params
     files = list(zip(params.tasks, params.multipliers, inp.metrics, inp.prediction, inp.actual))
     table = regime_map_table([{"task": task, "multiplier": mult, "metrics": load_json(metrics),
                                "prediction": load_json(prediction), "actual": load_json(actual)}
                               for task, mult, metrics, prediction, actual in files])
-    out = snakemake.output  # noqa: F821
+    out = snakemake.output
     write_table(table, out.csv, out.md, out.tex, html=out.html,
                 title=params.title)
     for row in table.itertuples():

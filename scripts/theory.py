@@ -3,12 +3,12 @@
 from prunelimit.runlog import rule_context
 from prunelimit.tasks import theory_task
 
-with rule_context(snakemake.log[0], snakemake.threads) as log:  # noqa: F821
-    inp = snakemake.input  # noqa: F821
+with rule_context(snakemake.log[0], snakemake.threads) as log:
+    inp = snakemake.input
     out = theory_task(model_path=inp.model, metrics_path=inp.metrics, data_path=inp.data, slq_path=inp.slq,
-                      rows_path=inp.rows, exact_path=inp.exact or None, out_path=snakemake.output[0],  # noqa: F821
-                      hessian_cfg=snakemake.params.hessian, theory_cfg=snakemake.params.theory,  # noqa: F821
-                      device=snakemake.params.device)  # noqa: F821
+                      rows_path=inp.rows, exact_path=inp.exact or None, out_path=snakemake.output[0],
+                      hessian_settings=snakemake.params.hessian, theory_settings=snakemake.params.theory,
+                      device=snakemake.params.device)
     log.info("epsilon %.4g (%s), f0 %.3f: predicted sparsity %.4f, kinematic bounds [%.4f, %.4f], gap %.4f",
              out["epsilon"], out["epsilon_source"], out["zero_fraction"], out["predicted_sparsity"],
              out["lower_sparsity"], out["upper_sparsity"], out["gap"])

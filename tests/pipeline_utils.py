@@ -11,6 +11,9 @@ from pathlib import Path
 
 import yaml
 
+from prunelimit.config import validate_config
+from prunelimit.settings import HessianSettings, TheorySettings
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
@@ -40,7 +43,20 @@ def snakemake(workdir: Path, *args: str, configfile: Path | None = None, timeout
 
 
 def load_config(name: str = "config.yaml") -> dict:
-    return yaml.safe_load((ROOT / name).read_text())
+    """A preset as the workflow sees it: validated, with the schema's defaults filled in."""
+    config = yaml.safe_load((ROOT / name).read_text())
+    validate_config(config)
+    return config
+
+
+def hessian_with(overrides: dict) -> HessianSettings:
+    """The mini preset's spectrum settings with ``overrides`` (what a rule would hand the library)."""
+    return HessianSettings.from_section({**load_config()["hessian"], **overrides})
+
+
+def theory_with(overrides: dict) -> TheorySettings:
+    """The mini preset's theory settings with ``overrides``."""
+    return TheorySettings.from_section({**load_config()["theory"], **overrides})
 
 
 def write_config(path: Path, config: dict) -> Path:

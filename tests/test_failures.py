@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline_utils import ROOT, load_config
+from pipeline_utils import ROOT, hessian_with, load_config
 from prunelimit.checkpoint import save_torch
 from prunelimit.config import SCHEMA, task_spec, validate_config
 from prunelimit.data import load_tensors, prepare_dataset
@@ -280,7 +280,8 @@ def test_two_runs_from_scratch_give_identical_weights_spectra_and_predictions(tm
         data = TensorData(full.x_train[:256], full.y_train[:256], full.x_test, full.y_test, 10)  # kept small
         model = build_model("mlp", (1, 8, 8), 10, seed=0, hidden=[16])
         train(model, data, TrainConfig(epochs=2, lr=0.05, l1=1e-4, augment=True, crop_padding=1), progress=False)
-        spectrum = spectrum_of_trained(model, data, {"n_runs": 2, "n_iter": 8, "seed": 0}, progress=False)
+        spectrum = spectrum_of_trained(model, data, hessian_with({"n_runs": 2, "n_iter": 8, "max_iter": 8, "seed": 0}),
+                                           progress=False)
         torch.save(model.state_dict(), tmp_path / f"run{run}.pt")
         assert main(["predict", "--model", "mlp", "--model-args", '{"hidden": [16]}', "--checkpoint",
                      str(tmp_path / f"run{run}.pt"), "--data", str(tmp_path / "user.npz"), "--runs", "1",

@@ -4,12 +4,14 @@ bad ε and bad spectrum files."""
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from pipeline_utils import hessian_with, theory_with
 from prunelimit import gaussian_width, hessian, magnitude_scaling, tasks
 from prunelimit.data import TensorData
 from prunelimit.io import PrunelimitError, save_json
@@ -326,8 +328,9 @@ def test_hessian_rows_against_dense_autograd_hessian(params):
     dense = _dense_hessian(model, data, params)
     ranking = magnitude_ranking(model)
     levels = ranking.dim  # every threshold weight
-    rows = hessian.hessian_rows(model, data, hessian_cfg={"params": params, "chunk_size": 0},
-                               theory_cfg={"row_levels": levels, "zero_row_threshold": 1e-7}, ranking=ranking)
+    rows = hessian.hessian_rows(model, data, hessian_settings=hessian_with({"params": params, "chunk_size": 0}),
+                               theory_settings=theory_with({"row_levels": levels, "zero_row_threshold": 1e-7}),
+                               ranking=ranking)
     positions = hessian.operator_positions(model, params)[rows.weight_indices]
     expected = dense[torch.as_tensor(positions)].abs().sum(1).numpy()
     assert np.allclose(rows.l1_norms, expected, rtol=1e-4, atol=1e-6)
@@ -353,8 +356,10 @@ def test_hessian_rows_roundtrip_and_dimension_check(tmp_path):
 def test_predict_from_model_with_exact_spectrum_is_json_ready(tmp_path):
     model, data = _tiny(n=64)
     eig = torch.linalg.eigvalsh(_dense_hessian(model, data, "prunable")).numpy()
-    out = tasks.predict_from_model(model, data, hessian_cfg={"params": "prunable", "n_bins": 2000, "sigma2": 1e-5},
-                                    theory_cfg={"epsilon": None, "eta": 0.05, "row_levels": 10, "scales": [1, 2]},
+    out = tasks.predict_from_model(model, data, hessian_settings=hessian_with({"params": "prunable", "n_bins": 2000,
+                                                                              "sigma2": 1e-5}),
+                                    theory_settings=theory_with({"epsilon": None, "eta": 0.05, "row_levels": 10,
+                                                                "scales": [1, 2]}),
                                     spectrum=from_eigenvalues(eig))
     ranking = magnitude_ranking(model)
     direct = gaussian_width.predict_from_spectrum(ranking, from_eigenvalues(eig), out["epsilon"],
@@ -384,14 +389,15 @@ def task_files(tmp_path):
              std=np.ones(1, np.float32), num_classes=np.int64(3))
     op = hessian.HessianOperator(model, data.x_train, data.y_train)
     slq(op, 3, 12, seed=0, progress=False).save(tmp_path / "slq.npz")
-    eig, settings = tasks.exact_spectrum_of_trained(model, data, {"params": "prunable"})
+    eig, settings = tasks.exact_spectrum_of_trained(model, data, hessian_with({"params": "prunable"}))
     save_exact(tmp_path / "exact.npz", eig, settings)
     return tmp_path, model
 
 
-HCFG = {"params": "prunable", "chunk_size": 0, "n_bins": 1000, "sigma2": 1e-5}
-TCFG = {"epsilon": None, "epsilon_data": "train_loader", "eta": 0.05, "zero_row_threshold": 1e-7, "row_levels": 6,
-        "scales": [1, 2], "scaling_grid": 20}
+HCFG = hessian_with({"params": "prunable", "chunk_size": 0, "n_bins": 1000, "sigma2": 1e-5})
+TCFG = theory_with({"epsilon": None, "epsilon_data": "train_loader", "eta": 0.05, "zero_row_threshold": 1e-7,
+                   "row_levels": 6,
+        "scales": [1, 2], "scaling_grid": 20})
 
 
 def _paths(d):
@@ -400,11 +406,11 @@ def _paths(d):
 
 def test_rule_functions_write_rows_prediction_with_exact_and_scaling(task_files):
     d, model = task_files
-    rows = tasks.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_cfg=HCFG, theory_cfg=TCFG)
+    rows = tasks.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_settings=HCFG, theory_settings=TCFG)
     assert len(rows.l1_norms) == 6 and (d / "rows.npz").exists()
     out = tasks.theory_task(**_paths(d), slq_path=d / "slq.npz", rows_path=d / "rows.npz",
-                             exact_path=d / "exact.npz", out_path=d / "prediction.json", hessian_cfg=HCFG,
-                             theory_cfg=TCFG)
+                             exact_path=d / "exact.npz", out_path=d / "prediction.json", hessian_settings=HCFG,
+                             theory_settings=TCFG)
     saved = json.loads((d / "prediction.json").read_text())
     assert saved["predicted_sparsity"] == out["predicted_sparsity"]
     assert saved["lower_sparsity"] <= saved["predicted_sparsity"] <= saved["upper_sparsity"]
@@ -416,7 +422,7 @@ def test_rule_functions_write_rows_prediction_with_exact_and_scaling(task_files)
     assert len(exact["gw2_over_D"]) == len(saved["curves"]["R_grid"])
     assert saved["provenance"]["spectrum_file"].endswith("slq.npz")
     scaling = tasks.scaling_task(**_paths(d), slq_path=d / "slq.npz", prediction_path=d / "prediction.json",
-                                  out_path=d / "scaling.json", hessian_cfg=HCFG, theory_cfg=TCFG)
+                                  out_path=d / "scaling.json", hessian_settings=HCFG, theory_settings=TCFG)
     rows_out = json.loads((d / "scaling.json").read_text())["scales"]
     assert [r["scale"] for r in rows_out] == [1.0, 2.0]
     assert rows_out[0]["predicted_sparsity"] == pytest.approx(saved["predicted_sparsity"])
@@ -427,43 +433,43 @@ def test_rule_functions_write_rows_prediction_with_exact_and_scaling(task_files)
 
     _, data = _tiny(n=64)
     assert scaling["scales"][0]["dense_test_acc"] == evaluate(model, data.x_test, data.y_test)[1]
-    assert len(scaling["scales"][0]["curve"]) == TCFG["scaling_grid"]
+    assert len(scaling["scales"][0]["curve"]) == TCFG.scaling_grid
 
 
 def test_missing_or_inconsistent_spectrum_file_stops(task_files):
     d, model = task_files
     with pytest.raises(PrunelimitError, match="missing SLQ result file"):
-        tasks.load_spectrum(d / "absent.npz", kind="slq", model=model, hessian_cfg=HCFG)
+        tasks.load_spectrum(d / "absent.npz", kind="slq", model=model, hessian_settings=HCFG)
     with pytest.raises(PrunelimitError, match="missing exact spectrum file"):
-        tasks.load_spectrum(d / "absent.npz", kind="exact", model=model, hessian_cfg=HCFG)
+        tasks.load_spectrum(d / "absent.npz", kind="exact", model=model, hessian_settings=HCFG)
     (d / "garbage.npz").write_bytes(b"not an npz")
     with pytest.raises(PrunelimitError, match="garbage.npz"):
-        tasks.load_spectrum(d / "garbage.npz", kind="slq", model=model, hessian_cfg=HCFG)
+        tasks.load_spectrum(d / "garbage.npz", kind="slq", model=model, hessian_settings=HCFG)
     res = SLQResult.load(d / "slq.npz")
     wrong_dim = SLQResult(res.ritz_values, res.ritz_weights, res.alphas, res.betas, res.dim + 1,
                                   {**res.settings, "dim": res.dim + 1}, res.steps)
     wrong_dim.save(d / "other.npz")
     with pytest.raises(PrunelimitError, match=r"other.npz is over 37 parameters, but the model has 36"):
-        tasks.load_spectrum(d / "other.npz", kind="slq", model=model, hessian_cfg=HCFG)
+        tasks.load_spectrum(d / "other.npz", kind="slq", model=model, hessian_settings=HCFG)
     with pytest.raises(PrunelimitError, match="params='prunable'"):
-        tasks.load_spectrum(d / "slq.npz", kind="slq", model=model, hessian_cfg={**HCFG, "params": "all"})
+        tasks.load_spectrum(d / "slq.npz", kind="slq", model=model, hessian_settings=replace(HCFG, params="all"))
     save_exact(d / "short.npz", np.ones(5), {})
     with pytest.raises(PrunelimitError, match="short.npz is over 5 parameters"):
-        tasks.load_spectrum(d / "short.npz", kind="exact", model=model, hessian_cfg=HCFG)
-    tasks.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_cfg=HCFG, theory_cfg=TCFG)
+        tasks.load_spectrum(d / "short.npz", kind="exact", model=model, hessian_settings=HCFG)
+    tasks.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_settings=HCFG, theory_settings=TCFG)
     with pytest.raises(PrunelimitError, match="missing SLQ result file"):
         tasks.theory_task(**_paths(d), slq_path=d / "absent.npz", rows_path=d / "rows.npz",
-                           out_path=d / "p.json", hessian_cfg=HCFG, theory_cfg=TCFG)
+                           out_path=d / "p.json", hessian_settings=HCFG, theory_settings=TCFG)
     assert not (d / "p.json").exists()
 
 
 def test_non_positive_epsilon_in_config_stops_the_theory_rule(task_files):
     d, _ = task_files
-    tasks.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_cfg=HCFG, theory_cfg=TCFG)
+    tasks.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_settings=HCFG, theory_settings=TCFG)
     for bad in (0.0, -0.5):
         with pytest.raises(PrunelimitError, match="epsilon from config theory.epsilon must be finite and > 0"):
             tasks.theory_task(**_paths(d), slq_path=d / "slq.npz", rows_path=d / "rows.npz", out_path=d / "p.json",
-                               hessian_cfg=HCFG, theory_cfg={**TCFG, "epsilon": bad})
+                               hessian_settings=HCFG, theory_settings=replace(TCFG, epsilon=bad))
     assert not (d / "p.json").exists()
 
 
@@ -474,7 +480,8 @@ def test_official_smoothed_estimate_is_undefined_not_fatal_when_kernels_miss_the
     ranking = MagnitudeRanking.of(rng.normal(size=400))
     spectrum = Quadrature(np.array([0.0137, 97.31]), np.array([0.5, 0.5]), 400)
     out = gaussian_width.prediction_report(ranking, spectrum, 0.01, zero_fraction=0.0,
-                                   hessian_cfg={"n_bins": 5, "sigma2": 1e-12}, theory_cfg={"eta": 0.05})
+                                           hessian_settings=hessian_with({"n_bins": 5, "sigma2": 1e-12}),
+                                           theory_settings=theory_with({"eta": 0.05}))
     assert out["official_smoothed"]["predicted_sparsity"] is None
     assert "undefined" in out["official_smoothed"]["note"]
     assert 0.0 < out["predicted_sparsity"] < 1.0
@@ -527,7 +534,8 @@ def test_slq_plus_f0_matches_the_exact_spectrum_on_a_model_with_zero_hessian_row
     op = hessian.HessianOperator(model, data.x_train, data.y_train)
     ranking = magnitude_ranking(model)
     eps, _ = gaussian_width.loss_tolerance(model, data)
-    rows = hessian.hessian_rows(model, data, hessian_cfg={"params": "prunable"}, theory_cfg={"row_levels": 50},
+    rows = hessian.hessian_rows(model, data, hessian_settings=hessian_with({"params": "prunable"}),
+                                theory_settings=theory_with({"row_levels": 50}),
                                ranking=ranking, operator=op)
     assert 0.3 <= rows.zero_fraction <= 56 / 152  # the rows see the dead weights (never more than there are)
     exact = gaussian_width.sparsity_predictor(ranking, eps, 0.0)(from_eigenvalues(hessian.exact_eigenvalues(op)))

@@ -18,9 +18,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import read_state_dict
+from .checkpoint import load_state_dict, read_state_dict, torch_load_error
+from .config import resolve_device
+from .data import DATASETS, TensorData, load_tensors, prepare_dataset
 from .io import PrunelimitError
-from .models import MODELS
+from .models import MODELS, build_model, prunable_parameters
+from .prune import sweep_and_threshold
+from .settings import HessianSettings, TheorySettings
+from .tasks import predict_from_model
 
 DATA_FORMAT = """\
 data files: a .npz (numpy) or .pt (torch.save of a dict) holding
@@ -81,7 +86,6 @@ def registry_classes(spec: str, state: dict, in_shape: tuple[int, ...], needed: 
 
     A label beyond the classifier is the data's fault, and is named as such.
     """
-    from .models import prunable_parameters
 
     with torch.device("meta"):  # layer names only: no memory, no initialisation
         probe = _registry_model(spec, in_shape, needed, model_args)
@@ -96,7 +100,6 @@ def registry_classes(spec: str, state: dict, in_shape: tuple[int, ...], needed: 
 
 
 def _registry_model(spec: str, in_shape: tuple[int, ...], num_classes: int, model_args: dict) -> nn.Module:
-    from .models import build_model
 
     try:
         return build_model(spec, in_shape, num_classes, **model_args)
@@ -106,7 +109,6 @@ def _registry_model(spec: str, in_shape: tuple[int, ...], num_classes: int, mode
 
 def build_user_model(spec: str, in_shape: tuple[int, ...], num_classes: int, model_args: dict) -> nn.Module:
     """A registry model by name, or any importable callable returning an nn.Module."""
-    from .models import MODELS
 
     if ":" not in spec:
         if spec not in MODELS:
@@ -125,8 +127,6 @@ def build_user_model(spec: str, in_shape: tuple[int, ...], num_classes: int, mod
 
 def load_data(source: str, data_dir: str, device: torch.device):
     """A registry dataset (prepared on first use) or a .npz/.pt file in the documented format."""
-    from .checkpoint import torch_load_error
-    from .data import DATASETS, TensorData, load_tensors, prepare_dataset
 
     if source in DATASETS:
         path = Path(data_dir) / f"{source}.npz"
@@ -213,9 +213,6 @@ def check_model_fits_data(model: nn.Module, data) -> None:
 
 
 def predict(args: argparse.Namespace) -> dict:
-    from .checkpoint import load_state_dict
-    from .config import resolve_device
-    from .tasks import predict_from_model
 
     timings: dict[str, float] = {}
     model_args = parse_model_args(args.model_args)  # before any slow step
@@ -238,14 +235,18 @@ def predict(args: argparse.Namespace) -> dict:
     check_model_fits_data(model, data)
     timings["load_model"] = time.perf_counter() - t
 
-    hessian_cfg = {"params": args.params, "n_runs": args.runs, "n_iter": args.iters, "seed": args.seed,
-                   "max_iter": max(args.max_iters, args.iters), "tol": args.tol,
-                   "chunk_size": args.chunk_size, "n_bins": args.bins, "sigma2": args.sigma2}
-    theory_cfg = {"epsilon": args.epsilon, "eta": args.eta, "zero_row_threshold": args.zero_row_threshold,
-                  "row_levels": args.row_levels, "scales": [1.0]}
+    hessian_settings = HessianSettings(
+        params=args.params, n_runs=args.runs, n_iter=args.iters, max_iter=max(args.max_iters, args.iters),
+        tol=args.tol, stable_doublings=args.stable_doublings, seed=args.seed, chunk_size=args.chunk_size,
+        n_bins=args.bins, sigma2=args.sigma2, exact_max_params=0)  # one model: SLQ, never the exact spectrum
+    # ε is the override or the spread over the data as given (no training loader here); no scaling runs
+    theory_settings = TheorySettings(
+        epsilon=args.epsilon, epsilon_data="clean", eta=args.eta, zero_row_threshold=args.zero_row_threshold,
+        row_levels=args.row_levels, scales=(1.0,), scaling_grid=args.grid)
     progress = not args.no_progress
     t = time.perf_counter()
-    result = predict_from_model(model, data, hessian_cfg=hessian_cfg, theory_cfg=theory_cfg, l1=args.l1,
+    result = predict_from_model(model, data, hessian_settings=hessian_settings, theory_settings=theory_settings,
+                                l1=args.l1,
                                 seed=args.seed, progress=progress)
     timings["theory"] = time.perf_counter() - t
     summary = {
@@ -262,7 +263,6 @@ def predict(args: argparse.Namespace) -> dict:
             f"only {len(data.x_train)} training samples: ε is measured on batches smaller than the paper's "
             f"{OFFICIAL_BATCH} ({result['epsilon_source']}), so it is noisier; pass --epsilon to set it")
     if args.verify:
-        from .prune import sweep_and_threshold
 
         if len(data.x_test) == 0:
             raise PrunelimitError("--verify needs x_test and y_test in the data")
@@ -322,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-iters", type=int, default=1024,
                    help="cap of the Lanczos iterations, doubled from --iters until "
                    "the prediction moves by less than --tol (default: %(default)s)")
+    p.add_argument("--stable-doublings", type=int, default=2,
+                   help="consecutive doublings within --tol that count as converged (default: %(default)s)")
     p.add_argument("--tol", type=float, default=0.005,
                    help="convergence tolerance of the predicted sparsity (default: %(default)s)")
     p.add_argument("--params", choices=["prunable", "all"], default="prunable",

@@ -50,9 +50,10 @@ def regime_multiplier(variant: str) -> float | None:
 
 
 def main_study_tasks(config: dict) -> list[str]:
-    """The tasks of the paper's figures and tables: every task not marked ``in_main_study: false``
-    (those are trained and analysed only by the experiments that list them, e.g. regime.tasks)."""
-    return [t for t, entry in config["tasks"].items() if entry.get("in_main_study", True)]
+    """The tasks of the paper's figures and tables (of a validated config): every task not marked
+    ``in_main_study: false`` (those are trained and analysed only by the experiments that list them,
+    e.g. regime.tasks)."""
+    return [t for t, entry in config["tasks"].items() if entry["in_main_study"]]
 
 
 def check_task_references(config: dict) -> None:
@@ -61,10 +62,10 @@ def check_task_references(config: dict) -> None:
     without an L1 coefficient (every multiple of λ = 0 is the dense model: no map)."""
     tasks = list(config["tasks"])
     for section in TASK_LIST_SECTIONS:
-        unknown = sorted(set(config.get(section, {}).get("tasks", [])) - set(tasks))
+        unknown = sorted(set(config[section]["tasks"]) - set(tasks))
         if unknown:
             raise ValueError(f"config key {section}.tasks names unknown task(s) {unknown}; tasks: {tasks}")
-    no_l1 = [t for t in config.get("regime", {}).get("tasks", [])
+    no_l1 = [t for t in config["regime"]["tasks"]
              if not (float(config["tasks"][t].get("l1", 0)) > 0 or "l1_shrinkage" in config["tasks"][t])]
     if no_l1:
         raise ValueError(f"config key regime.tasks names task(s) {no_l1} without a positive l1 or l1_shrinkage: "
@@ -153,7 +154,7 @@ def task_spec(config: dict, task: str, variant: str, seed: int | None = None) ->
         raise _error(f"unknown variant {variant!r}; use dense, l1 or {REGIME_PREFIX}<multiplier of λ> (e.g. "
                      f"{regime_variant(0.1)})")
     entry = tasks[task]
-    train = {**copy.deepcopy(config.get("train_defaults", {})), **copy.deepcopy(entry.get("train", {}))}
+    train = {**copy.deepcopy(config["train_defaults"]), **copy.deepcopy(entry["train"])}
     train["l1"] = multiplier * float(entry.get("l1", 0.0))
     if multiplier and "l1_shrinkage" in entry:  # λ follows from the (scaled) target at train time
         train["l1_shrinkage"] = multiplier * float(entry["l1_shrinkage"])
@@ -164,7 +165,7 @@ def task_spec(config: dict, task: str, variant: str, seed: int | None = None) ->
         train["seed"] = int(seed)
         variant = f"{variant}_seed{seed}"
     return {"task": task, "variant": variant, "model": entry["model"], "dataset": entry["dataset"],
-            "model_args": copy.deepcopy(entry.get("model_args", {})), "train": train}
+            "model_args": copy.deepcopy(entry["model_args"]), "train": train}
 
 
 def resolve_device(name: str = "auto") -> torch.device:

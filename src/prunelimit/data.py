@@ -194,13 +194,13 @@ def prepare_dataset(name: str, out: str | os.PathLike, options: dict | None = No
                     cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
     """Build ``out`` (.npz) for dataset ``name`` from its source; the file appears only when whole."""
     options = dict(options or {})
+    # the generators' own defaults serve options left out (the pipeline's config gives them all)
     if name == "digits":
-        arrays = make_digits(seed=options.get("seed", 0), test_fraction=options.get("test_fraction", 0.2))
+        arrays = make_digits(**options)
     elif name == "mnist1d":
-        arrays = make_mnist1d(options.get("n_train", 4000), options.get("n_test", 1000),
-                              options.get("length", 40), options.get("seed", 42))
+        arrays = make_mnist1d(**options)
     elif name in SYNTHETIC_SHAPES:
-        arrays = make_synthetic(name, options.get("n_train", 64), options.get("n_test", 32), options.get("seed", 0))
+        arrays = make_synthetic(name, **options)
     elif name in DOWNLOADED:
         source = {**OFFICIAL_SOURCES[name], **{k: v for k, v in options.items() if k in ("url", "md5")}}
         cache = Path(cache_dir or Path(out).parent / "downloads")

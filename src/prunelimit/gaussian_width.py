@@ -40,6 +40,7 @@ import numpy as np
 from torch import nn
 
 from .io import PrunelimitError
+from .settings import HessianSettings, TheorySettings
 from .sparsity import MagnitudeRanking
 from .spectrum import Quadrature, absolute_spectrum, smoothed_density, top_up_zero_mass
 from .train import epsilon_batch_size, per_batch_loss_std
@@ -106,12 +107,12 @@ def loss_tolerance(model: nn.Module, data, *, l1: float = 0.0, override: float |
 EPSILON_DATA = {"train_loader": "loss_std", "clean": "loss_std_clean"}  # theory.epsilon_data → metrics key
 
 
-def epsilon_from_metrics(meta: dict, theory_cfg: dict, where: str = "metrics.json") -> tuple[float, str]:
+def epsilon_from_metrics(meta: dict, theory_settings: TheorySettings, where: str = "metrics.json") -> tuple[float, str]:
     """ε from the train rule's metrics: over the training loader (augmented where the task augments,
     the official ``cal_loss``) or on clean data, as ``theory.epsilon_data`` says; or the override."""
-    if theory_cfg.get("epsilon") is not None:
-        return check_epsilon(theory_cfg["epsilon"], "config theory.epsilon"), "config theory.epsilon"
-    choice = theory_cfg.get("epsilon_data", "train_loader")
+    if theory_settings.epsilon is not None:
+        return check_epsilon(theory_settings.epsilon, "config theory.epsilon"), "config theory.epsilon"
+    choice = theory_settings.epsilon_data
     if choice not in EPSILON_DATA:
         raise PrunelimitError(f"theory.epsilon_data must be one of {sorted(EPSILON_DATA)}, got {choice!r}")
     key = EPSILON_DATA[choice]
@@ -339,12 +340,13 @@ def curves(ranking: MagnitudeRanking, spectrum: Quadrature, epsilon: float, *, z
 
 
 def prediction_report(ranking: MagnitudeRanking, spectrum: Quadrature, epsilon: float, *, zero_fraction: float,
-                      hessian_cfg: dict, theory_cfg: dict, spectrum_dim: int | None = None) -> dict:
+                      hessian_settings: HessianSettings, theory_settings: TheorySettings,
+                      spectrum_dim: int | None = None) -> dict:
     """Prediction, kinematic bounds, curves and the official smoothed-density comparison."""
-    eta = float(theory_cfg.get("eta", 0.05))
+    eta = float(theory_settings.eta)
     pred = predict_from_spectrum(ranking, spectrum, epsilon, zero_fraction=zero_fraction, eta=eta,
                                  spectrum_dim=spectrum_dim)
-    n_bins, sigma2 = int(hessian_cfg.get("n_bins", 10000)), float(hessian_cfg.get("sigma2", 1e-5))
+    n_bins, sigma2 = int(hessian_settings.n_bins), float(hessian_settings.sigma2)
     official = {"n_bins": n_bins, "sigma2": sigma2,
                 "note": "comparison only: the density-smoothed estimate of the official code"}
     try:
@@ -365,7 +367,7 @@ def prediction_report(ranking: MagnitudeRanking, spectrum: Quadrature, epsilon: 
         "spectrum": {"n_nodes": int(spectrum.nodes.size), "lambda_min": spectrum.lambda_min,
                      "lambda_max": spectrum.lambda_max, "dim": spectrum.dim},
         "curves": curves(ranking, spectrum, epsilon, zero_fraction=zero_fraction,
-                         max_scale=max(theory_cfg.get("scales", [1.0]) or [1.0]), smoothed=smooth),
+                         max_scale=max(theory_settings.scales), smoothed=smooth),
     }
 
 
@@ -391,10 +393,11 @@ def slq_report(result, ranking: MagnitudeRanking, epsilon: float, zero_fraction:
             "predictions_by_steps": convergence.get("history")}
 
 
-def exact_comparison(ranking: MagnitudeRanking, exact: Quadrature, slq_prediction: dict, *, theory_cfg: dict,
+def exact_comparison(ranking: MagnitudeRanking, exact: Quadrature, slq_prediction: dict, *,
+                     theory_settings: TheorySettings,
                      spectrum_dim: int | None = None) -> dict:
     """The prediction from exact eigenvalues beside the SLQ one (same ε, R(s) and, first, f₀)."""
-    eps, f0, eta = slq_prediction["epsilon"], slq_prediction["zero_fraction"], float(theory_cfg.get("eta", 0.05))
+    eps, f0, eta = slq_prediction["epsilon"], slq_prediction["zero_fraction"], float(theory_settings.eta)
     keys = ("predicted_sparsity", "predicted_density", "lower_sparsity", "upper_sparsity", "gap", "jensen_sparsity",
             "mean_abs_eigenvalue")
     same = predict_from_spectrum(ranking, exact, eps, zero_fraction=f0, eta=eta, spectrum_dim=spectrum_dim)

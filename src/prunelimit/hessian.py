@@ -30,6 +30,7 @@ from tqdm import tqdm
 from .io import PrunelimitError, load_npz, save_npz
 from .models import prunable_parameters
 from .prune import magnitude_ranking
+from .settings import HessianSettings, TheorySettings
 from .sparsity import MagnitudeRanking
 
 PARAM_SETS = ("prunable", "all")
@@ -418,7 +419,7 @@ class HessianRows:
         return rows
 
 
-def hessian_rows(model: nn.Module, data, *, hessian_cfg: dict, theory_cfg: dict,
+def hessian_rows(model: nn.Module, data, *, hessian_settings: HessianSettings, theory_settings: TheorySettings,
                  ranking: MagnitudeRanking | None = None, progress: bool = False,
                  operator=None) -> HessianRows:
     """Row L1 norms of the Hessian at the threshold weights of ``theory.row_levels`` sparsities.
@@ -428,12 +429,12 @@ def hessian_rows(model: nn.Module, data, *, hessian_cfg: dict, theory_cfg: dict,
     norm [code ``gradient.py``]; f₀ = fraction of rows below ``theory.zero_row_threshold``.
     """
     ranking = ranking or magnitude_ranking(model)
-    levels = row_sparsities(int(theory_cfg.get("row_levels", 100)))
+    levels = row_sparsities(int(theory_settings.row_levels))
     indices = np.array([ranking.threshold_index(s) for s in levels], np.int64)
-    params = hessian_cfg.get("params", "prunable")
+    params = hessian_settings.params
     positions = operator_positions(model, params)[indices]
     op = operator if operator is not None else HessianOperator(model, data.x_train, data.y_train, params=params,
-                                                                chunk_size=int(hessian_cfg.get("chunk_size", 0)))
+                                                                chunk_size=int(hessian_settings.chunk_size))
     norms = hessian_row_norms(op, positions, progress=progress)
     return HessianRows(levels, indices, ranking.weights[indices], norms,
-                       float(theory_cfg.get("zero_row_threshold", 1e-7)), ranking.dim)
+                       float(theory_settings.zero_row_threshold), ranking.dim)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 
 import numpy as np
 from torch import nn
@@ -37,6 +38,7 @@ from .io import PrunelimitError, load_json, save_json
 from .lanczos import slq
 from .magnitude_scaling import magnitude_scaling, scaled_actual_threshold
 from .prune import magnitude_ranking
+from .settings import HessianSettings, TheorySettings
 from .spectrum import Quadrature, SLQResult, from_eigenvalues, load_exact, save_exact
 from .train import load_trained
 
@@ -45,39 +47,36 @@ from .train import load_trained
 # ---------------------------------------------------------------------------------------------
 
 
-def _operator(model: nn.Module, data, hessian_cfg: dict) -> HessianOperator:
-    return HessianOperator(model, data.x_train, data.y_train, params=hessian_cfg.get("params", "prunable"),
-                           chunk_size=int(hessian_cfg.get("chunk_size", 0)))
+def _operator(model: nn.Module, data, hessian_settings: HessianSettings) -> HessianOperator:
+    return HessianOperator(model, data.x_train, data.y_train, params=hessian_settings.params,
+                           chunk_size=int(hessian_settings.chunk_size))
 
 
-def operator_of_trained(model: nn.Module, data, hessian_cfg: dict) -> HessianOperator:
-    """The training-loss Hessian operator of a trained model, as ``hessian_cfg`` (params, chunk_size) asks."""
-    return _operator(model, data, hessian_cfg)
+def operator_of_trained(model: nn.Module, data, hessian_settings: HessianSettings) -> HessianOperator:
+    """The training-loss Hessian operator of a trained model, as ``hessian_settings`` (params, chunk_size) asks."""
+    return _operator(model, data, hessian_settings)
 
 
-def spectrum_of_trained(model: nn.Module, data, hessian_cfg: dict, progress: bool = True,
+def spectrum_of_trained(model: nn.Module, data, hessian_settings: HessianSettings, progress: bool = True,
                         predict: Callable[[Quadrature], float] | None = None,
                         operator: HessianOperator | None = None) -> SLQResult:
     """SLQ spectrum of the training-loss Hessian of a trained ``model`` on ``data.x_train``.
 
-    ``hessian_cfg`` is the config's ``hessian:`` section (keys used: params, n_runs, n_iter,
-    max_iter, tol, seed, chunk_size; the others are ignored). With ``predict``, the step count
-    grows from n_iter until ``predict`` is stable to ``tol`` or max_iter is reached (:func:`slq`).
-    ``operator`` reuses an operator already built on the same model and data.
+    ``hessian_settings``: the task's ``hessian`` section (used: params, n_runs, n_iter, max_iter, tol,
+    stable_doublings, seed, chunk_size). With ``predict``, the step count grows from n_iter until
+    ``predict`` is stable to ``tol`` or max_iter is reached (:func:`slq`). ``operator`` reuses an
+    operator already built on the same model and data.
     """
-    missing = {"n_runs", "n_iter"} - set(hessian_cfg)
-    if missing:
-        raise PrunelimitError(f"hessian config lacks {sorted(missing)}")
-    op = operator if operator is not None else _operator(model, data, hessian_cfg)
-    n_iter = int(hessian_cfg["n_iter"])
-    return slq(op, int(hessian_cfg["n_runs"]), n_iter, seed=int(hessian_cfg.get("seed", 0)), progress=progress,
-               max_iter=int(hessian_cfg.get("max_iter", n_iter)), predict=predict,
-               tol=float(hessian_cfg.get("tol", 0.005)), stable_doublings=int(hessian_cfg.get("stable_doublings", 2)))
+    op = operator if operator is not None else _operator(model, data, hessian_settings)
+    n_iter = int(hessian_settings.n_iter)
+    return slq(op, int(hessian_settings.n_runs), n_iter, seed=int(hessian_settings.seed), progress=progress,
+               max_iter=int(hessian_settings.max_iter), predict=predict,
+               tol=float(hessian_settings.tol), stable_doublings=int(hessian_settings.stable_doublings))
 
 
-def exact_spectrum_of_trained(model: nn.Module, data, hessian_cfg: dict) -> tuple[np.ndarray, dict]:
+def exact_spectrum_of_trained(model: nn.Module, data, hessian_settings: HessianSettings) -> tuple[np.ndarray, dict]:
     """All eigenvalues of the same Hessian as :func:`spectrum_of_trained` (small models only)."""
-    op = _operator(model, data, hessian_cfg)
+    op = _operator(model, data, hessian_settings)
     t0 = time.perf_counter()
     eigenvalues = exact_eigenvalues(op)
     settings = {"params": op.param_set, "dim": op.dim, "n_samples": op.n, "loss": op.loss,
@@ -90,8 +89,8 @@ def exact_spectrum_of_trained(model: nn.Module, data, hessian_cfg: dict) -> tupl
 # ---------------------------------------------------------------------------------------------
 
 
-def predict_from_model(model: nn.Module, data, *, hessian_cfg: dict, theory_cfg: dict, l1: float = 0.0,
-                       spectrum=None, rows: HessianRows | None = None, seed: int = 0,
+def predict_from_model(model: nn.Module, data, *, hessian_settings: HessianSettings, theory_settings: TheorySettings,
+                       l1: float = 0.0, spectrum=None, rows: HessianRows | None = None, seed: int = 0,
                        epsilon: tuple[float, str] | None = None, progress: bool = False) -> dict:
     """Trained model → predicted pruning threshold, kinematic bounds and curves (JSON-ready dict).
 
@@ -105,27 +104,28 @@ def predict_from_model(model: nn.Module, data, *, hessian_cfg: dict, theory_cfg:
     t0 = time.perf_counter()
     model = model.eval()
     ranking = magnitude_ranking(model)
-    epsilon, eps_source = epsilon or loss_tolerance(model, data, l1=l1, override=theory_cfg.get("epsilon"), seed=seed)
-    params = hessian_cfg.get("params", "prunable")
+    epsilon, eps_source = epsilon or loss_tolerance(model, data, l1=l1, override=theory_settings.epsilon, seed=seed)
+    params = hessian_settings.params
     spectrum_dim = spectrum_dimension(model, params)
     operator = None
     if rows is None or spectrum is None:
-        operator = operator_of_trained(model, data, hessian_cfg)
+        operator = operator_of_trained(model, data, hessian_settings)
     if rows is None:
-        rows = hessian_rows(model, data, hessian_cfg=hessian_cfg, theory_cfg=theory_cfg, ranking=ranking,
+        rows = hessian_rows(model, data, hessian_settings=hessian_settings, theory_settings=theory_settings,
+                            ranking=ranking,
                             progress=progress, operator=operator)
     elif rows.dim != ranking.dim:
         raise PrunelimitError(f"Hessian rows are for {rows.dim} weights, the model has {ranking.dim}")
     f0 = rows.zero_fraction
     spectrum_source = "given"
     if spectrum is None:
-        spectrum = spectrum_of_trained(model, data, hessian_cfg, progress=progress, operator=operator,
+        spectrum = spectrum_of_trained(model, data, hessian_settings, progress=progress, operator=operator,
                                        predict=sparsity_predictor(ranking, epsilon, f0, spectrum_dim))
         spectrum_source = "computed (hessian.spectrum_of_trained, converged on the prediction)"
     exact = isinstance(spectrum, Quadrature)
     quadrature = spectrum if exact else spectrum.quadrature()
-    report = prediction_report(ranking, quadrature, epsilon, zero_fraction=f0, hessian_cfg=hessian_cfg,
-                               theory_cfg=theory_cfg, spectrum_dim=spectrum_dim)
+    report = prediction_report(ranking, quadrature, epsilon, zero_fraction=f0, hessian_settings=hessian_settings,
+                               theory_settings=theory_settings, spectrum_dim=spectrum_dim)
     # the largest eigenvalues: exact ones, or the k-th largest Ritz value averaged over runs
     top = (np.sort(quadrature.nodes)[::-1][:10] if exact
            else np.sort(spectrum.ritz_values, axis=1)[:, ::-1][:, :10].mean(axis=0))
@@ -141,7 +141,7 @@ def predict_from_model(model: nn.Module, data, *, hessian_cfg: dict, theory_cfg:
         "slq": slq_report(spectrum, ranking, epsilon, f0, spectrum_dim),
         "top_eigenvalues": top.tolist(),
         "provenance": {"formulas": FORMULA_MARKS, "spectrum_source": spectrum_source,
-                       "hessian": dict(hessian_cfg), "theory": dict(theory_cfg), "l1": l1,
+                       "hessian": asdict(hessian_settings), "theory": asdict(theory_settings), "l1": l1,
                        "spectrum_settings": {} if exact else dict(spectrum.settings),
                        "bounds": "kinematic bounds", "seconds": time.perf_counter() - t0},
     }
@@ -152,9 +152,10 @@ def predict_from_model(model: nn.Module, data, *, hessian_cfg: dict, theory_cfg:
 # ---------------------------------------------------------------------------------------------
 
 
-def check_spectrum(q: Quadrature, *, path, model: nn.Module, hessian_cfg: dict, made_with: str | None = None) -> None:
+def check_spectrum(q: Quadrature, *, path, model: nn.Module, hessian_settings: HessianSettings,
+                   made_with: str | None = None) -> None:
     """Stop with a message naming ``path`` if its spectrum is not of ``model``'s Hessian as configured."""
-    params = hessian_cfg.get("params", "prunable")
+    params = hessian_settings.params
     if made_with is not None and made_with != params:
         raise PrunelimitError(f"spectrum file {path} was taken over params={made_with!r}, "
                               f"the config asks for {params!r}; rerun the hessian rule")
@@ -164,7 +165,8 @@ def check_spectrum(q: Quadrature, *, path, model: nn.Module, hessian_cfg: dict, 
                               f"({params} parameters): it belongs to another model or setting")
 
 
-def load_spectrum(path: str | os.PathLike, *, kind: str, model: nn.Module, hessian_cfg: dict) -> Quadrature:
+def load_spectrum(path: str | os.PathLike, *, kind: str, model: nn.Module,
+                  hessian_settings: HessianSettings) -> Quadrature:
     """The SLQ (``kind='slq'``) or exact (``'exact'``) spectrum file of ``model``, checked against it.
 
     A missing, unreadable or inconsistent file (another dimension, another parameter set) stops
@@ -179,7 +181,7 @@ def load_spectrum(path: str | os.PathLike, *, kind: str, model: nn.Module, hessi
         q = from_eigenvalues(load_exact(path))
     else:
         raise PrunelimitError(f"unknown spectrum kind {kind!r}; use 'slq' or 'exact'")
-    check_spectrum(q, path=path, model=model, hessian_cfg=hessian_cfg, made_with=made_with)
+    check_spectrum(q, path=path, model=model, hessian_settings=hessian_settings, made_with=made_with)
     return q
 
 
@@ -189,41 +191,45 @@ def _load_task(model_path, metrics_path, data_path, device):
     return model, meta, load_tensors(data_path, device)
 
 
-def rows_task(*, model_path, metrics_path, data_path, out_path, hessian_cfg: dict, theory_cfg: dict,
+def rows_task(*, model_path, metrics_path, data_path, out_path, hessian_settings: HessianSettings,
+              theory_settings: TheorySettings,
               device: str = "cpu", progress: bool = False) -> HessianRows:
     """Rule ``hessian_rows``: the Hessian-row experiment of a trained task, saved as .npz."""
     model, _, data = _load_task(model_path, metrics_path, data_path, device)
-    rows = hessian_rows(model, data, hessian_cfg=hessian_cfg, theory_cfg=theory_cfg, progress=progress)
+    rows = hessian_rows(model, data, hessian_settings=hessian_settings, theory_settings=theory_settings,
+                        progress=progress)
     rows.save(out_path)
     return rows
 
 
-def slq_task(*, model_path, metrics_path, data_path, rows_path, out_path, hessian_cfg: dict, theory_cfg: dict,
+def slq_task(*, model_path, metrics_path, data_path, rows_path, out_path, hessian_settings: HessianSettings,
+             theory_settings: TheorySettings,
              device: str = "cpu", progress: bool = False):
     """Rule ``slq``: the SLQ spectrum of a trained task, its step count grown until the predicted
     threshold is stable (ε from metrics.json, f₀ from the Hessian rows), saved as .npz."""
     model, meta, data = _load_task(model_path, metrics_path, data_path, device)
     ranking = magnitude_ranking(model)
     rows = HessianRows.load(rows_path, dim=ranking.dim)
-    epsilon, _ = epsilon_from_metrics(meta, theory_cfg, str(metrics_path))
-    spectrum_dim = spectrum_dimension(model, hessian_cfg.get("params", "prunable"))
-    result = spectrum_of_trained(model, data, hessian_cfg, progress=progress,
+    epsilon, _ = epsilon_from_metrics(meta, theory_settings, str(metrics_path))
+    spectrum_dim = spectrum_dimension(model, hessian_settings.params)
+    result = spectrum_of_trained(model, data, hessian_settings, progress=progress,
                                  predict=sparsity_predictor(ranking, epsilon, rows.zero_fraction, spectrum_dim))
-    result.save(out_path, n_bins=int(hessian_cfg["n_bins"]), sigma2=float(hessian_cfg["sigma2"]))
+    result.save(out_path, n_bins=int(hessian_settings.n_bins), sigma2=float(hessian_settings.sigma2))
     return result
 
 
-def exact_spectrum_task(*, model_path, metrics_path, data_path, out_path, hessian_cfg: dict,
+def exact_spectrum_task(*, model_path, metrics_path, data_path, out_path, hessian_settings: HessianSettings,
                         device: str = "cpu") -> tuple[np.ndarray, dict]:
     """Rule ``exact_spectrum``: every eigenvalue of a small model's Hessian, saved as .npz."""
     model, _, data = _load_task(model_path, metrics_path, data_path, device)
-    eigenvalues, settings = exact_spectrum_of_trained(model, data, hessian_cfg)
+    eigenvalues, settings = exact_spectrum_of_trained(model, data, hessian_settings)
     save_exact(out_path, eigenvalues, settings)
     return eigenvalues, settings
 
 
-def theory_task(*, model_path, metrics_path, data_path, slq_path, rows_path, out_path, hessian_cfg: dict,
-                theory_cfg: dict, exact_path=None, device: str = "cpu") -> dict:
+def theory_task(*, model_path, metrics_path, data_path, slq_path, rows_path, out_path,
+                hessian_settings: HessianSettings,
+                theory_settings: TheorySettings, exact_path=None, device: str = "cpu") -> dict:
     """Rule ``theory``: prediction.json from the trained model, its SLQ spectrum and Hessian rows.
 
     ε is the one the train rule measured (metrics.json). With ``exact_path`` the same prediction
@@ -233,42 +239,43 @@ def theory_task(*, model_path, metrics_path, data_path, slq_path, rows_path, out
     """
     model, meta, data = _load_task(model_path, metrics_path, data_path, device)
     result = SLQResult.load(slq_path)
-    check_spectrum(result.quadrature(), path=slq_path, model=model, hessian_cfg=hessian_cfg,
+    check_spectrum(result.quadrature(), path=slq_path, model=model, hessian_settings=hessian_settings,
                    made_with=result.settings.get("params"))
     ranking = magnitude_ranking(model)
     rows = HessianRows.load(rows_path, dim=ranking.dim)
     train_cfg = meta.get("train", {})
-    out = predict_from_model(model, data, hessian_cfg=hessian_cfg, theory_cfg=theory_cfg,
+    out = predict_from_model(model, data, hessian_settings=hessian_settings, theory_settings=theory_settings,
                              l1=float(train_cfg.get("l1", 0.0)), spectrum=result, rows=rows,
-                             epsilon=epsilon_from_metrics(meta, theory_cfg, str(metrics_path)))
+                             epsilon=epsilon_from_metrics(meta, theory_settings, str(metrics_path)))
     out["provenance"].update({"model": str(model_path), "metrics": str(metrics_path), "spectrum_file": str(slq_path),
                               "hessian_rows_file": str(rows_path)})
     if exact_path is not None:
         out["exact"] = exact_comparison(ranking, load_spectrum(exact_path, kind="exact", model=model,
-                                                               hessian_cfg=hessian_cfg),
-                                        out, theory_cfg=theory_cfg,
-                                        spectrum_dim=spectrum_dimension(model, hessian_cfg.get("params", "prunable")))
+                                                               hessian_settings=hessian_settings),
+                                        out, theory_settings=theory_settings,
+                                        spectrum_dim=spectrum_dimension(model, hessian_settings.params))
         out["exact"]["spectrum_file"] = str(exact_path)
     save_json(out, out_path)
     return out
 
 
-def scaling_task(*, model_path, metrics_path, data_path, slq_path, prediction_path, out_path, hessian_cfg: dict,
-                 theory_cfg: dict, device: str = "cpu") -> dict:
+def scaling_task(*, model_path, metrics_path, data_path, slq_path, prediction_path, out_path,
+                 hessian_settings: HessianSettings,
+                 theory_settings: TheorySettings, device: str = "cpu") -> dict:
     """Rule ``magnitude_scaling``: predicted (and, by prune's sweep, actual) threshold per weight scale."""
     model, _, data = _load_task(model_path, metrics_path, data_path, device)
     pred = load_json(prediction_path)
-    spectrum = load_spectrum(slq_path, kind="slq", model=model, hessian_cfg=hessian_cfg)
+    spectrum = load_spectrum(slq_path, kind="slq", model=model, hessian_settings=hessian_settings)
     ranking = magnitude_ranking(model)
     if pred.get("D") != ranking.dim:
         raise PrunelimitError(f"{prediction_path} is for D = {pred.get('D')} weights, the model has {ranking.dim}")
 
     def actual(c: float) -> dict:
-        return scaled_actual_threshold(model, data, c, grid=int(theory_cfg["scaling_grid"]))
+        return scaled_actual_threshold(model, data, c, grid=int(theory_settings.scaling_grid))
 
-    out = magnitude_scaling(ranking, spectrum, pred["epsilon"], list(theory_cfg.get("scales", [1, 2, 3, 4, 5])),
-                            zero_fraction=pred["zero_fraction"], eta=float(theory_cfg.get("eta", 0.05)),
-                            spectrum_dim=spectrum_dimension(model, hessian_cfg.get("params", "prunable")),
+    out = magnitude_scaling(ranking, spectrum, pred["epsilon"], list(theory_settings.scales),
+                            zero_fraction=pred["zero_fraction"], eta=float(theory_settings.eta),
+                            spectrum_dim=spectrum_dimension(model, hessian_settings.params),
                             actual_threshold=actual)
     out.update({"epsilon": pred["epsilon"], "zero_fraction": pred["zero_fraction"], "D": ranking.dim,
                 "R_of_sparsity": pred["curves"]["R_of_sparsity"], "sparsity_grid": pred["curves"]["sparsity_grid"],
@@ -276,6 +283,6 @@ def scaling_task(*, model_path, metrics_path, data_path, slq_path, prediction_pa
                 "provenance": {"formulas": {k: FORMULA_MARKS[k] for k in ("gaussian_width", "prediction")},
                                "actual": "[code] official criterion on the scaled model's own sweep (test accuracy)",
                                "prediction_file": str(prediction_path), "spectrum_file": str(slq_path),
-                               "scaling_grid": int(theory_cfg["scaling_grid"])}})
+                               "scaling_grid": int(theory_settings.scaling_grid)}})
     save_json(out, out_path)
     return out

@@ -2,13 +2,18 @@
 # (library: prunelimit.baselines; table: prunelimit.tables.lomp_vs_baselines_table).
 import re
 
-BASELINES = config["baselines"]
-BASELINE_METHODS = list(
-    BASELINES.get("methods", ["lomp", "imp", "rare_gems", "smart_ratio"])
-)
+BASELINES = SETTINGS.baselines
+BASELINE_METHODS = list(BASELINES.methods)
+# each method's own settings (LOMP has none)
+METHOD_SETTINGS = {
+    "lomp": None,
+    "imp": BASELINES.imp,
+    "rare_gems": BASELINES.rare_gems,
+    "smart_ratio": BASELINES.smart_ratio,
+}
 # wildcard tag -> sparsity, e.g. "0.5" -> 0.5
-SPARSITY_TAGS = {f"{float(s):g}": float(s) for s in BASELINES["sparsities"]}
-SEEDS = [int(s) for s in BASELINES["seeds"]]
+SPARSITY_TAGS = {f"{float(s):g}": float(s) for s in BASELINES.sparsities}
+SEEDS = [int(s) for s in BASELINES.seeds]
 
 
 wildcard_constraints:
@@ -55,8 +60,8 @@ rule baseline:
     params:
         method=lambda w: w.method,
         spec=lambda w: baseline_spec(w.task),
-        options=lambda w: BASELINES.get(w.method, {}),
-        device=config.get("device", "auto"),
+        options=lambda w: METHOD_SETTINGS[w.method],
+        device=config["device"],
     script:
         "../../scripts/baseline.py"
 
@@ -83,8 +88,8 @@ rule baseline_imp:
         method="imp",
         sparsities=list(SPARSITY_TAGS.values()),
         spec=lambda w: baseline_spec(w.task),
-        options=BASELINES.get("imp", {}),
-        device=config.get("device", "auto"),
+        options=BASELINES.imp,
+        device=config["device"],
     script:
         "../../scripts/baseline.py"
 

@@ -9,7 +9,7 @@ sys.path.insert(
 )  # the library, also when not pip-installed
 # Parsing imports no torch (seconds per snakemake call): parameter counts come from the torch-free
 # layer lists of prunelimit.architectures (tests/test_architectures.py).
-from prunelimit.architectures import dataset_shape, parameter_count  # noqa: E402
+from prunelimit.architectures import dataset_shape, parameter_count
 from prunelimit.config import (
     check_task_references,
     main_study_tasks,
@@ -17,8 +17,9 @@ from prunelimit.config import (
     regime_variant,
     task_spec,
     validate_config,
-)  # noqa: E402
-from prunelimit.errors import PrunelimitError  # noqa: E402
+)
+from prunelimit.errors import PrunelimitError
+from prunelimit.settings import Settings
 
 try:
     validate_config(
@@ -28,6 +29,9 @@ try:
 except (PrunelimitError, ValueError) as _err:
     # one line naming the key; snakemake's validate() would follow it with the whole schema
     raise WorkflowError(str(_err)) from None
+# the analysis sections, typed, from the validated config (schema defaults filled in): the rules'
+# params hand these to the scripts
+SETTINGS = Settings.from_config(config)
 
 RESULTS = f"results/{config['preset']}"
 # the paper's figures and tables; a task with in_main_study: false is built only where a section lists it
@@ -47,21 +51,16 @@ wildcard_constraints:
     dataset="|".join(DATASETS),
 
 
-def hessian_settings(task):
-    """The hessian section with the task's own overrides (e.g. AlexNet's 96 Lanczos steps)."""
-    return {**config.get("hessian", {}), **config["tasks"][task].get("hessian", {})}
-
-
 def hessian_dim(task):
     """D of the task's Hessian (prunable weights or all parameters, as config hessian.params says)."""
     entry = config["tasks"][task]
     in_shape, classes = dataset_shape(
-        entry["dataset"], config["datasets"].get(entry["dataset"], {})
+        entry["dataset"], config["datasets"][entry["dataset"]]
     )
     counts = parameter_count(
-        entry["model"], in_shape, classes, **entry.get("model_args", {})
+        entry["model"], in_shape, classes, **entry["model_args"]
     )
-    all_params = hessian_settings(task).get("params", "prunable") == "all"
+    all_params = SETTINGS.hessian(task).params == "all"
     return counts.all if all_params else counts.prunable
 
 
@@ -71,18 +70,11 @@ EXACT_TASKS = [
 ]
 
 
-def spectrum_settings(task, keys=None):
-    """The task's hessian settings an output depends on (so others do not trigger reruns)."""
-    settings = hessian_settings(task)
-    keys = keys or [k for k in settings if k != "exact_max_params"]
-    return {k: settings[k] for k in keys if k in settings}
-
-
 def baseline_spec(task):
     """The task's dense recipe, trained for baselines.epochs when set (IMP retrains every round)."""
     spec = task_spec(config, task, "dense")
-    if config["baselines"]["epochs"]:
-        spec["train"]["epochs"] = int(config["baselines"]["epochs"])
+    if SETTINGS.baselines.epochs:
+        spec["train"]["epochs"] = int(SETTINGS.baselines.epochs)
     return spec
 
 
@@ -135,8 +127,8 @@ def regime_files(name, kind="regime"):
 
 # The sections whose outputs are built only for the tasks they list
 ITERATIVE_TASKS = list(config["iterative"]["tasks"])
-BASELINE_TASKS = list(config["baselines"].get("tasks", []))
-TV = config.get("tv_distance", {"tasks": [], "seeds": []})
+BASELINE_TASKS = list(SETTINGS.baselines.tasks)
+TV = SETTINGS.tv_distance
 
 
 def per_task(pattern, tasks=TASKS):
@@ -172,7 +164,7 @@ TABLE_PAGES = {  # table: (report caption, label, the paper's table)
 }
 # a table whose section lists no task is not built
 TABLE_TASKS = {
-    "tv_distance": TV["tasks"],
+    "tv_distance": TV.tasks,
     "lomp_vs_baselines": BASELINE_TASKS,
     "regime_map": REGIME_TASKS,
 }

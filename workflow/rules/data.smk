@@ -12,7 +12,7 @@ rule dataset:
     conda:
         "../../envs/torch.yaml"
     params:
-        options=lambda w: config["datasets"].get(w.dataset, {}),
+        options=lambda w: config["datasets"][w.dataset],
         cache=f"{RESULTS}/data/downloads",
     script:
         "../../scripts/prepare_dataset.py"

@@ -23,10 +23,10 @@ rule slq:
     resources:
         gpu=1,
     params:
-        hessian=lambda w: spectrum_settings(w.task),
+        hessian=lambda w: SETTINGS.hessian(w.task),
         # ε (the convergence functional needs it); f₀ arrives as the Hessian-rows file
-        theory={k: config["theory"][k] for k in ("epsilon", "epsilon_data")},
-        device=config.get("device", "auto"),
+        theory=SETTINGS.theory,
+        device=config["device"],
     script:
         "../../scripts/slq.py"
 
@@ -47,7 +47,7 @@ rule exact_spectrum:
     resources:
         gpu=1,
     params:
-        hessian=lambda w: spectrum_settings(w.task, ["params", "chunk_size"]),
-        device=config.get("device", "auto"),
+        hessian=lambda w: SETTINGS.hessian(w.task),
+        device=config["device"],
     script:
         "../../scripts/exact_spectrum.py"

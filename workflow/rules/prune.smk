@@ -19,8 +19,8 @@ rule sweep:
     resources:
         gpu=1,
     params:
-        prune=config["prune"],
-        device=config.get("device", "auto"),
+        prune=SETTINGS.prune,
+        device=config["device"],
     script:
         "../../scripts/sweep.py"
 
@@ -55,9 +55,9 @@ rule iterative:
     resources:
         gpu=1,
     params:
-        iterative=config["iterative"],
-        hessian=lambda w: spectrum_settings(w.task),
-        theory=config["theory"],
-        device=config.get("device", "auto"),
+        iterative=SETTINGS.iterative,
+        hessian=lambda w: SETTINGS.hessian(w.task),
+        theory=SETTINGS.theory,
+        device=config["device"],
     script:
         "../../scripts/iterative.py"

@@ -25,8 +25,8 @@ RARE_GEMS_FILES = [
 WEIGHT_VARIANTS = [THEORY_VARIANT] + [v for v in VARIANTS if v != THEORY_VARIANT]
 TRAINED = [trained(t, v) for t in TASKS for v in WEIGHT_VARIANTS]
 SLQ_SETTINGS = {
-    "n_bins": {t: hessian_settings(t)["n_bins"] for t in TASKS},
-    "sigma2": {t: hessian_settings(t)["sigma2"] for t in TASKS},
+    "n_bins": {t: SETTINGS.hessian(t).n_bins for t in TASKS},
+    "sigma2": {t: SETTINGS.hessian(t).sigma2 for t in TASKS},
 }
 
 
@@ -49,13 +49,13 @@ FIGURES = {  # rule fig_<name>: scripts/fig_<name>.py, captioned by workflow/rep
     "iterative_threshold": figure(
         "iterative threshold",
         "Fig. 4 (top)",
-        {"tasks": ITERATIVE_TASKS, "l2": config["iterative"]["l2"]},
+        {"tasks": ITERATIVE_TASKS, "l2": SETTINGS.iterative.l2},
         iterative=ITERATIVE_CURVES,
     ),
     "l2_vs_rare_gems": figure(
         "with vs without l2, Rare Gems",
         "Fig. 4 (bottom)",
-        {"tasks": ITERATIVE_TASKS, "l2": config["iterative"]["l2"]},
+        {"tasks": ITERATIVE_TASKS, "l2": SETTINGS.iterative.l2},
         iterative=ITERATIVE_CURVES,
         curve=per_task("prune/{task}/curve.csv", ITERATIVE_TASKS),
         rare_gems=RARE_GEMS_FILES,

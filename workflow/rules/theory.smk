@@ -1,13 +1,11 @@
 # Theory: Hessian rows (zero-eigenvalue fraction f0), the predicted pruning threshold with its
-# kinematic bounds, and the weight-magnitude scaling experiment (src/prunelimit/theory.py).
+# kinematic bounds, and the weight-magnitude scaling experiment (src/prunelimit/gaussian_width.py, magnitude_scaling.py; entry points in tasks.py).
 
-# The hessian settings these rules use (the SLQ ones reach them through slq.npz itself).
-THEORY_HESSIAN_KEYS = ["params", "chunk_size", "n_bins", "sigma2"]
 # the settings of the three theory rules (and their regime-map copies)
 THEORY_PARAMS = {
-    "hessian": lambda w: spectrum_settings(w.task, THEORY_HESSIAN_KEYS),
-    "theory": config["theory"],
-    "device": config.get("device", "auto"),
+    "hessian": lambda w: SETTINGS.hessian(w.task),
+    "theory": SETTINGS.theory,
+    "device": config["device"],
 }
 
 

@@ -20,7 +20,7 @@ rule train:
     params:
         spec=lambda w: task_spec(config, w.task, w.variant),
         resume=lambda w: f"{RESULTS}/train/{w.task}/{w.variant}.resume.pt",
-        device=config.get("device", "auto"),
+        device=config["device"],
     script:
         "../../scripts/train.py"
 
@@ -37,7 +37,7 @@ use rule train as train_reseeded with:
     params:
         spec=lambda w: task_spec(config, w.task, "l1", seed=int(w.seed)),
         resume=lambda w: f"{RESULTS}/train/{w.task}/l1_seed{w.seed}.resume.pt",
-        device=config.get("device", "auto"),
+        device=config["device"],
 
 
 rule table_training:
@@ -64,11 +64,11 @@ rule table_training:
 
 rule table_tv_distance:
     input:
-        reference=per_task("train/{task}/l1/model.pt", TV["tasks"]),
+        reference=per_task("train/{task}/l1/model.pt", TV.tasks),
         reseeded=expand(
             f"{RESULTS}/train/{{task}}/l1_seed{{seed}}/model.pt",
-            task=TV["tasks"],
-            seed=TV["seeds"],
+            task=TV.tasks,
+            seed=TV.seeds,
         ),
     output:
         **table_outputs("tv_distance"),
@@ -80,9 +80,9 @@ rule table_tv_distance:
     conda:
         "../../envs/plot.yaml"
     params:
-        tasks=TV["tasks"],
-        seeds=TV["seeds"],
-        bins=TV.get("bins", 200),
+        tasks=TV.tasks,
+        seeds=TV.seeds,
+        bins=TV.bins,
         base_seed=config["train_defaults"]["seed"],
         title=table_title("tv_distance"),
     script:

@@ -15,7 +15,7 @@ kept, n_prunable, density, test_acc, test_loss, train_acc, train_loss, wall_time
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from torch import nn
 
@@ -23,6 +23,7 @@ from ..data import TensorData
 from ..io import PrunelimitError
 from ..models import prunable_parameters
 from ..prune import apply_pruning, check_sparsity, count_kept, masked_weights_zero
+from ..settings import ImpSettings, RareGemsSettings, SmartRatioSettings
 from ..train import TrainConfig, evaluate, initial_model, train
 from . import imp, rare_gems, smart_ratio
 
@@ -67,15 +68,25 @@ def run_smart_ratio(spec: dict, data: TensorData, sparsity: float, seed: int, *,
             "classifier_ratio": classifier_ratio, "residual": residual, "masked_weights_zero": zero_ok}
 
 
-def run_baseline(method: str, spec: dict, data: TensorData, sparsity: float, seed: int, options: dict | None = None,
-                 *, model: nn.Module | None = None, progress: bool = False) -> dict:
+MethodSettings = ImpSettings | RareGemsSettings | SmartRatioSettings
+
+
+def _keywords(options: MethodSettings | dict | None) -> dict:
+    """A method's settings (its config block, typed) as the keyword arguments of its function."""
+    return asdict(options) if isinstance(options, MethodSettings) else dict(options or {})
+
+
+def run_baseline(method: str, spec: dict, data: TensorData, sparsity: float, seed: int,
+                 options: MethodSettings | dict | None = None, *, model: nn.Module | None = None,
+                 progress: bool = False) -> dict:
     """One result of ``method`` on task ``spec`` at ``sparsity`` with ``seed``.
 
-    ``options`` is the method's config block (``baselines.<method>``); ``model`` is the trained
+    ``options`` is the method's config block (``baselines.<method>``, typed or as a dict of its
+    keyword arguments; none for LOMP); ``model`` is the trained
     L1 model for ``lomp``. IMP here runs a trajectory to this sparsity alone; use
     :func:`imp.run_imp` to serve several sparsities from one trajectory.
     """
-    options = dict(options or {})
+    options = _keywords(options)
     start = time.perf_counter()
     if method == "lomp":
         if model is None:
@@ -92,10 +103,10 @@ def run_baseline(method: str, spec: dict, data: TensorData, sparsity: float, see
     return finish(result, method, spec, seed, options, time.perf_counter() - start)
 
 
-def run_imp_trajectory(spec: dict, data: TensorData, sparsities: list[float], seed: int, options: dict | None = None,
-                       *, progress: bool = False) -> list[dict]:
+def run_imp_trajectory(spec: dict, data: TensorData, sparsities: list[float], seed: int,
+                       options: ImpSettings | dict | None = None, *, progress: bool = False) -> list[dict]:
     """One IMP trajectory (``seed``) through every target sparsity; one finished result per target."""
-    options = dict(options or {})
+    options = _keywords(options)
     start = time.perf_counter()
     results = imp.run_imp(spec, data, sparsities, seed, progress=progress, **options)
     wall = time.perf_counter() - start
