@@ -13,9 +13,19 @@ bench = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = bench  # its dataclasses look their module up there
 spec.loader.exec_module(bench)
 
+# A train job's block as Snakemake prints it; the two jobs below differ in task, jobid and what follows.
+TRAIN_JOB = """\
+    [Thu Nov 26 02:54:03 2026]
+    rule train:
+        input: results/t/data/d.npz
+        output: results/t/train/{task}/model.pt, results/t/train/{task}/metrics.json
+        log: results/t/logs/train/{task}.log
+        jobid: {jobid}
+        benchmark: results/t/benchmarks/train/{task}.tsv"""
+
 # What `snakemake -n --forceall` prints, cut to five jobs: data -> train a, train b -> fig (a, b) -> all,
 # with a date line between blocks, a reason line, a job without wildcards and the job-stats table.
-DRY_RUN = textwrap.dedent("""\
+DRY_RUN = textwrap.dedent(f"""\
     Building DAG of jobs...
     Job stats:
     job        count
@@ -35,23 +45,11 @@ DRY_RUN = textwrap.dedent("""\
         reason: Missing output files: results/t/data/d.npz
         wildcards: dataset=d
         resources: tmpdir=/tmp
-    [Thu Nov 26 02:54:03 2026]
-    rule train:
-        input: results/t/data/d.npz
-        output: results/t/train/a/model.pt, results/t/train/a/metrics.json
-        log: results/t/logs/train/a.log
-        jobid: 1
-        benchmark: results/t/benchmarks/train/a.tsv
+{TRAIN_JOB.format(task="a", jobid=1)}
         reason: Input files updated by another job: results/t/data/d.npz
         wildcards: task=a
         resources: tmpdir=/tmp, gpu=1
-    [Thu Nov 26 02:54:03 2026]
-    rule train:
-        input: results/t/data/d.npz
-        output: results/t/train/b/model.pt, results/t/train/b/metrics.json
-        log: results/t/logs/train/b.log
-        jobid: 3
-        benchmark: results/t/benchmarks/train/b.tsv
+{TRAIN_JOB.format(task="b", jobid=3)}
         wildcards: task=b
     [Thu Nov 26 02:54:03 2026]
     rule fig:

@@ -58,18 +58,22 @@ def _rerun(model, data, cfg, ckpt):
     return ran
 
 
+def _assert_trains_afresh(make_model, data, cfg, ckpt, caplog):
+    """A rerun with ``ckpt`` runs every epoch and ends on the weights of a run that never had one."""
+    fresh = make_model()
+    train(fresh, data, cfg, progress=False)
+    with caplog.at_level(logging.WARNING, logger="prunelimit"):
+        rerun = make_model()
+        assert _rerun(rerun, data, cfg, ckpt) == list(range(cfg.epochs))
+    assert torch.equal(_weights(rerun), _weights(fresh))
+
+
 def test_changed_split_under_a_half_trained_model_trains_afresh(digits_files, tmp_path, caplog):
     """Kill, change datasets.digits.test_fraction, rerun: the old weights must not continue."""
     ckpt = tmp_path / "l1.resume.pt"
     _interrupted(_mlp(), load_tensors(digits_files[0.2]), CFG, ckpt)
 
-    new_split = load_tensors(digits_files[0.3])
-    fresh = _mlp()
-    train(fresh, new_split, CFG, progress=False)
-    with caplog.at_level(logging.WARNING, logger="prunelimit"):
-        rerun = _mlp()
-        assert _rerun(rerun, new_split, CFG, ckpt) == [0, 1, 2]
-    assert torch.equal(_weights(rerun), _weights(fresh))
+    _assert_trains_afresh(_mlp, load_tensors(digits_files[0.3]), CFG, ckpt, caplog)
     assert "not resuming" in caplog.text and "the data changed" in caplog.text
     assert not ckpt.exists()
 
@@ -95,12 +99,7 @@ def test_changed_model_args_with_the_same_shapes_trains_afresh(digits_files, tmp
 
     ckpt = tmp_path / "resume.pt"
     _interrupted(alexnet(32), data, cfg, ckpt)
-    fresh = alexnet(40)
-    train(fresh, data, cfg, progress=False)
-    with caplog.at_level(logging.WARNING, logger="prunelimit"):
-        rerun = alexnet(40)
-        assert _rerun(rerun, data, cfg, ckpt) == [0, 1, 2]
-    assert torch.equal(_weights(rerun), _weights(fresh))
+    _assert_trains_afresh(lambda: alexnet(40), data, cfg, ckpt, caplog)
     assert "the model changed (model_args" in caplog.text and '"resize": 32' in caplog.text
 
 
@@ -108,13 +107,7 @@ def test_changed_training_config_trains_afresh_instead_of_failing(digits_files, 
     data = load_tensors(digits_files[0.2])
     ckpt = tmp_path / "resume.pt"
     _interrupted(_mlp(), data, CFG, ckpt)
-    other = TrainConfig(epochs=3, lr=0.1, seed=2)
-    fresh = _mlp()
-    train(fresh, data, other, progress=False)
-    with caplog.at_level(logging.WARNING, logger="prunelimit"):
-        rerun = _mlp()
-        assert _rerun(rerun, data, other, ckpt) == [0, 1, 2]
-    assert torch.equal(_weights(rerun), _weights(fresh))
+    _assert_trains_afresh(_mlp, data, TrainConfig(epochs=3, lr=0.1, seed=2), ckpt, caplog)
     assert "the training config changed (lr 0.05 -> 0.1)" in caplog.text
 
 

@@ -9,18 +9,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from .style import (
-    COLORS,
-    SPARSITY,
-    TASK_COLUMNS,
-    apply_style,
-    drawn_x,
-    drawn_y,
-    figure_legend,
-    interesting_radius,
-    save_figure,
-    task_panels,
-)
+from . import style
 
 
 def plot_theory_vs_actual(predictions: Mapping[str, Mapping], actuals: Mapping[str, Mapping],
@@ -32,8 +21,8 @@ def plot_theory_vs_actual(predictions: Mapping[str, Mapping], actuals: Mapping[s
     code's smoothed-density curve; the magnitude-pruning curve (R(s), s); their crossing (the
     predicted threshold) and the actual threshold on the (R(s), s) curve.
     """
-    apply_style()
-    fig, panels = task_panels(list(predictions), panel=(3.4, 2.9))
+    style.apply_style()
+    fig, panels = style.task_panels(list(predictions), panel=(3.4, 2.9))
     drawn, handles = {}, []
     for col, (task, (ax,)) in enumerate(panels.items()):
         pred, act = predictions[task], actuals[task]
@@ -42,33 +31,34 @@ def plot_theory_vs_actual(predictions: Mapping[str, Mapping], actuals: Mapping[s
         s_grid, r_of_s = np.asarray(c["sparsity_grid"], float), np.asarray(c["R_of_sparsity"], float)
         dim, a = float(pred["D"]), float(pred["a_eta"])
         handles.append(ax.fill_between(r_grid, np.clip(gw - a * math.sqrt(dim) / dim, 0, 1),
-                                       np.clip(gw + (1 + a * math.sqrt(dim)) / dim, 0, 1), color=COLORS["curve"],
-                                       alpha=0.18, lw=0, label="kinematic-bound band of the prediction"))
-        handles += ax.plot(r_grid, gw, color=COLORS["curve"], lw=1.6, label="prediction curve w²(R)/D (SLQ)")
+                                       np.clip(gw + (1 + a * math.sqrt(dim)) / dim, 0, 1),
+                                       color=style.COLORS["curve"], alpha=0.18, lw=0,
+                                       label="kinematic-bound band of the prediction"))
+        handles += ax.plot(r_grid, gw, color=style.COLORS["curve"], lw=1.6, label="prediction curve w²(R)/D (SLQ)")
         if "exact" in pred:
-            handles += ax.plot(r_grid, pred["exact"]["gw2_over_D"], "--", color=COLORS["exact"], lw=1.2,
+            handles += ax.plot(r_grid, pred["exact"]["gw2_over_D"], "--", color=style.COLORS["exact"], lw=1.2,
                                label="prediction curve, exact spectrum")
         if "gw2_over_D_official_smoothed" in c:
-            handles += ax.plot(r_grid, c["gw2_over_D_official_smoothed"], ":", color=COLORS["official"], lw=1.2,
+            handles += ax.plot(r_grid, c["gw2_over_D_official_smoothed"], ":", color=style.COLORS["official"], lw=1.2,
                                label="official code's smoothed-density curve")
         keep = r_of_s > 0
-        handles += ax.plot(r_of_s[keep], s_grid[keep], color=COLORS["actual_curve"], lw=1.6,
+        handles += ax.plot(r_of_s[keep], s_grid[keep], color=style.COLORS["actual_curve"], lw=1.6,
                            label="magnitude pruning (R(s), s)")
-        cross, = ax.plot([pred["R_at_prediction"]], [pred["predicted_sparsity"]], "o", ms=6, color=COLORS["predicted"],
-                         label="crossing = predicted threshold")
+        cross, = ax.plot([pred["R_at_prediction"]], [pred["predicted_sparsity"]], "o", ms=6,
+                         color=style.COLORS["predicted"], label="crossing = predicted threshold")
         s_act = float(act["actual_sparsity"])
         actual, = ax.plot([np.interp(s_act, s_grid, r_of_s)], [s_act], "D", ms=6, mfc="none", mew=1.4,
-                          color=COLORS["actual"], label="actual threshold on (R(s), s)")
+                          color=style.COLORS["actual"], label="actual threshold on (R(s), s)")
         handles += [cross, actual]
         ax.set_xscale("log")
-        ax.set_xlim(interesting_radius(r_grid, [gw, c.get("gw2_over_D_official_smoothed", gw)],
-                                        [pred["R_at_prediction"], drawn_x(actual)]), 1.3 * r_of_s.max())
+        ax.set_xlim(style.interesting_radius(r_grid, [gw, c.get("gw2_over_D_official_smoothed", gw)],
+                                             [pred["R_at_prediction"], style.drawn_x(actual)]), 1.3 * r_of_s.max())
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("projection distance R = ‖w* − w_s‖₂ (log)")
-        if col % TASK_COLUMNS == 0:
-            ax.set_ylabel(SPARSITY)
-        drawn[task] = {"predicted_sparsity": drawn_y(cross), "R_at_prediction": drawn_x(cross),
-                       "actual_sparsity": drawn_y(actual)}
-    figure_legend(fig, handles)
-    save_figure(fig, *paths)
+        if col % style.TASK_COLUMNS == 0:
+            ax.set_ylabel(style.SPARSITY)
+        drawn[task] = {"predicted_sparsity": style.drawn_y(cross), "R_at_prediction": style.drawn_x(cross),
+                       "actual_sparsity": style.drawn_y(actual)}
+    style.figure_legend(fig, handles)
+    style.save_figure(fig, *paths)
     return drawn
