@@ -56,14 +56,14 @@ report: setup
 bench: setup
 	$(BIN)/python benchmarks/hessian.py
 
-# Static checks, stopping at the first finding: the workflow's formatting (snakefmt), then Snakemake's
-# linter with each preset (each one shapes its own DAG).
+# Static checks, stopping at the first finding: the workflow's formatting (snakefmt), Snakemake's
+# linter with each preset (each one shapes its own DAG), then ruff on the Python code (pyproject.toml).
 WORKFLOW_FILES := Snakefile $(wildcard workflow/rules/*.smk)
 PRESETS := config.yaml workflow/presets/paper.yaml workflow/presets/smoke.yaml
 lint: setup
 	$(BIN)/snakefmt --check $(WORKFLOW_FILES)
 	for preset in $(PRESETS); do $(BIN)/snakemake --lint --configfile $$preset || exit 1; done
-# the Python checks (ruff) follow here, as further lines of the lint recipe
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf .snakemake results/mini

@@ -57,9 +57,7 @@ def hessian_dim(task):
     in_shape, classes = dataset_shape(
         entry["dataset"], config["datasets"][entry["dataset"]]
     )
-    counts = parameter_count(
-        entry["model"], in_shape, classes, **entry["model_args"]
-    )
+    counts = parameter_count(entry["model"], in_shape, classes, **entry["model_args"])
     all_params = SETTINGS.hessian(task).params == "all"
     return counts.all if all_params else counts.prunable
 
