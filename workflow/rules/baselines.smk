@@ -54,7 +54,6 @@ rule baseline:
         method="lomp|rare_gems|smart_ratio",
     conda:
         "../../envs/torch.yaml"
-    threads: 1
     resources:
         gpu=1,
     params:
@@ -81,7 +80,6 @@ rule baseline_imp:
         f"{RESULTS}/benchmarks/baselines/imp_{{task}}_seed{{seed}}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 1
     resources:
         gpu=1,
     params:

@@ -19,7 +19,6 @@ rule slq:
         f"{RESULTS}/benchmarks/hessian/{{task}}_slq.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 1
     resources:
         gpu=1,
     params:
@@ -43,11 +42,10 @@ rule exact_spectrum:
         f"{RESULTS}/benchmarks/hessian/{{task}}_exact.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 1
     resources:
         gpu=1,
     params:
-        hessian=lambda w: SETTINGS.hessian(w.task),
         device=config["device"],
+        hessian=lambda w: SETTINGS.hessian(w.task),
     script:
         "../../scripts/exact_spectrum.py"

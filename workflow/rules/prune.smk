@@ -15,7 +15,6 @@ rule sweep:
         f"{RESULTS}/benchmarks/prune/sweep_{{task}}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 1
     resources:
         gpu=1,
     params:
@@ -51,7 +50,6 @@ rule iterative:
         f"{RESULTS}/benchmarks/prune/iterative_{{task}}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 1
     resources:
         gpu=1,
     params:

@@ -21,11 +21,12 @@ rule hessian_rows:
         f"{RESULTS}/benchmarks/theory/{{task}}_hessian_rows.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 1
     resources:
         gpu=1,
     params:
-        **THEORY_PARAMS,
+        theory=SETTINGS.theory,  # row levels and the zero-row threshold
+        hessian=lambda w: SETTINGS.hessian(w.task),
+        device=config["device"],
     script:
         "../../scripts/hessian_rows.py"
 
@@ -52,7 +53,6 @@ rule theory:
         f"{RESULTS}/benchmarks/theory/{{task}}_prediction.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 1
     params:
         **THEORY_PARAMS,
     script:
@@ -77,7 +77,6 @@ rule magnitude_scaling:
         f"{RESULTS}/benchmarks/theory/{{task}}_magnitude_scaling.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 1
     resources:
         gpu=1,
     params:

@@ -14,7 +14,6 @@ rule train:
         f"{RESULTS}/benchmarks/train/{{task}}_{{variant}}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 1
     resources:
         gpu=1,
     params:
