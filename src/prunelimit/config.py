@@ -12,6 +12,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import jsonschema
+import yaml
+
 from .architectures import check_model_args
 from .errors import PrunelimitError
 
@@ -95,8 +98,6 @@ def validate_config(config: dict, schema: str | os.PathLike = SCHEMA) -> None:
     Beyond the schema: numbers must be finite and each task's ``model_args`` must be arguments its
     model takes (a typo would otherwise surface as a TypeError deep inside a rule).
     """
-    import jsonschema
-    import yaml
 
     schema_doc = yaml.safe_load(Path(schema).read_text())
     validator = jsonschema.Draft202012Validator(schema_doc)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from html import escape
 
+import numpy as np
 import pandas as pd
 
-from .io import atomic_path
+from .io import PrunelimitError, atomic_path
 from .spectrum import kernel_variance
 
 
@@ -67,7 +69,6 @@ def training_table(metrics: list[dict]) -> pd.DataFrame:
 
 def total_variation(a, b, bins: int = 200) -> float:
     """TV distance ½·Σ|p − q| between the histograms of samples ``a`` and ``b`` on a common grid."""
-    import numpy as np
 
     lo, hi = float(min(a.min(), b.min())), float(max(a.max(), b.max()))
     edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
@@ -78,9 +79,7 @@ def total_variation(a, b, bins: int = 200) -> float:
 
 def tv_distance_table(runs: dict[str, dict[int, object]], bins: int = 200) -> pd.DataFrame:
     """Per task, every pair of seeds: TV distance of the weight histograms and of |w| histograms."""
-    import itertools
 
-    import numpy as np
 
     rows = []
     for task, by_seed in runs.items():
@@ -103,7 +102,6 @@ def lomp_vs_baselines_table(results: list[dict], dense_acc: dict[str, float] | N
     """
     # the paper's column order (here, not in prunelimit.baselines: table jobs run without torch)
     labels = {"lomp": "LOMP", "rare_gems": "Rare Gems", "imp": "IMP", "smart_ratio": "Smart-Ratio"}
-    from .io import PrunelimitError
 
     present = set(methods) if methods else {r["method"] for r in results}
     methods = [m for m in labels if m in present] + sorted(present - set(labels))
@@ -135,7 +133,6 @@ def lomp_vs_baselines_table(results: list[dict], dense_acc: dict[str, float] | N
 
 def by_task(tasks: list[str], paths: list[str], load) -> dict:
     """task → ``load(path)`` for parallel lists of tasks and files (the rules' per-task inputs)."""
-    from .io import PrunelimitError
 
     tasks, paths = list(tasks), list(paths)
     if len(tasks) != len(paths):
@@ -284,7 +281,6 @@ def regime_map_table(points: list[dict]) -> pd.DataFrame:
     ``dense_test_acc`` is the test accuracy of the task's multiplier-0 model (trained without L1),
     ``test_acc`` the model's own.
     """
-    from .io import PrunelimitError
 
     dense_acc = {p["task"]: float(p["metrics"]["test_acc"]) for p in points if float(p["multiplier"]) == 0.0}
     rows = []

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
-from .checkpoint import save_torch
+from .checkpoint import load_state_dict, save_torch
 from .data import TensorData, augment_batch
-from .io import PrunelimitError
+from .io import PrunelimitError, load_json, save_json
 from .models import (
     build_model,
     count_parameters,
@@ -281,7 +282,6 @@ def train(model: nn.Module, data: TensorData, cfg: TrainConfig, *, masks: Masks 
     the same model, data and config (else it starts afresh and logs why); the file is removed
     when training completes.
     """
-    from tqdm import tqdm
 
     device = data.x_train.device
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -369,7 +369,6 @@ def train_task(spec: dict, data: TensorData, model_out: str | os.PathLike, metri
 
     Writes ``model_out`` (state_dict) and ``metrics_out`` (metadata, losses, accuracies, ε, time).
     """
-    from .io import save_json
 
     cfg = resolve_l1(TrainConfig.from_dict(spec["train"]), len(data.x_train))
     model = initial_model(spec, data, cfg, cfg.seed)
@@ -415,8 +414,6 @@ def train_task(spec: dict, data: TensorData, model_out: str | os.PathLike, metri
 def load_trained(model_path: str | os.PathLike, metrics_path: str | os.PathLike,
                  device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild a trained model from its metrics.json metadata and load its state_dict."""
-    from .checkpoint import load_state_dict
-    from .io import load_json
 
     meta = load_json(metrics_path)
     model = build_model(meta["model"], tuple(meta["in_shape"]), meta["num_classes"], **meta.get("model_args", {}))
