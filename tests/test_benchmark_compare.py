@@ -30,3 +30,9 @@ def test_tables_equal_but_for_time_pass_and_a_last_digit_fails(tmp_path, capsys)
     assert "regime/map.csv: only in the before run" in capsys.readouterr().out
     column = _run(tmp_path / "column", {**base, "regime/map.csv": "task,m,extra\na,0.03,1\n"})
     assert compare.main([str(before), str(column)]) == 1
+    # a task whose data changed on purpose: its rows left out, the others still compared
+    two = _run(tmp_path / "two", {**base, "training.csv": "task,acc,wall_time_s\na,0.9639,3.1\nb,0.5,1\n"})
+    changed = _run(tmp_path / "changed", {**base, "training.csv": "task,acc,wall_time_s\na,0.9639,3.1\nb,0.7,1\n"})
+    assert compare.main([str(two), str(changed)]) == 1
+    assert compare.main([str(two), str(changed), "--except-task", "b"]) == 0
+    assert compare.main([str(two), str(digit), "--except-task", "b"]) == 1
