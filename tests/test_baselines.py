@@ -16,7 +16,7 @@ from prunelimit.baselines import imp, lomp, rare_gems, run_baseline, smart_ratio
 from prunelimit.data import TensorData
 from prunelimit.io import PrunelimitError
 from prunelimit.models import build_model, prunable_parameters
-from prunelimit.prune import keep_count
+from prunelimit.sparsity import keep_count
 from prunelimit.tables import lomp_vs_baselines_table
 from prunelimit.train import TrainConfig, evaluate, train
 

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from .data import TensorData
 from .io import PrunelimitError, atomic_path
 from .models import prunable_parameters, prunable_vector
-from .sparsity import MagnitudeRanking, check_sparsity, keep_count  # noqa: F401 - re-exported, the library's names
+from .sparsity import MagnitudeRanking, check_sparsity, keep_count
 from .train import Masks, TrainConfig, apply_masks, evaluate, train
 
 log = logging.getLogger("prunelimit")

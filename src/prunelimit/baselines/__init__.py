@@ -22,8 +22,9 @@ from torch import nn
 from ..data import TensorData
 from ..io import PrunelimitError
 from ..models import prunable_parameters
-from ..prune import apply_pruning, check_sparsity, count_kept, masked_weights_zero
+from ..prune import apply_pruning, count_kept, masked_weights_zero
 from ..settings import ImpSettings, RareGemsSettings, SmartRatioSettings
+from ..sparsity import check_sparsity
 from ..train import TrainConfig, evaluate, initial_model, train
 from . import imp, rare_gems, smart_ratio
 

@@ -29,7 +29,8 @@ import torch
 from ..data import TensorData
 from ..io import PrunelimitError
 from ..models import count_prunable
-from ..prune import check_sparsity, count_kept, keep_count, magnitude_masks, masked_weights_zero
+from ..prune import count_kept, magnitude_masks, masked_weights_zero
+from ..sparsity import check_sparsity, keep_count
 from ..train import TrainConfig, apply_masks, evaluate, initial_model, train
 
 log = logging.getLogger("prunelimit")

@@ -40,7 +40,8 @@ from torch.func import functional_call
 from ..data import TensorData
 from ..io import PrunelimitError
 from ..models import build_model, prunable_parameters
-from ..prune import check_sparsity, count_kept, derived_seed, keep_count, masked_weights_zero
+from ..prune import count_kept, derived_seed, masked_weights_zero
+from ..sparsity import check_sparsity, keep_count
 from ..train import Masks, TrainConfig, evaluate, train
 
 log = logging.getLogger("prunelimit")

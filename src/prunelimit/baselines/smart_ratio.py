@@ -34,7 +34,8 @@ from torch import nn
 
 from ..io import PrunelimitError
 from ..models import prunable_parameters
-from ..prune import check_sparsity, derived_seed, keep_count
+from ..prune import derived_seed
+from ..sparsity import check_sparsity, keep_count
 from ..train import Masks
 
 RESIDUAL_MODELS = ("resnet18", "resnet50")  # no 1/l² division for these [Su's code: args.arch == 'resnet']
