@@ -79,7 +79,9 @@ with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
                             config_settings=ConfigSettings(configfiles=[configfile]),
                             workdir=Path(tempfile.mkdtemp()))._workflow
     beside = lambda rule, path: str((Path(rule.snakefile).parent / path).resolve()) if path else None
-    rules = [{"name": rule.name, "conda": beside(rule, rule.conda_env), "script": beside(rule, rule.script),
+    # a script path may name params (the figure loop's): formatted as Snakemake does when the job runs
+    script = lambda rule: rule.script.format(params=rule.params) if rule.script else None
+    rules = [{"name": rule.name, "conda": beside(rule, rule.conda_env), "script": beside(rule, script(rule)),
               "gpu": rule.resources.get("gpu").value, "log": bool(rule.log), "benchmark": rule.benchmark is not None}
              for rule in workflow.rules]
 print(json.dumps(rules))

@@ -122,8 +122,11 @@ for _name, _figure in FIGURES.items():
             "../../envs/plot.yaml"
         params:
             **_figure["params"],
+            figure=_name,
+        # Snakemake evaluates a script path when the job runs, after this loop has ended, so the
+        # path must not name the loop variable: it is formatted with the job's params instead
         script:
-            f"../../scripts/fig_{_name}.py"
+            "../../scripts/fig_{params.figure}.py"
 
 
 rule table_bounds_gap:
