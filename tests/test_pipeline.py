@@ -51,6 +51,8 @@ def test_mini_tasks_are_in_the_paper_regime_and_say_so(mini_run):
         target = 0.0782 if entry["model"] in ("vgg16", "alexnet", "resnet18", "resnet50") else 0.0391
         assert abs(l1["l1_shrinkage"] - target) / target < 0.02, (task, l1["l1_shrinkage"])
         assert l1["never_updated_share"] < 0.01, (task, l1["never_updated_share"])
+        # every weight the data never shaped was pulled to ~0 by L1 (docs/method.md)
+        assert l1["never_updated_kept_share"] == 0, (task, l1["never_updated_kept_share"])
         assert len(l1["history"]) == l1["epochs_run"] and "small_weight_share" in l1["history"][-1]
 
 

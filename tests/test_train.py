@@ -133,7 +133,7 @@ def test_epsilon_is_the_official_population_std_over_every_batch_of_the_loader()
 
 def test_train_task_records_the_l1_regime(digits, tmp_path):
     from prunelimit.io import load_json
-    from prunelimit.train import l1_shrinkage, train_task
+    from prunelimit.train import initial_model, l1_shrinkage, lr_at, resolve_l1, train_task
 
     spec = {"task": "t", "variant": "l1", "model": "mlp", "dataset": "digits", "model_args": {"hidden": [8]},
             "train": {"epochs": 20, "lr": 0.05, "l1": 1e-3, "warmup_epochs": 2}}
@@ -150,6 +150,18 @@ def test_train_task_records_the_l1_regime(digits, tmp_path):
     assert shares[-1] == m["small_weight_share"]
     assert m["small_weight_share_drift_last_tenth"] == shares[-1] - shares[-2]  # 20 epochs: the last tenth is two
     assert m["never_updated_share"] == pytest.approx(8 * 8 / m["n_prunable"])
+    # Those 64 weights see only the L1 term: SGD with momentum on λ·sign(w), simulated here from their
+    # initial values; the ones it leaves at |w| ≥ 1e-3 are the kept ones (momentum makes the pull ~10 × S).
+    cfg = resolve_l1(TrainConfig.from_dict(spec["train"]), len(x_train))
+    w = initial_model(spec, data, cfg, cfg.seed).linear[0].weight.detach()[:, :8].clone()  # pixels of row 0
+    buf = torch.zeros_like(w)
+    for epoch in range(cfg.epochs):
+        for _ in range(per_epoch):
+            buf = cfg.momentum * buf + cfg.l1 * torch.sign(w)
+            w = w - lr_at(cfg, epoch) * buf
+    kept = int((w.abs() >= 1e-3).sum())
+    assert 0 < kept < 64
+    assert m["never_updated_kept_share"] == pytest.approx(kept / m["n_prunable"])
     assert m["loss_std"] == m["loss_std_clean"] > 0  # no augmentation: the loader is the clean data
 
 

@@ -46,7 +46,8 @@ def training_table(metrics: list[dict]) -> pd.DataFrame:
 
     The regime columns: ``l1_shrinkage`` = λ·Σ_t lr_t (how far L1 alone pulls a weight), the share
     of prunable weights with |w| < 1e-3 at the end and its net change over the last tenth of the
-    epochs (equilibrium), and the share of weights that never received a data gradient.
+    epochs (equilibrium), the share of weights that never received a data gradient, and the share
+    of weights that never received one and still have |w| ≥ 1e-3 at the end.
     """
     nan = float("nan")
     rows = []
@@ -61,6 +62,7 @@ def training_table(metrics: list[dict]) -> pd.DataFrame:
             "small_weight_share": m.get("small_weight_share", nan),
             "small_share_drift_last_tenth": _float_or_nan(m.get("small_weight_share_drift_last_tenth")),
             "never_updated_share": m.get("never_updated_share", nan),
+            "never_updated_kept_share": m.get("never_updated_kept_share", nan),
             "train_acc": m["train_acc"], "test_acc": m["test_acc"], "epsilon": m["loss_std"],
             "wall_time_s": m["wall_time_s"],
         })

@@ -214,9 +214,16 @@ class DataGradientTracker:
             self.seen[name] |= data_grad != 0
         return record
 
-    def never_updated_share(self) -> float:
+    def never_updated_share(self, model: nn.Module | None = None, at_least: float = 0.0) -> float:
+        """Share of the prunable weights that never received a data gradient; with ``model``, only
+        those that also end with |w| ≥ ``at_least`` count (the ones still at a size the data never
+        gave them: under L1 the others were pulled to ~0 and are pruned first)."""
         total = sum(m.numel() for m in self.seen.values())
-        return float(sum(int((~m).sum()) for m in self.seen.values()) / total)
+        if model is None:
+            return float(sum(int((~m).sum()) for m in self.seen.values()) / total)
+        weights = dict(prunable_parameters(model))
+        kept = sum(int(((~m) & (weights[name].detach().abs() >= at_least)).sum()) for name, m in self.seen.items())
+        return float(kept / total)
 
     def remove(self) -> None:
         for handle in self.handles:
@@ -404,6 +411,8 @@ def train_task(spec: dict, data: TensorData, model_out: str | os.PathLike, metri
         # equilibrium: the net change of that share over the last tenth of the epochs (the regime rule)
         "small_weight_share_drift_last_tenth": (tail[-1] - tail[0]) if tail else None,
         "never_updated_share": gradients.never_updated_share(),
+        # of those, the ones still at |w| ≥ 1e-3: 0 means every weight the data never shaped was pulled to ~0
+        "never_updated_kept_share": gradients.never_updated_share(model, at_least=SMALL_WEIGHT),
         "wall_time_s": result.wall_time, "history": history,
     }
     save_torch(model.state_dict(), model_out)
