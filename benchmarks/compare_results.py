@@ -1,13 +1,15 @@
 """Do two finished pipeline runs have the same tables, to the last digit?
 
-    .venv/bin/python benchmarks/compare_results.py BEFORE AFTER [--preset mini] [--except-task TASK ...]
+    .venv/bin/python benchmarks/compare_results.py BEFORE AFTER [--preset mini]
+                                                   [--except-task TASK ...] [--except-column NAME ...]
 
 BEFORE and AFTER are working directories of two finished runs (each with results/<preset>/). Every
 table the run writes (results/<preset>/tables/**/*.csv) is compared cell by cell as text, so a
 change in the last printed digit counts. Columns of wall or CPU time differ between any two runs and
 are left out (their names contain "time"). A refactor must leave every table equal; the exit status
 is 1 when a table differs or exists in one run only, else 0. --except-task leaves out the rows of a
-task a deliberate change touched (e.g. its dataset replaced), so the rest is still checked.
+task a deliberate change touched (e.g. its dataset replaced), --except-column a column a deliberate
+change added, so the rest is still checked.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ def timing_column(name: str) -> bool:
     return "time" in name
 
 
-def compare_table(before: Path, after: Path, except_tasks: tuple[str, ...] = ()) -> list[str]:
-    """The differences between two CSV tables, one line each (empty: equal outside timing columns
-    and the rows of ``except_tasks``)."""
+def compare_table(before: Path, after: Path, except_tasks: tuple[str, ...] = (),
+                  except_columns: tuple[str, ...] = ()) -> list[str]:
+    """The differences between two CSV tables, one line each (empty: equal outside timing columns,
+    ``except_columns`` and the rows of ``except_tasks``)."""
     old, new = (pd.read_csv(p, dtype=str, keep_default_na=False) for p in (before, after))
+    old, new = (t.drop(columns=[c for c in except_columns if c in t.columns]) for t in (old, new))
     if except_tasks and "task" in old.columns and "task" in new.columns:
         old, new = (t[~t["task"].isin(except_tasks)].reset_index(drop=True) for t in (old, new))
     if list(old.columns) != list(new.columns):
@@ -51,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="mini", help="results/<preset> to compare (default: mini)")
     parser.add_argument("--except-task", action="append", default=[], metavar="TASK",
                         help="leave out this task's rows (repeatable)")
+    parser.add_argument("--except-column", action="append", default=[], metavar="NAME",
+                        help="leave out this column wherever it appears (repeatable)")
     args = parser.parse_args(argv)
     roots = [d / "results" / args.preset / "tables" for d in (args.before, args.after)]
     for root in roots:
@@ -64,12 +70,14 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
     common = sorted(set(names[0]) & set(names[1]))
     for name in common:
-        problems = compare_table(roots[0] / name, roots[1] / name, tuple(args.except_task))
+        problems = compare_table(roots[0] / name, roots[1] / name, tuple(args.except_task),
+                                 tuple(args.except_column))
         print(f"{name}: {'equal' if not problems else 'DIFFERS'}")
         for line in problems:
             print(f"    {line}")
         failed |= bool(problems)
-    left_out = f"; rows of {', '.join(args.except_task)} left out" if args.except_task else ""
+    left_out = "".join(f"; {what} {', '.join(names)} left out" for what, names in
+                       (("rows of", args.except_task), ("columns", args.except_column)) if names)
     verdict = "some differ" if failed else "all equal"
     print(f"{len(common)} tables compared: {verdict} (timing columns left out{left_out})")
     return 1 if failed else 0

@@ -36,3 +36,7 @@ def test_tables_equal_but_for_time_pass_and_a_last_digit_fails(tmp_path, capsys)
     assert compare.main([str(two), str(changed)]) == 1
     assert compare.main([str(two), str(changed), "--except-task", "b"]) == 0
     assert compare.main([str(two), str(digit), "--except-task", "b"]) == 1
+    # a column a deliberate change added: left out, the rest still compared
+    added = _run(tmp_path / "added", {**base, "training.csv": "task,acc,new,wall_time_s\na,0.9639,1,3.1\n"})
+    assert compare.main([str(before), str(added)]) == 1
+    assert compare.main([str(before), str(added), "--except-column", "new"]) == 0
