@@ -5,11 +5,11 @@
 
 BEFORE and AFTER are working directories of two finished runs (each with results/<preset>/). Every
 table the run writes (results/<preset>/tables/**/*.csv) is compared cell by cell as text, so a
-change in the last printed digit counts. Columns of wall or CPU time differ between any two runs and
-are left out (their names contain "time"). A refactor must leave every table equal; the exit status
-is 1 when a table differs or exists in one run only, else 0. --except-task leaves out the rows of a
-task a deliberate change touched (e.g. its dataset replaced), --except-column a column a deliberate
-change added, so the rest is still checked.
+change in the last printed digit counts. Columns of wall or CPU time differ between any two runs
+and are left out (their names contain "time" or "seconds"). A refactor must leave every table
+equal; the exit status is 1 when a table differs or exists in one run only, else 0.
+--except-task leaves out the rows of a task a deliberate change touched (e.g. its dataset
+replaced), --except-column a column a deliberate change added, so the rest is still checked.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pandas as pd
 
 
 def timing_column(name: str) -> bool:
-    return "time" in name
+    return "time" in name or "seconds" in name
 
 
 def compare_table(before: Path, after: Path, except_tasks: tuple[str, ...] = (),
