@@ -290,6 +290,25 @@ def _print_summary(s: dict) -> None:
     print("wall time:               " + ", ".join(f"{k} {v:.1f}s" for k, v in s["timings_s"].items()))
 
 
+# The spectrum and theory options of `predict`: flag, type, default, help (the default is appended).
+SPECTRUM_OPTIONS = [
+    ("--runs", int, 1, "SLQ runs"),
+    ("--iters", int, 128, "Lanczos iterations per run to start from"),
+    ("--max-iters", int, 1024, "cap of the Lanczos iterations, doubled from --iters until the prediction moves by "
+                               "less than --tol"),
+    ("--stable-doublings", int, 2, "consecutive doublings within --tol that count as converged"),
+    ("--tol", float, 0.005, "convergence tolerance of the predicted sparsity"),
+    ("--chunk-size", int, 0, "samples per HVP chunk, 0 = whole set at once"),
+    ("--row-levels", int, 20, "sparsity levels of the zero-eigenvalue estimate from Hessian rows"),
+    ("--zero-row-threshold", float, 1e-7, "L1 norm below which a Hessian row is zero"),
+    ("--eta", float, 0.05, "failure probability of the kinematic bounds"),
+    ("--bins", int, 10000, "grid of the smoothed density (comparison only)"),
+    ("--sigma2", float, 1e-5, "smoothing kernel variance factor"),
+    ("--seed", int, 0, "seed of the SLQ start vectors and the ε batch order"),
+    ("--top", int, 5, "how many top eigenvalues to print"),
+]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prunelimit",
@@ -316,33 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="L1 coefficient the model was trained with; part of the loss whose spread is ε (default: 0)")
     p.add_argument("--epsilon", type=float, default=None,
                    help="loss tolerance ε; default: std of the per-batch training loss")
-    p.add_argument("--runs", type=int, default=1, help="SLQ runs (default: %(default)s)")
-    p.add_argument("--iters", type=int, default=128,
-                   help="Lanczos iterations per run to start from (default: %(default)s)")
-    p.add_argument("--max-iters", type=int, default=1024,
-                   help="cap of the Lanczos iterations, doubled from --iters until "
-                   "the prediction moves by less than --tol (default: %(default)s)")
-    p.add_argument("--stable-doublings", type=int, default=2,
-                   help="consecutive doublings within --tol that count as converged (default: %(default)s)")
-    p.add_argument("--tol", type=float, default=0.005,
-                   help="convergence tolerance of the predicted sparsity (default: %(default)s)")
+    for flag, kind, default, text in SPECTRUM_OPTIONS:
+        p.add_argument(flag, type=kind, default=default, help=f"{text} (default: %(default)s)")
     p.add_argument("--params", choices=["prunable", "all"], default="prunable",
                    help="parameters that are pruned and the Hessian is taken over: conv/linear weights (default) "
                         "or all")
-    p.add_argument("--chunk-size", type=int, default=0,
-                   help="samples per HVP chunk, 0 = whole set at once (default: 0)")
-    p.add_argument("--row-levels", type=int, default=20,
-                   help="sparsity levels of the zero-eigenvalue estimate from Hessian rows (default: %(default)s)")
-    p.add_argument("--zero-row-threshold", type=float, default=1e-7,
-                   help="L1 norm below which a Hessian row is zero (default: %(default)s)")
-    p.add_argument("--eta", type=float, default=0.05,
-                   help="failure probability of the kinematic bounds (default: %(default)s)")
-    p.add_argument("--bins", type=int, default=10000,
-                   help="grid of the smoothed density (comparison only; default: %(default)s)")
-    p.add_argument("--sigma2", type=float, default=1e-5, help="smoothing kernel variance factor (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the SLQ start vectors and the ε batch order (default: 0)")
-    p.add_argument("--top", type=int, default=5, help="how many top eigenvalues to print (default: %(default)s)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="compute device (default: auto)")
     p.add_argument("--verify", action="store_true",
                    help="also run the one-shot pruning sweep and print the actual threshold")
