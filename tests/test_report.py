@@ -290,3 +290,17 @@ def test_every_rule_has_a_log_and_a_benchmark():
     assert len(rules) >= 25 and "fig_pruning_curves" in {rule["name"] for rule in rules}  # loop rules seen too
     lacking = [(rule["name"], key) for rule in rules for key in ("log", "benchmark") if not rule[key]]
     assert not lacking
+
+
+@pytest.mark.parametrize("caption", sorted(p.name for p in (ROOT / "workflow" / "report").glob("*.rst")))
+def test_every_caption_is_valid_restructuredtext(caption):
+    """A caption the report cannot render shows an error box in it (e.g. |w| read as a substitution)."""
+    import docutils.core
+    import docutils.utils
+
+    text = (ROOT / "workflow" / "report" / caption).read_text()
+    try:
+        docutils.core.publish_string(text, writer_name="html",
+                                     settings_overrides={"report_level": 5, "halt_level": 3})
+    except docutils.utils.SystemMessage as err:
+        pytest.fail(f"{caption}: {err}")
