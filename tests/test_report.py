@@ -285,7 +285,7 @@ def test_make_lint_is_clean():
 
 
 def test_every_rule_has_a_log_and_a_benchmark():
-    # DESIGN.md: each rule logs to its `log:` and has a `benchmark:` (aggregate rules run nothing)
+    # each rule logs to its `log:` and has a `benchmark:` (aggregate rules run nothing)
     rules = [rule for rule in workflow_rules() if rule["script"]]
     assert len(rules) >= 25 and "fig_pruning_curves" in {rule["name"] for rule in rules}  # loop rules seen too
     lacking = [(rule["name"], key) for rule in rules for key in ("log", "benchmark") if not rule[key]]

@@ -3,7 +3,7 @@
 From the trained weights w* and the Hessian spectrum alone, predict the largest fraction of
 weights one-shot global magnitude pruning can remove without losing performance (Zhang, Zhang,
 Sun, Liu, NeurIPS 2024, arXiv 2306.05857; official code QiaozheZhang/Global-One-shot-Pruning,
-``cal_rate.py``, ``gaussian_width.py``, ``gradient.py``). Marks as in PAPER.md: **[paper]** the
+``cal_rate.py``, ``gaussian_width.py``, ``gradient.py``). Marks as in docs/method.md: **[paper]** the
 paper's text, **[code]** read from the official code, **[ours]** our derivation.
 
 Pieces, in the order the prediction uses them:
@@ -23,7 +23,7 @@ Pieces, in the order the prediction uses them:
    pruning uses too (:class:`prunelimit.sparsity.MagnitudeRanking`).
 5. The predicted threshold: the largest s with s = w²(R(s))/D [code: crossing of the curves
    (R(s), s) and (R, w²(R)/D); we solve the fixed point by bisection], and the kinematic bounds
-   [ours, PAPER.md]: s = (w²(R(s)) − a_η√D)/D and s = (w²(R(s)) + 1 + a_η√D)/D,
+   [ours, docs/method.md]: s = (w²(R(s)) − a_η√D)/D and s = (w²(R(s)) + 1 + a_η√D)/D,
    a_η = √(8 log(4/η)) (Amelunxen, Lotz, McCoy & Tropp 2014, approximate kinematic formula).
 
 From a trained model to the prediction: :func:`prunelimit.tasks.predict_from_model`.

@@ -1,6 +1,6 @@
 """Global magnitude pruning: masks, the one-shot sweep, the actual threshold, iterative pruning.
 
-Conventions (PAPER.md): ``sparsity`` is the fraction of prunable weights *removed*, ``density``
+Conventions (docs/method.md): ``sparsity`` is the fraction of prunable weights *removed*, ``density``
 the fraction kept. The prunable weights are :func:`prunable_parameters` (every conv and linear
 weight, first and last layer included; never biases or BatchNorm), D of them in all.
 
