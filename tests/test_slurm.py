@@ -28,7 +28,7 @@ PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
 GPU_RULES = ("train", "train_reseeded", "slq", "exact_spectrum", "hessian_rows", "theory", "magnitude_scaling", "sweep",
              "iterative", "baseline", "baseline_imp")
 CPU_RULES = ("dataset",)
-# Flags for a cluster without an accounting database (see SLURM.md and the profile's comments):
+# Flags for a cluster without an accounting database (see the slurm profile's comments):
 # poll with squeue, and start polling 2 s after submission instead of 40 s.
 LOCAL_SLURM_FLAGS = ("--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
                      "--slurm-no-account")
