@@ -96,9 +96,9 @@ def validate_config(config: dict, schema: str | os.PathLike = SCHEMA) -> None:
     """Check a pipeline config against the schema, in one line naming every bad key or value.
 
     Beyond the schema: numbers must be finite and each task's ``model_args`` must be arguments its
-    model takes (a typo would otherwise surface as a TypeError deep inside a rule).
+    model takes (a typo would otherwise surface as a TypeError deep inside a rule). Then fills in
+    the schema's defaults (:func:`fill_defaults`).
     """
-
     schema_doc = yaml.safe_load(Path(schema).read_text())
     validator = jsonschema.Draft202012Validator(schema_doc)
     problems = []

@@ -44,7 +44,7 @@ class HessianSettings(_Section):
 
     @classmethod
     def for_task(cls, config: dict, task: str) -> HessianSettings:
-        return cls.from_section({**config["hessian"], **config["tasks"][task].get("hessian", {})})
+        return cls.from_section({**config["hessian"], **config["tasks"][task]["hessian"]})
 
 
 @dataclass(frozen=True)

@@ -86,9 +86,9 @@ def trained(task, variant=THEORY_VARIANT):
 
 
 # The regime map (workflow/rules/regime.smk): tasks, their l1x<m> training variants, files
-REGIME = config["regime"]
-REGIME_TASKS = list(REGIME["tasks"])
-REGIME_POINTS = [regime_variant(m) for m in REGIME["l1_multipliers"]]
+REGIME = SETTINGS.regime
+REGIME_TASKS = list(REGIME.tasks)
+REGIME_POINTS = [regime_variant(m) for m in REGIME.l1_multipliers]
 REGIME_DIR = f"{RESULTS}/regime/{{task}}/{{point}}"
 
 
@@ -124,7 +124,7 @@ def regime_files(name, kind="regime"):
 
 
 # The sections whose outputs are built only for the tasks they list
-ITERATIVE_TASKS = list(config["iterative"]["tasks"])
+ITERATIVE_TASKS = list(SETTINGS.iterative.tasks)
 BASELINE_TASKS = list(SETTINGS.baselines.tasks)
 TV = SETTINGS.tv_distance
 
@@ -194,19 +194,12 @@ def table_title(name):
     return f"{label} (paper: {paper})"
 
 
-# The paper's figures, one PDF + PNG pair each (rules fig_<name> in report.smk)
-FIGURE_NAMES = [
-    "pruning_curves",
-    "theory_vs_actual",
-    "hessian_row_l1",
-    "magnitude_scaling",
-    "weight_distribution",
-    "hessian_spectrum",
-]
-if ITERATIVE_TASKS:
-    FIGURE_NAMES += ["iterative_threshold", "l2_vs_rare_gems"]
-if REGIME_TASKS:
-    FIGURE_NAMES.append("regime_map")
+# a figure whose section lists no task is not built (the figures themselves: FIGURES in report.smk)
+FIGURE_TASKS = {
+    "iterative_threshold": ITERATIVE_TASKS,
+    "l2_vs_rare_gems": ITERATIVE_TASKS,
+    "regime_map": REGIME_TASKS,
+}
 
 
 def figure(label, paper, params, **inputs):
@@ -219,9 +212,9 @@ def figure(label, paper, params, **inputs):
 
 
 def all_figure_paths():
-    return expand(
-        f"{RESULTS}/figures/{{name}}.{{ext}}", name=FIGURE_NAMES, ext=["pdf", "png"]
-    )
+    """One PDF + PNG pair per figure of report.smk's FIGURES that the preset builds."""
+    names = [name for name in FIGURES if FIGURE_TASKS.get(name, True)]
+    return expand(f"{RESULTS}/figures/{{name}}.{{ext}}", name=names, ext=["pdf", "png"])
 
 
 def all_table_paths():

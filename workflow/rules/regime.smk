@@ -84,7 +84,7 @@ REGIME_INPUTS = {
 }
 REGIME_PARAMS = {
     "tasks": [t for t in REGIME_TASKS for _ in REGIME_POINTS],
-    "multipliers": [float(m) for _ in REGIME_TASKS for m in REGIME["l1_multipliers"]],
+    "multipliers": [float(m) for _ in REGIME_TASKS for m in REGIME.l1_multipliers],
 }
 
 
