@@ -149,3 +149,23 @@ def test_statedict_refuses_payloads_and_non_checkpoints(tmp_path):
     torch.save({"layer.weight": torch.ones(3, 3)}, tmp_path / "small.pt")
     with pytest.raises(PrunelimitError, match="holds 9 prunable weights, its metrics say 10"):
         prunable_weights(tmp_path / "small.pt", expected=10)
+
+
+# Imported by a compute job only where used: each costs 0.1-0.2 s, paid by every one of the ~170
+# jobs of the mini DAG that would otherwise import it for nothing.
+LAZY_IN_COMPUTE_JOBS = ("pandas", "jsonschema", "PIL", "matplotlib")
+
+
+def test_compute_rule_scripts_leave_heavy_packages_until_used(tmp_path):
+    compute = sorted({script for _, env, script in rules_with_env_and_script() if env != "plot.yaml"})
+    assert len(compute) >= 8, compute  # train, slq, theory, sweep, baseline, ... were found
+    # the slq rule draws a diagnostic plot: its figure import loads the plotting stack it uses
+    statements = sorted({ast.unparse(node) for script in compute for node in ast.parse(script.read_text()).body
+                         if isinstance(node, ast.Import | ast.ImportFrom) and "figures" not in ast.unparse(node)})
+    code = "\n".join([*statements, "import sys",
+                      f"print(sorted(m for m in {LAZY_IN_COMPUTE_JOBS!r} if m in sys.modules))"])
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "[]", f"compute scripts import {proc.stdout.strip()} at start"

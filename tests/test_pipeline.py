@@ -90,7 +90,12 @@ def test_regime_map_covers_every_point_through_the_train_rule(mini_run):
         own = json.loads((results / "train" / row.task / "l1" / "metrics.json").read_text())["train"]["l1"]
         assert row.l1 == pytest.approx(row.l1_multiplier * own, rel=1e-9)  # the same Σ lr: λ scales with m
         assert row.l1_shrinkage == pytest.approx(row.l1_multiplier * 0.0391, rel=1e-9, abs=1e-12)  # the target, met
-        a = json.loads((results / "regime" / row.task / variant / "actual.json").read_text())
+        # the main study's own sweep where the point's model is a main-study model (not swept twice)
+        shared = {"dense": "actual_dense.json", "l1": "actual.json"}.get(trained_as)
+        in_main_study = row.task in main_study_tasks(config) and shared
+        actual = results / "prune" / row.task / shared if in_main_study else results / "regime" / row.task / variant
+        a = json.loads((actual if in_main_study else actual / "actual.json").read_text())
+        assert (results / "regime" / row.task / variant / "actual.json").exists() != bool(in_main_study)
         assert row.actual_sparsity == a["actual_sparsity"] and row.actual_tol_0 == a["tolerance_sparsity"]["0"]
         assert row.lower_sparsity <= row.predicted_sparsity <= row.upper_sparsity
         assert row.spectrum == ("exact" if row.D <= config["hessian"]["exact_max_params"] else "SLQ")

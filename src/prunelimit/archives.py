@@ -21,7 +21,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from .io import PrunelimitError
@@ -218,6 +217,8 @@ def parse_tinyimagenet(archive: str | os.PathLike) -> dict[str, np.ndarray]:
 
     The official test split has no labels, so the labelled validation split is the test set.
     """
+    from PIL import Image  # here, not at the top: only this parser decodes images
+
     def decode(raw: bytes, member: str) -> np.ndarray:
         img = Image.open(io.BytesIO(raw))
         if img.size != (64, 64):  # checked before decoding: a forged header cannot make us allocate gigapixels

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import jsonschema
 import yaml
 
 from .architectures import check_model_args
@@ -99,6 +98,8 @@ def validate_config(config: dict, schema: str | os.PathLike = SCHEMA) -> None:
     model takes (a typo would otherwise surface as a TypeError deep inside a rule). Then fills in
     the schema's defaults (:func:`fill_defaults`).
     """
+    import jsonschema  # here, not at the top: only the workflow validates, and jobs import this module
+
     schema_doc = yaml.safe_load(Path(schema).read_text())
     validator = jsonschema.Draft202012Validator(schema_doc)
     problems = []

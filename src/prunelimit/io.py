@@ -17,12 +17,14 @@ import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from .errors import PrunelimitError  # re-exported: the library raises it as prunelimit.io.PrunelimitError
+
+if TYPE_CHECKING:  # pandas is imported where used: a compute job that never reads a CSV skips its ~0.2 s
+    import pandas as pd
 
 
 @contextlib.contextmanager
@@ -94,6 +96,8 @@ def load_csv(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise PrunelimitError(f"missing file: {path}")
+    import pandas as pd
+
     return pd.read_csv(path)
 
 

@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -322,6 +321,8 @@ CURVE_COLUMNS = ["sparsity", "density", "kept", "test_loss", "test_acc", "train_
 
 def save_rows_csv(rows: list[dict], path, columns: Sequence[str] | None = None) -> None:
     """Write ``rows`` (dicts) as a CSV atomically; ``columns`` fixes their order (and must exist)."""
+    import pandas as pd  # here, not at the top: most jobs that import this module write no CSV
+
     df = pd.DataFrame(rows)
     if columns is not None:
         missing = [c for c in columns if c not in df.columns]

@@ -110,6 +110,24 @@ def regime_exact(w):
     return f"{RESULTS}/regime/{w.task}/{w.point}/exact.npz" if small else []
 
 
+# A map point whose model is a main-study model (m = 0: dense, m = 1: l1) takes these results from
+# the main study, which computes them by the same rules and settings, instead of computing them twice.
+MAIN_STUDY_RESULTS = {
+    ("l1", "prediction.json"): "theory/{task}/prediction.json",
+    ("l1", "actual.json"): "prune/{task}/actual.json",
+    ("dense", "actual.json"): "prune/{task}/actual_dense.json",
+}
+
+
+def regime_file(task, point, name):
+    variant = regime_model_variant(point)
+    shared = MAIN_STUDY_RESULTS.get((variant, name))
+    # the main study has the task's l1 theory and sweep (THEORY_VARIANT) and its dense sweep
+    if task in TASKS and shared and variant in (THEORY_VARIANT, "dense"):
+        return f"{RESULTS}/" + shared.format(task=task)
+    return f"{RESULTS}/regime/{task}/{point}/{name}"
+
+
 def regime_files(name, kind="regime"):
     """One file per (task, point) of the map, tasks outer, points in config order."""
     if kind == "train":
@@ -118,9 +136,7 @@ def regime_files(name, kind="regime"):
             for t in REGIME_TASKS
             for p in REGIME_POINTS
         ]
-    return [
-        f"{RESULTS}/regime/{t}/{p}/{name}" for t in REGIME_TASKS for p in REGIME_POINTS
-    ]
+    return [regime_file(t, p, name) for t in REGIME_TASKS for p in REGIME_POINTS]
 
 
 # The sections whose outputs are built only for the tasks they list
