@@ -22,13 +22,13 @@ setup: $(STAMP)
 reproduce: setup
 	$(BIN)/snakemake --cores all
 
-# One end-to-end mini run (tests/conftest.py mini_run) and everything that can reuse it: at most 8 min
-# on 2 cores. --durations lists the slowest tests, to keep it so.
+# One end-to-end run of the default DAG at test scale (tests/conftest.py mini_run, tests/quick_scale.yaml)
+# and everything that can reuse it: at most 8 min on 2 cores. --durations lists the slowest tests, to keep it so.
 test: setup
 	$(BIN)/python -m pytest -m "not slow" --durations=12
 
-# The whole-pipeline tests (smoke preset, --sdm conda, resume after a kill, ...); the SLURM ones are
-# `make test-slurm`'s.
+# The whole-pipeline tests (the default preset at full scale, smoke preset, --sdm conda, resume after a
+# kill, ...); the SLURM ones are `make test-slurm`'s.
 test-slow: setup
 	$(BIN)/python -m pytest -m "slow and not slurm" --durations=12
 

@@ -9,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline_utils import load_config
-
 PRUNELIMIT = str(Path(sys.executable).with_name("prunelimit"))
 
 USER_MODULE = textwrap.dedent("""
@@ -45,7 +43,7 @@ def pipeline(mini_run, tmp_path_factory):
     (workdir / "results").mkdir()
     (workdir / "results" / "mini").symlink_to(mini_run[0] / "results" / "mini", target_is_directory=True)
     (workdir / "user_net.py").write_text(USER_MODULE)
-    return workdir, load_config()
+    return workdir, mini_run.config
 
 
 def run_cli(workdir, *args):

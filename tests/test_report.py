@@ -1,7 +1,7 @@
 """Tables of the report (unit tests), and the figures, tables and HTML report of the mini pipeline.
 
-The pipeline tests reuse the session-wide mini run (tests/conftest.py ``mini_run``), so the mini
-DAG is built once per test session.
+The pipeline tests reuse the session-wide mini run (tests/conftest.py ``mini_run``: the default DAG at
+test scale), so the DAG is built once per test session.
 """
 
 import json
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline_utils import ROOT, load_config, snakemake, workflow_rules
+from pipeline_utils import ROOT, snakemake, workflow_rules
 from prunelimit.config import main_study_tasks
 from prunelimit.tables import bounds_gap_table, slq_table, theory_vs_actual_table, write_table
 from test_figures import actual, prediction
@@ -161,7 +161,7 @@ def test_every_figure_is_built_as_pdf_and_png(mini_run):
 
 
 def test_tables_have_their_columns_and_one_row_per_task(mini_run):
-    tables, tasks = results_of(mini_run) / "tables", main_study_tasks(load_config())
+    tables, tasks = results_of(mini_run) / "tables", main_study_tasks(mini_run.config)
     for name in TABLES:
         for ext in ("csv", "md", "tex", "html"):
             assert (tables / f"{name}.{ext}").stat().st_size > 0, (name, ext)
@@ -213,7 +213,7 @@ def test_pruning_curves_figure_drew_the_predicted_and_actual_thresholds(mini_run
     log = (results / "logs" / "figures" / "pruning_curves.log").read_text()
     pattern = re.compile(r"(\w+): predicted ([\d.]+), bounds \[([\d.]+), ([\d.]+)\], actual ([\d.]+)")
     drawn = {m.group(1): [float(x) for x in m.groups()[1:]] for m in pattern.finditer(log)}
-    assert list(drawn) == main_study_tasks(load_config())
+    assert list(drawn) == main_study_tasks(mini_run.config)
     for task, (predicted, lower, upper, actual_) in drawn.items():
         pred = json.loads((results / "theory" / task / "prediction.json").read_text())
         act = json.loads((results / "prune" / task / "actual.json").read_text())
@@ -227,7 +227,7 @@ def test_theory_vs_actual_figure_from_the_pipeline_files(mini_run, tmp_path):
     from prunelimit.figures.theory_vs_actual import plot_theory_vs_actual
     from prunelimit.io import load_json
 
-    results, tasks = results_of(mini_run), main_study_tasks(load_config())
+    results, tasks = results_of(mini_run), main_study_tasks(mini_run.config)
     preds = {t: load_json(results / "theory" / t / "prediction.json") for t in tasks}
     acts = {t: load_json(results / "prune" / t / "actual.json") for t in tasks}
     drawn = plot_theory_vs_actual(preds, acts, [tmp_path / "f.png"])
@@ -247,7 +247,8 @@ def test_deleting_one_figure_rebuilds_only_that_figure(mini_run, tmp_path):
     try:
         for args in (["results/mini/figures/pruning_curves.pdf"], []):
             # targets between flags: after --configfile or --rerun-triggers they would be read as values
-            proc = snakemake(workdir, "-n", *args, "--rerun-triggers", "mtime", timeout=300)
+            proc = snakemake(workdir, "-n", *args, "--rerun-triggers", "mtime", configfile=mini_run.configfile,
+                             timeout=300)
             counts = job_counts(proc.stdout)
             counts.pop("all", None)  # the target rule of a full run: no work of its own
             assert counts == {"fig_pruning_curves": 1}, (args, counts)
@@ -258,7 +259,7 @@ def test_deleting_one_figure_rebuilds_only_that_figure(mini_run, tmp_path):
 def test_html_report_has_every_figure_and_table(mini_run):
     workdir = mini_run[0]
     report = results_of(mini_run) / "report.html"
-    snakemake(workdir, "--report", str(report), timeout=600)
+    snakemake(workdir, "--report", str(report), configfile=mini_run.configfile, timeout=600)
     html = report.read_text(errors="replace")
     assert report.stat().st_size > 200_000  # self-contained: the images are embedded
     for name in FIGURES:

@@ -374,7 +374,7 @@ def prediction_report(ranking: MagnitudeRanking, spectrum: Quadrature, epsilon: 
 def slq_report(result, ranking: MagnitudeRanking, epsilon: float, zero_fraction: float,
                spectrum_dim: int | None = None) -> dict:
     """How the SLQ estimate was made and how far to trust it: per-run predictions (their spread is
-    the seed-to-seed error), the step counts tried and whether every run converged."""
+    the seed-to-seed error; None with one run), the step counts tried and whether every run converged."""
     if isinstance(result, Quadrature):  # an exact spectrum: nothing estimated
         return {"n_runs": 0, "steps": [], "per_run_predicted_sparsity": [], "spread": 0.0, "converged": None,
                 "capped": None, "tol": None, "max_iter": None, "predictions_by_steps": None}
@@ -386,7 +386,8 @@ def slq_report(result, ranking: MagnitudeRanking, epsilon: float, zero_fraction:
                                           / result.ritz_weights[r, :m].sum(), result.dim)))
     convergence = result.settings.get("convergence", {})
     return {"n_runs": result.n_runs, "steps": [int(m) for m in result.steps],
-            "per_run_predicted_sparsity": per_run, "spread": float(max(per_run) - min(per_run)),
+            "per_run_predicted_sparsity": per_run,
+            "spread": float(max(per_run) - min(per_run)) if len(per_run) > 1 else None,  # one run: unknown
             "converged": not convergence.get("capped", True) if convergence else None,
             "capped": convergence.get("capped") if convergence else None,
             "tol": convergence.get("tol"), "max_iter": convergence.get("max_iter"),
