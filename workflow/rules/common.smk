@@ -124,7 +124,7 @@ def regime_file(task, point, name):
     shared = MAIN_STUDY_RESULTS.get((variant, name))
     # the main study has the task's l1 theory and sweep (THEORY_VARIANT) and its dense sweep
     if task in TASKS and shared and variant in (THEORY_VARIANT, "dense"):
-        return f"{RESULTS}/" + shared.format(task=task)
+        return f"{RESULTS}/{shared.format(task=task)}"
     return f"{RESULTS}/regime/{task}/{point}/{name}"
 
 
