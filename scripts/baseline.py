@@ -1,12 +1,11 @@
-"""Rule `baseline` / `baseline_imp`: LOMP, Rare Gems, Smart-Ratio at one sparsity and seed, or one IMP
-trajectory (one seed) through every target sparsity."""
+"""Rule `baseline` / `baseline_imp`: Rare Gems or Smart-Ratio at one sparsity and seed, or one IMP
+trajectory (one seed) through every target sparsity. (LOMP's rows are the one-shot sweep's.)"""
 
 from prunelimit.baselines import run_baseline, run_imp_trajectory
 from prunelimit.config import resolve_device
 from prunelimit.data import load_tensors
 from prunelimit.io import save_json
 from prunelimit.runlog import rule_context
-from prunelimit.train import load_trained
 
 with rule_context(snakemake.log[0], snakemake.threads) as log:
     p, w = snakemake.params, snakemake.wildcards
@@ -18,11 +17,7 @@ with rule_context(snakemake.log[0], snakemake.threads) as log:
         for result in results:
             save_json(result, paths[result["sparsity"]])
     else:
-        model = None
-        if p.method == "lomp":
-            model, _ = load_trained(snakemake.input.model, snakemake.input.metrics, device)
-        results = [run_baseline(p.method, p.spec, data, float(w.sparsity), int(w.seed), p.options, model=model,
-                                progress=True)]
+        results = [run_baseline(p.method, p.spec, data, float(w.sparsity), int(w.seed), p.options, progress=True)]
         save_json(results[0], snakemake.output[0])
     for r in results:
         log.info("%s %s s=%g seed %d: test acc %.4f at density %.4f", r["method"], r["task"], r["sparsity"],

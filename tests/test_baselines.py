@@ -249,6 +249,28 @@ def test_lomp_equals_torch_pruned_copy():
     assert result["train_acc"] == evaluate(reference, data.x_train, data.y_train)[1]
 
 
+def test_lomp_rows_read_from_the_sweep_equal_lomp_itself(tmp_path):
+    """The LOMP table rows come from the one-shot sweep's CSV, not from running LOMP: the two must
+    be the same pruning and evaluation, to the last digit."""
+    from prunelimit.io import load_csv
+    from prunelimit.prune import CURVE_COLUMNS, one_shot_sweep, save_rows_csv, threshold_grid
+    from prunelimit.tables import lomp_rows_from_sweep
+
+    data = blobs(seed=5)
+    model = build_model("mlp", (1, 4, 4), 3, seed=5, hidden=[16, 8])
+    train(model, data, TrainConfig(epochs=3, batch_size=32, lr=0.05, l1=1e-3), progress=False)
+    save_rows_csv(one_shot_sweep(copy.deepcopy(model), data, threshold_grid(20), train_every=2),
+                  tmp_path / "curve.csv", CURVE_COLUMNS)
+    rows = lomp_rows_from_sweep("t", load_csv(tmp_path / "curve.csv"), [0.5, 0.8, 0.9], seed=7)
+    for row in rows:
+        direct = lomp(copy.deepcopy(model), data, row["sparsity"])
+        assert (row["method"], row["task"], row["seed"]) == ("lomp", "t", 7)
+        for key in ("kept", "density", "test_acc", "test_loss", "train_acc", "train_loss"):
+            assert row[key] == direct[key], (row["sparsity"], key)
+    with pytest.raises(PrunelimitError, match="no grid point"):
+        lomp_rows_from_sweep("t", load_csv(tmp_path / "curve.csv"), [0.33], seed=0)
+
+
 def test_table_cells_are_mean_std_over_seeds():
     results = [
         {"method": "lomp", "task": "t", "sparsity": 0.5, "seed": 0, "test_acc": 0.9},

@@ -93,6 +93,27 @@ def tv_distance_table(runs: dict[str, dict[int, object]], bins: int = 200) -> pd
     return pd.DataFrame(rows)
 
 
+def lomp_rows_from_sweep(task: str, curve: pd.DataFrame, sparsities: list[float], seed: int) -> list[dict]:
+    """LOMP's results at ``sparsities`` read from the task's one-shot sweep (``prune/<task>/curve.csv``).
+
+    LOMP is the L1 model one-shot magnitude pruned without retraining, which is what the sweep
+    evaluates at every grid point, by the same ranking (:func:`prunelimit.baselines.lomp` equals
+    the sweep's row to the last digit: tests/test_baselines.py), so it is read, not recomputed.
+    ``seed`` is the L1 model's training seed. A sparsity off the sweep's grid is an error.
+    """
+    rows = []
+    for s in sparsities:
+        at = curve.loc[np.isclose(curve["sparsity"].to_numpy(dtype=float), float(s), rtol=0, atol=1e-9)]
+        if at.empty:
+            raise PrunelimitError(f"LOMP of {task} at sparsity {s:g}: the one-shot sweep has no grid point there "
+                                  f"(choose baselines.sparsities on the prune.grid)")
+        row = at.iloc[0]
+        rows.append({"method": "lomp", "task": task, "sparsity": float(s), "seed": int(seed),
+                     **{k: float(row[k]) for k in ("density", "test_acc", "test_loss", "train_acc", "train_loss")},
+                     "kept": int(row["kept"]), "source": "one-shot sweep"})
+    return rows
+
+
 def lomp_vs_baselines_table(results: list[dict], dense_acc: dict[str, float] | None = None,
                             methods: list[str] | None = None) -> pd.DataFrame:
     """LOMP vs Rare Gems, IMP, Smart-Ratio: top-1 test accuracy (%) per task and sparsity.

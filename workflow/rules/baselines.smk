@@ -27,23 +27,22 @@ LOMP_SEEDS = {
     t: int(task_spec(config, t, THEORY_VARIANT)["train"]["seed"])
     for t in BASELINE_TASKS
 }
+# LOMP's rows are the one-shot sweep's of the L1 model (prune/<task>/curve.csv): the same pruning
+# and evaluation, so the table reads them instead of computing them again.
+LOMP_TASKS = BASELINE_TASKS if "lomp" in BASELINE_METHODS else []
 BASELINE_RESULTS = [
     f"{RESULTS}/baselines/{method}/{task}/s{tag}_seed{seed}.json"
     for task in BASELINE_TASKS
     for method in BASELINE_METHODS
+    if method != "lomp"
     for tag in SPARSITY_TAGS
-    for seed in ([LOMP_SEEDS[task]] if method == "lomp" else SEEDS)
+    for seed in SEEDS
 ]
 
 
 rule baseline:
     input:
-        unpack(
-            lambda w: {
-                "data": dataset_of(w),
-                **(trained(w.task) if w.method == "lomp" else {}),
-            }
-        ),
+        data=dataset_of,
     output:
         f"{RESULTS}/baselines/{{method}}/{{task}}/s{{sparsity}}_seed{{seed}}.json",
     log:
@@ -51,7 +50,7 @@ rule baseline:
     benchmark:
         f"{RESULTS}/benchmarks/baselines/{{method}}_{{task}}_s{{sparsity}}_seed{{seed}}.tsv"
     wildcard_constraints:
-        method="lomp|rare_gems|smart_ratio",
+        method="rare_gems|smart_ratio",
     conda:
         "../../envs/torch.yaml"
     resources:
@@ -95,6 +94,7 @@ rule baseline_imp:
 rule table_baselines:
     input:
         results=BASELINE_RESULTS,
+        lomp_curves=per_task("prune/{task}/curve.csv", LOMP_TASKS),
         dense=[
             trained(t, "dense")["metrics"]
             for t in BASELINE_TASKS
@@ -111,6 +111,9 @@ rule table_baselines:
         "../../envs/plot.yaml"
     params:
         methods=BASELINE_METHODS,
+        lomp_tasks=LOMP_TASKS,
+        lomp_seeds=LOMP_SEEDS,
+        sparsities=list(SPARSITY_TAGS.values()),
         title=table_title("lomp_vs_baselines"),
     script:
         "../../scripts/table_baselines.py"
