@@ -160,6 +160,31 @@ def test_imp_hits_targets_with_shrinking_density_and_zero_pruned_weights():
         imp.run_imp(tiny_spec(epochs=3), data, [0.5], seed=0, rewind_epoch=3)
 
 
+@pytest.mark.parametrize("model, rewind_epoch", [("mlp", 1), ("mlp", 0), ("vgg16", 2)])
+def test_imp_takes_over_the_pipelines_dense_model_bit_for_bit(tmp_path, model, rewind_epoch):
+    """IMP's seed-0 dense run is the train rule's dense model when the recipes match: taking that
+    model over (and rerunning only the epochs before the rewind point) gives IMP's results to the
+    last digit, BatchNorm buffers of the rewind point included (vgg16)."""
+    from prunelimit.checkpoint import read_state_dict
+    from prunelimit.train import train_task
+
+    spec = tiny_spec(epochs=4)
+    data = blobs(seed=2)
+    if model == "vgg16":
+        g = torch.Generator().manual_seed(2)
+        spec.update(model="vgg16", model_args={"width": 0.0625})
+        data = TensorData(torch.randn(96, 1, 8, 8, generator=g), torch.arange(96) % 3,
+                          torch.randn(48, 1, 8, 8, generator=g), torch.arange(48) % 3, 3)
+    metrics = train_task(spec, data, tmp_path / "model.pt", tmp_path / "metrics.json", progress=False)
+    state = read_state_dict(tmp_path / "model.pt")
+    options = {"fraction_per_round": 0.5, "rewind_epoch": rewind_epoch}
+    own = imp.run_imp(spec, data, [0.5, 0.8], seed=0, **options)
+    shared = imp.run_imp(spec, data, [0.5, 0.8], seed=0, trained_dense=(state, metrics["train"]), **options)
+    assert shared == own
+    with pytest.raises(PrunelimitError, match="another recipe"):  # seed 1's dense run is not that model
+        imp.run_imp(spec, data, [0.5], seed=1, trained_dense=(state, metrics["train"]), **options)
+
+
 # ---------------------------------------------------------------------------------------------
 # Rare Gems
 # ---------------------------------------------------------------------------------------------

@@ -64,10 +64,29 @@ rule baseline:
         "../../scripts/baseline.py"
 
 
+def imp_takes_over_dense(task, seed):
+    """IMP's dense run of this seed is the train rule's dense model when both are one recipe and
+    seed (baselines.epochs null, the task's training seed): IMP then takes that model over instead of
+    training it again (prunelimit.baselines.imp.run_imp, tested bit for bit)."""
+    if "dense" not in VARIANTS:
+        return False
+    dense = task_spec(config, task, "dense")["train"]
+    return {**baseline_spec(task)["train"], "seed": int(seed)} == dense
+
+
 # IMP: one trajectory per (task, seed) passes through every target sparsity (see baselines/imp.py).
 rule baseline_imp:
     input:
-        data=dataset_of,
+        unpack(
+            lambda w: {
+                "data": dataset_of(w),
+                **(
+                    trained(w.task, "dense")
+                    if imp_takes_over_dense(w.task, w.seed)
+                    else {}
+                ),
+            }
+        ),
     output:
         expand(
             f"{RESULTS}/baselines/imp/{{{{task}}}}/s{{sparsity}}_seed{{{{seed}}}}.json",
@@ -83,6 +102,7 @@ rule baseline_imp:
         gpu=1,
     params:
         method="imp",
+        takes_over_dense=lambda w: imp_takes_over_dense(w.task, w.seed),
         sparsities=list(SPARSITY_TAGS.values()),
         spec=lambda w: baseline_spec(w.task),
         options=BASELINES.imp,

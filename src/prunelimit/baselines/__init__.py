@@ -105,13 +105,16 @@ def run_baseline(method: str, spec: dict, data: TensorData, sparsity: float, see
 
 
 def run_imp_trajectory(spec: dict, data: TensorData, sparsities: list[float], seed: int,
-                       options: ImpSettings | dict | None = None, *, progress: bool = False) -> list[dict]:
-    """One IMP trajectory (``seed``) through every target sparsity; one finished result per target."""
+                       options: ImpSettings | dict | None = None, *, trained_dense: tuple[dict, dict] | None = None,
+                       progress: bool = False) -> list[dict]:
+    """One IMP trajectory (``seed``) through every target sparsity; one finished result per target.
+    ``trained_dense``: the pipeline's dense model of this recipe and seed, taken over (:func:`imp.run_imp`)."""
     options = _keywords(options)
     start = time.perf_counter()
-    results = imp.run_imp(spec, data, sparsities, seed, progress=progress, **options)
+    results = imp.run_imp(spec, data, sparsities, seed, trained_dense=trained_dense, progress=progress, **options)
     wall = time.perf_counter() - start
-    return [finish(r, "imp", spec, seed, options, wall) for r in results]
+    shared = {"dense_run": "the pipeline's trained dense model" if trained_dense is not None else "its own"}
+    return [finish({**r, **shared}, "imp", spec, seed, options, wall) for r in results]
 
 
 def finish(result: dict, method: str, spec: dict, seed: int, options: dict, wall_time: float) -> dict:

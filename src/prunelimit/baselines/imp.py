@@ -22,7 +22,7 @@ import copy
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import torch
 
@@ -65,8 +65,16 @@ def rounds_for(sparsity: float, fraction: float) -> int:
 
 
 def run_imp(spec: dict, data: TensorData, sparsities: Sequence[float], seed: int, *, fraction_per_round: float = 0.2,
-            rewind_epoch: int = 0, progress: bool = False) -> list[dict]:
-    """Run one IMP trajectory for task ``spec`` (dense recipe, ``seed``); one result per target sparsity."""
+            rewind_epoch: int = 0, trained_dense: tuple[dict, dict] | None = None,
+            progress: bool = False) -> list[dict]:
+    """Run one IMP trajectory for task ``spec`` (dense recipe, ``seed``); one result per target sparsity.
+
+    ``trained_dense``: (state_dict, training config as metrics.json records it) of a dense model
+    the pipeline already trained with this very recipe and seed (the train rule's dense variant).
+    Its training is then not repeated: training is deterministic, so IMP's own dense run would give
+    these weights bit for bit. Only the first ``rewind_epoch`` epochs run again, for the rewind
+    point. A model trained with any other recipe or seed is refused.
+    """
     cfg = replace(TrainConfig.from_dict({**spec["train"], "l1": 0.0}), seed=int(seed))
     if not 0 <= rewind_epoch < cfg.epochs:
         raise PrunelimitError(f"baselines.imp.rewind_epoch must lie in [0, {cfg.epochs}) (the task's epochs), "
@@ -81,7 +89,19 @@ def run_imp(spec: dict, data: TensorData, sparsities: Sequence[float], seed: int
 
     if rewind_epoch == 0:
         rewind_state.update(copy.deepcopy(model.state_dict()))
-    train(model, data, cfg, progress=progress, desc="IMP dense", on_epoch=snapshot)
+    if trained_dense is None:
+        train(model, data, cfg, progress=progress, desc="IMP dense", on_epoch=snapshot)
+    else:
+        state, trained_cfg = trained_dense
+        if TrainConfig.from_dict(trained_cfg) != cfg:
+            raise PrunelimitError(f"IMP of {spec.get('task')} (seed {seed}) cannot take over a dense model trained "
+                                  f"with another recipe: {trained_cfg} is not {asdict(cfg)}")
+        if rewind_epoch > 0:  # the same seeds give the same first epochs: run them again to the rewind point
+            per_epoch = max(1, len(data.x_train) // cfg.batch_size)
+            steps = rewind_epoch * per_epoch if cfg.max_steps is None else min(cfg.max_steps, rewind_epoch * per_epoch)
+            to_rewind = replace(cfg, max_steps=steps, recalibrate_batchnorm=False)
+            train(model, data, to_rewind, progress=progress, desc="IMP to the rewind point", on_epoch=snapshot)
+        model.load_state_dict(state)
     dense_test_loss, dense_test_acc = evaluate(model, data.x_test, data.y_test)
     total = count_prunable(model)
     masks = None
