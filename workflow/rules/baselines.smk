@@ -64,16 +64,6 @@ rule baseline:
         "../../scripts/baseline.py"
 
 
-def imp_takes_over_dense(task, seed):
-    """IMP's dense run of this seed is the train rule's dense model when both are one recipe and
-    seed (baselines.epochs null, the task's training seed): IMP then takes that model over instead of
-    training it again (prunelimit.baselines.imp.run_imp, tested bit for bit)."""
-    if "dense" not in VARIANTS:
-        return False
-    dense = task_spec(config, task, "dense")["train"]
-    return {**baseline_spec(task)["train"], "seed": int(seed)} == dense
-
-
 # IMP: one trajectory per (task, seed) passes through every target sparsity (see baselines/imp.py).
 rule baseline_imp:
     input:

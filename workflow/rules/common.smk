@@ -76,6 +76,16 @@ def baseline_spec(task):
     return spec
 
 
+def imp_takes_over_dense(task, seed):
+    """IMP's dense run of this seed is the train rule's dense model when both are one recipe and
+    seed (baselines.epochs null, the task's training seed): IMP then takes that model over instead of
+    training it again (prunelimit.baselines.imp.run_imp, tested bit for bit)."""
+    if "dense" not in VARIANTS:
+        return False
+    dense = task_spec(config, task, "dense")["train"]
+    return {**baseline_spec(task)["train"], "seed": int(seed)} == dense
+
+
 def dataset_of(wildcards):
     return f"{RESULTS}/data/{config['tasks'][wildcards.task]['dataset']}.npz"
 
