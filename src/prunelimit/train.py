@@ -144,9 +144,14 @@ def epsilon_batch_size(batch_size: int, n_train: int) -> int:
     return max(1, min(int(batch_size), n_train // 2))
 
 
+def steps_per_epoch(cfg: TrainConfig, n_train: int) -> int:
+    """SGD steps of one epoch: full batches only (the last partial batch is dropped), at least one."""
+    return max(1, n_train // cfg.batch_size)
+
+
 def lr_sum(cfg: TrainConfig, n_train: int, steps: int | None = None) -> float:
     """Σ_t lr_t over ``steps`` SGD steps from ``cfg.start_epoch`` (default: every step the run takes)."""
-    per_epoch = max(1, n_train // cfg.batch_size)
+    per_epoch = steps_per_epoch(cfg, n_train)
     if steps is None:
         steps = per_epoch * (cfg.epochs - cfg.start_epoch)
         if cfg.max_steps is not None:
@@ -314,7 +319,7 @@ def train(model: nn.Module, data: TensorData, cfg: TrainConfig, *, masks: Masks 
             start_epoch, steps, elapsed, history = state["epoch"], state["steps"], state["elapsed"], state["history"]
     apply_masks(model, masks)
     n = len(data.x_train)
-    batches_per_epoch = max(1, n // cfg.batch_size)
+    batches_per_epoch = steps_per_epoch(cfg, n)
     t0 = time.perf_counter()
     bar = tqdm(total=cfg.epochs, initial=start_epoch, desc=desc, unit="epoch", disable=not progress, leave=False)
     for epoch in range(start_epoch, cfg.epochs):

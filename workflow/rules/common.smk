@@ -130,10 +130,9 @@ MAIN_STUDY_RESULTS = {
 
 
 def regime_file(task, point, name):
-    variant = regime_model_variant(point)
-    shared = MAIN_STUDY_RESULTS.get((variant, name))
-    # the main study has the task's l1 theory and sweep (THEORY_VARIANT) and its dense sweep
-    if task in TASKS and shared and variant in (THEORY_VARIANT, "dense"):
+    # regime_model_variant names dense / l1 only for configured variants, so the main study has them
+    shared = MAIN_STUDY_RESULTS.get((regime_model_variant(point), name))
+    if task in TASKS and shared:
         return f"{RESULTS}/{shared.format(task=task)}"
     return f"{RESULTS}/regime/{task}/{point}/{name}"
 

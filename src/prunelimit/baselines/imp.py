@@ -31,7 +31,7 @@ from ..io import PrunelimitError
 from ..models import count_prunable
 from ..prune import count_kept, magnitude_masks, masked_weights_zero
 from ..sparsity import check_sparsity, keep_count
-from ..train import TrainConfig, apply_masks, evaluate, initial_model, train
+from ..train import TrainConfig, apply_masks, evaluate, initial_model, steps_per_epoch, train
 
 log = logging.getLogger("prunelimit")
 
@@ -97,8 +97,8 @@ def run_imp(spec: dict, data: TensorData, sparsities: Sequence[float], seed: int
             raise PrunelimitError(f"IMP of {spec.get('task')} (seed {seed}) cannot take over a dense model trained "
                                   f"with another recipe: {trained_cfg} is not {asdict(cfg)}")
         if rewind_epoch > 0:  # the same seeds give the same first epochs: run them again to the rewind point
-            per_epoch = max(1, len(data.x_train) // cfg.batch_size)
-            steps = rewind_epoch * per_epoch if cfg.max_steps is None else min(cfg.max_steps, rewind_epoch * per_epoch)
+            steps = rewind_epoch * steps_per_epoch(cfg, len(data.x_train))
+            steps = steps if cfg.max_steps is None else min(cfg.max_steps, steps)
             to_rewind = replace(cfg, max_steps=steps, recalibrate_batchnorm=False)
             train(model, data, to_rewind, progress=progress, desc="IMP to the rewind point", on_epoch=snapshot)
         model.load_state_dict(state)
