@@ -1,12 +1,8 @@
 """benchmarks/compare_results.py: two runs' tables compared as text, timing columns left out."""
 
-import importlib.util
+from pipeline_utils import load_benchmark
 
-from pipeline_utils import ROOT
-
-spec = importlib.util.spec_from_file_location("compare_results", ROOT / "benchmarks" / "compare_results.py")
-compare = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(compare)
+compare = load_benchmark("compare_results")
 
 
 def _run(root, tables: dict[str, str]):

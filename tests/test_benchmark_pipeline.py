@@ -1,17 +1,12 @@
 """benchmarks/pipeline.py's DAG, job-time and critical-path logic on a small synthetic run (no pipeline)."""
 
-import importlib.util
-import sys
 import textwrap
 
 import pytest
 
-from pipeline_utils import ROOT
+from pipeline_utils import load_benchmark
 
-spec = importlib.util.spec_from_file_location("bench_pipeline", ROOT / "benchmarks" / "pipeline.py")
-bench = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = bench  # its dataclasses look their module up there
-spec.loader.exec_module(bench)
+bench = load_benchmark("pipeline")
 
 # A train job's block as Snakemake prints it; the two jobs below differ in task, jobid and what follows.
 TRAIN_JOB = """\
