@@ -9,8 +9,10 @@ product and SLQ is over all parameters (PyHessian's choice), so the work compare
 Products, in gradients (one forward + backward over the training set): in each of ``--repeats``
 rounds every variant runs once, in turn, and is divided by that round's gradient; the median over
 rounds is printed (on a busy machine the load drifts between rounds more than within one):
-- ours: :class:`prunelimit.hessian.HessianOperator` as the pipeline uses it;
-- the variants measured to choose it, each with its relative difference from ours:
+- ours: :class:`prunelimit.hessian.HessianOperator` as the pipeline uses it (on an MLP, over the
+  units active on some sample: the others' Hessian rows are exactly zero);
+- the variants measured to choose it, each with its relative difference from ours: the same
+  operator keeping every unit,
   double backward through the model as written (the operator before eval BatchNorm was
   rewritten as a per-channel affine map), ``torch.func.jvp`` over ``torch.func.grad``
   (forward-over-reverse, recomputing the gradient each product), and ``torch.func.linearize`` of
@@ -158,19 +160,27 @@ def forward_over_reverse(model, x, y, linearized: bool):
     return lambda v: _flat(jvp(gradient, (primals,), (tangents(v),))[1].values())
 
 
-def matmul_bound(model) -> float | None:
+def matmul_bound(model, kept_units: list[int] | None = None) -> float | None:
     """For a net of linear layers only: the HVP's matmul FLOPs over the gradient's.
 
     The gradient takes per layer 3 (in × out) products over the samples (forward, weight grad,
     input grad), the first layer 2 (no input grad). The exact HVP (Pearlmutter 1994's R-operator
     of the backward pass) takes 6 (tangent forward 2, tangents of the weight and input grads 2
-    each), the first layer 2: no implementation of the exact product does fewer.
+    each), the first layer 2: no implementation of the exact product over every unit does fewer.
+    ``kept_units``: the hidden widths the HVP runs on (the units active on some sample); the
+    gradient keeps every unit.
     """
     layers = [m for m in model.modules() if len(list(m.children())) == 0 and any(True for _ in m.parameters())]
     if not layers or not all(isinstance(m, torch.nn.Linear) for m in layers):
         return None
-    sizes = [m.in_features * m.out_features for m in layers]
-    return (2 * sizes[0] + 6 * sum(sizes[1:])) / (2 * sizes[0] + 3 * sum(sizes[1:]))
+    widths = [layers[0].in_features] + [m.out_features for m in layers]
+    kept = [widths[0], *(kept_units or widths[1:-1]), widths[-1]]
+
+    def flops(w, products):
+        sizes = [a * b for a, b in zip(w[:-1], w[1:])]
+        return 2 * sizes[0] + products * sum(sizes[1:])
+
+    return flops(kept, 6) / flops(widths, 3)
 
 
 def main() -> int:
@@ -205,11 +215,18 @@ def main() -> int:
           f"{args.threads} thread(s)")
 
     ours = HessianOperator(model, x, y, params="all")
+    live = ours._live_units
+    if live is not None:
+        hidden = sum(m.out_features for m in model.linear if isinstance(m, torch.nn.Linear)) - model.linear[-1].out_features
+        print(f"ours skips the {live.dead_units} of {hidden} hidden units that are zero on every sample "
+              f"(exact: their Hessian rows are zero): kept per layer {live.kept_units}")
     ours_prunable = HessianOperator(model, x, y, params="prunable")
     v = torch.randn(ours.dim, generator=torch.Generator().manual_seed(0))
     v_prunable = torch.randn(ours_prunable.dim, generator=torch.Generator().manual_seed(0))
     ref = ours.matvec(v)
     variants = {
+        "every unit kept (skip_dead_units=False)": HessianOperator(model, x, y, params="all",
+                                                                    skip_dead_units=False).matvec,
         "double backward, BatchNorm as written (before)": plain_double_backward(model, x, y, all_params),
         "jvp over grad (forward-over-reverse)": forward_over_reverse(model, x, y, linearized=False),
         "linearize of grad (forward-over-reverse, cached)": forward_over_reverse(model, x, y, linearized=True),
@@ -251,7 +268,8 @@ def main() -> int:
     hvp_gradients = median_ratio(times["ours: HVP, all params"], grad_times)
     bound = matmul_bound(model)
     if bound is not None:
-        print(f"(linear layers only: any exact HVP takes {bound:.2f}× the gradient's matmul FLOPs)")
+        print(f"(linear layers only: any exact HVP over every unit takes {bound:.2f}× the gradient's matmul "
+              f"FLOPs; over the units ours keeps, {matmul_bound(model, live.kept_units if live else None):.2f}×)")
     variants = fns = ours_vmap = None  # their graphs: free before SLQ
 
     print(f"\nSLQ: {args.runs} run(s) of {args.n_iter} Lanczos steps, all {ours.dim:,} parameters, "

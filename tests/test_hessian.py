@@ -122,6 +122,45 @@ def test_hvp_matches_dense_float64_hessian(kind, params, nets, references):
     assert _rel(op.matmat(V), H @ V) < 1e-5
 
 
+@pytest.mark.parametrize("params", ["prunable", "all"])
+def test_mlp_products_leave_out_units_that_are_zero_on_every_sample(digits, params):
+    """Units never active (a ReLU off on every sample, an input pixel always 0) have zero Hessian rows
+    and columns: the operator takes its products on the MLP without them, and they still equal the
+    whole net's dense Hessian (and the operator that keeps every unit)."""
+    x, y = digits.x_train[:80].double().clone(), digits.y_train[:80]
+    x[:, 0, 0, :3] = 0.0  # three input pixels 0 on every sample
+    model = build_model("mlp", (1, 8, 8), 10, seed=0, hidden=[12, 8]).double().eval()
+    with torch.no_grad():
+        model.linear[0].bias[[2, 5, 7]] = -1e3  # three hidden units of each layer never active
+        model.linear[2].bias[[0, 3, 6]] = -1e3
+    first, second = model.linear[0], model.linear[2]
+    with torch.no_grad():  # units active on some sample, from the model's own modules
+        active1 = (first(x.flatten(1)) > 0).any(0)
+        active2 = (second(torch.relu(first(x.flatten(1)))) > 0).any(0)
+    op = HessianOperator(model, x, y, params=params)
+    whole = HessianOperator(model, x, y, params=params, skip_dead_units=False)
+    assert op._live_units is not None and whole._live_units is None
+    assert op._live_units.kept_units == [int(active1.sum()), int(active2.sum())] and active1.sum() <= 9
+    kept = (61 * int(active1.sum()) + int(active1.sum()) * int(active2.sum()) + int(active2.sum()) * 10
+            + (int(active1.sum()) + int(active2.sum()) + 10 if params == "all" else 0))
+    assert len(op._live_units.gather) == kept < op.dim
+    H = dense_hessian(model, x, y, params)
+    dropped = torch.ones(op.dim, dtype=torch.bool)
+    dropped[op._live_units.gather] = False
+    assert torch.all(H[dropped] == 0) and torch.all(H[:, dropped] == 0)  # why leaving them out is exact
+    gen = torch.Generator().manual_seed(8)
+    for _ in range(3):
+        v = torch.randn(op.dim, generator=gen, dtype=torch.float64)
+        assert _rel(op.matvec(v), H @ v) < 1e-10
+        assert _rel(op.matvec(v), whole.matvec(v)) < 1e-12
+    assert op.loss == pytest.approx(whole.loss, rel=1e-13)
+    assert torch.equal(op.support, torch.nonzero(~dropped).squeeze(1))
+    assert _rel(exact_hessian(op, block=100), H) < 1e-10  # only the support's columns computed
+    eig = exact_eigenvalues(op)
+    assert np.sum(eig == 0) >= int(dropped.sum())  # the dropped rows' eigenvalues, exactly 0
+    np.testing.assert_allclose(eig, torch.linalg.eigvalsh(H).numpy(), atol=1e-10 * np.abs(eig).max())
+
+
 class BatchNormZoo(nn.Module):
     """Every BatchNorm placement the folding must handle: after a conv with and without bias, on the
     input (nothing to fold into), without affine parameters, after a linear layer, and one without

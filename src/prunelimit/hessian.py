@@ -4,9 +4,11 @@
   cross-entropy, model in eval mode) with respect to the prunable weights (default) or all
   parameters. When the data fit, the gradient graph is built once and every product is one
   backward pass through it; otherwise the data are chunked. Eval-mode BatchNorm is folded into
-  the layer before it. Measured on CPU (benchmarks/hessian.py, 1 thread, all parameters): 1.9
-  gradients a product on the mini FC5 and FC12 (their exact products' matmul FLOPs are 1.83 and
-  1.96 gradients'), 1.2 on the mini VGG16 (1.8 before the folding).
+  the layer before it; an MLP's products leave out the units that are zero on every sample, whose
+  Hessian rows are exactly zero. Measured on CPU (benchmarks/hessian.py, 1 thread, all parameters,
+  the mini preset's L1 models): 1.5 gradients a product on the mini FC5 and FC12 (1.8 and 2.0
+  keeping every unit, against matmul-FLOP bounds of 1.83 and 1.96), 1.3 on the mini VGG16 (1.8
+  before the folding).
 - :func:`exact_hessian`, :func:`exact_eigenvalues`: the dense Hessian of small models (validation).
 - :func:`hessian_rows`: L1 norms of the Hessian rows at the magnitude-threshold weights, whose
   share of zero rows is the theory's zero-eigenvalue mass f₀ (:mod:`prunelimit.gaussian_width`).
@@ -28,7 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .io import PrunelimitError, load_npz, save_npz
-from .models import prunable_parameters
+from .models import MLP, prunable_parameters
 from .prune import magnitude_ranking
 from .settings import HessianSettings, TheorySettings
 from .sparsity import MagnitudeRanking
@@ -119,6 +121,67 @@ def _hessian_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
+# An MLP restricted to the units that are active on some sample
+# ---------------------------------------------------------------------------------------------
+
+
+class _LiveUnitGraph:
+    """The gradient graph of an :class:`~prunelimit.models.MLP` without the units that are zero on every sample.
+
+    A hidden unit whose ReLU output is 0 on every sample has pre-activation ≤ 0 everywhere, where
+    the ReLU's derivative is 0 (torch's convention at 0 too): the loss's first and second
+    derivatives with respect to its incoming weights and bias, and to its outgoing weights (whose
+    input is 0), are all exactly zero. The same holds for the outgoing weights of an input feature
+    that is 0 on every sample. So the Hessian is zero on those rows and columns, and on the rest
+    it is the Hessian of the smaller net without those units: every product is computed there, on
+    matrices shrunk in both dimensions, and scattered back. Equal to the full product up to the
+    order of floating-point sums (tests/test_hessian.py).
+
+    ``gather``: positions, in the operator's flat vector, of the entries the smaller net keeps;
+    ``params``: its weights (copies) in the same order; ``grads``: their gradient, with graph.
+    """
+
+    def __init__(self, model: MLP, x: torch.Tensor, y: torch.Tensor, operator_params: list[nn.Parameter]):
+        layers = [m for m in model.linear if isinstance(m, nn.Linear)]
+        h = x.flatten(1)
+        live = [(h != 0).any(0).nonzero().squeeze(1)]  # per layer input: the units kept
+        with torch.no_grad():
+            for layer in layers[:-1]:
+                h = F.relu(layer(h))
+                live.append((h > 0).any(0).nonzero().squeeze(1))
+        live.append(torch.arange(layers[-1].out_features, device=x.device))  # every logit
+        in_operator = {id(p): i for i, p in enumerate(operator_params)}
+        offsets = np.cumsum([0] + [p.numel() for p in operator_params])
+        self.kept_units = [len(u) for u in live[1:-1]]
+        self.dead_units = sum(m.out_features for m in layers[:-1]) - sum(self.kept_units)
+        self.params, gather, compact = [], [], []  # compact: per layer (weight, bias) of the smaller net
+        for layer, rows, cols in zip(layers, live[1:], live[:-1]):
+            pieces = []
+            for tensor, index in ((layer.weight, rows[:, None] * layer.in_features + cols[None, :]),
+                                  (layer.bias, rows)):
+                piece = tensor.detach()[rows][:, cols] if tensor.ndim == 2 else tensor.detach()[rows]
+                if id(tensor) in in_operator:  # a parameter the Hessian is taken over
+                    piece = piece.clone().requires_grad_(True)
+                    self.params.append(piece)
+                    gather.append(index.reshape(-1) + int(offsets[in_operator[id(tensor)]]))
+                pieces.append(piece)
+            compact.append(pieces)
+        self.gather = torch.cat(gather)
+        h = x.flatten(1)[:, live[0]]
+        for i, (weight, bias) in enumerate(compact):
+            h = F.linear(h, weight, bias)
+            if i < len(compact) - 1:
+                h = F.relu(h)
+        self.grads = torch.autograd.grad(F.cross_entropy(h, y), self.params, create_graph=True)
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        parts = v[self.gather].split([p.numel() for p in self.params])
+        hv = torch.autograd.grad(self.grads, self.params, grad_outputs=[t.view_as(p) for t, p in zip(parts, self.params)],
+                                 retain_graph=True)
+        return torch.zeros_like(v).index_copy_(0, self.gather, torch.cat([t.reshape(-1) for t in hv]))
+
+
+# ---------------------------------------------------------------------------------------------
 # The Hessian operator
 # ---------------------------------------------------------------------------------------------
 
@@ -134,7 +197,10 @@ class HessianOperator:
     wherever it exists and it adds exactly zero to every product.
 
     ``chunk_size = 0`` (or ≥ N): one forward and one ``create_graph`` backward at construction; each
-    product is then a single backward through that cached graph. Otherwise every product re-runs
+    product is then a single backward through that cached graph. For an
+    :class:`~prunelimit.models.MLP` that graph leaves out the units that are zero on every sample
+    (``skip_dead_units``, :class:`_LiveUnitGraph`): their rows and columns of the Hessian are exactly
+    zero, and the products are cheaper by the share of the matrices they drop. Otherwise every product re-runs
     forward and double backward over chunks of ``chunk_size`` samples, each weighted by
     n_chunk/N, and sums them (for data whose graph does not fit in memory).
 
@@ -143,7 +209,7 @@ class HessianOperator:
     """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, params: str = "prunable",
-                 chunk_size: int = 0, vmap_matmat: bool = False):
+                 chunk_size: int = 0, vmap_matmat: bool = False, skip_dead_units: bool = True):
         if params not in PARAM_SETS:
             raise PrunelimitError(f"hessian params must be one of {PARAM_SETS}, got {params!r}")
         if chunk_size < 0:
@@ -170,8 +236,14 @@ class HessianOperator:
         self.vmap_matmat = vmap_matmat and self.cached
         self.products = 0  # Hessian-vector products computed so far (columns of matmat included)
         self._state = self._param_state()
+        self._live_units = None
         with _eval_mode(model):
-            if self.cached:
+            if self.cached and skip_dead_units and not self.vmap_matmat and isinstance(model, MLP):
+                with torch.no_grad():  # on the whole net: a NaN weight makes its unit look inactive
+                    loss = F.cross_entropy(model(self.x), self.y)
+                self._check_loss(loss)
+                self._live_units = _LiveUnitGraph(model, self.x, self.y, self.params)
+            elif self.cached:
                 loss = F.cross_entropy(_hessian_forward(model, self.x), self.y)
                 self._check_loss(loss)
                 grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
@@ -218,6 +290,14 @@ class HessianOperator:
         return torch.cat([torch.zeros(s, dtype=self.dtype, device=self.device) if t is None else t.reshape(-1)
                           for t, s in zip(parts, self.sizes)])
 
+    @property
+    def support(self) -> torch.Tensor:
+        """Positions whose Hessian rows (and columns) may be nonzero, ascending: all D but the weights
+        of units zero on every sample (:class:`_LiveUnitGraph`), whose rows are exactly zero."""
+        if self._live_units is None:
+            return torch.arange(self.dim, device=self.device)
+        return torch.sort(self._live_units.gather).values
+
     def flat_params(self) -> torch.Tensor:
         """The weights the Hessian is taken over, concatenated in module order (a detached copy)."""
         return torch.cat([p.detach().reshape(-1) for p in self.params])
@@ -229,6 +309,8 @@ class HessianOperator:
         v = self._as_vector(v)
         self._check_unchanged()
         self.products += 1
+        if self._live_units is not None:
+            return self._live_units.matvec(v)
         if self.cached:
             if not self._grads:
                 return torch.zeros_like(v)
@@ -292,23 +374,32 @@ class HessianOperator:
 def exact_hessian(op: HessianOperator, max_dim: int = EXACT_MAX_DIM, block: int = 256) -> torch.Tensor:
     """The dense (D, D) Hessian in float64, column blocks of basis vectors through ``op.matmat``.
 
-    Symmetrised as (H + Hᵀ)/2 (the products are symmetric up to rounding).
+    Only the columns of ``op.support`` are computed; the others are zero. Symmetrised as
+    (H + Hᵀ)/2 (the products are symmetric up to rounding).
     """
     dim = op.dim
     if dim > max_dim:
         raise PrunelimitError(f"the exact Hessian of {dim} parameters is too large (limit {max_dim}); use SLQ")
-    H = torch.empty(dim, dim, dtype=torch.float64)
-    for start in range(0, dim, block):
-        stop = min(start + block, dim)
-        E = torch.zeros(dim, stop - start, dtype=op.dtype, device=op.device)
-        E[torch.arange(start, stop), torch.arange(stop - start)] = 1.0
-        H[:, start:stop] = op.matmat(E).to("cpu", torch.float64)
+    H = torch.zeros(dim, dim, dtype=torch.float64)
+    support = op.support
+    for start in range(0, len(support), block):
+        columns = support[start:start + block]
+        E = torch.zeros(dim, len(columns), dtype=op.dtype, device=op.device)
+        E[columns, torch.arange(len(columns))] = 1.0
+        H[:, columns] = op.matmat(E).to("cpu", torch.float64)
     return (H + H.t()) / 2
 
 
 def exact_eigenvalues(op: HessianOperator, max_dim: int = EXACT_MAX_DIM) -> np.ndarray:
-    """All D eigenvalues of the Hessian, ascending, by a float64 symmetric eigensolver."""
-    return torch.linalg.eigvalsh(exact_hessian(op, max_dim)).numpy()
+    """All D eigenvalues of the Hessian, ascending, by a float64 symmetric eigensolver.
+
+    Rows and columns outside ``op.support`` are zero, so the spectrum is the eigenvalues of the
+    block on the support and one exact 0 for each other row.
+    """
+    support = op.support
+    block = exact_hessian(op, max_dim)[support][:, support]
+    zeros = torch.zeros(op.dim - len(support), dtype=torch.float64)
+    return torch.sort(torch.cat([torch.linalg.eigvalsh(block), zeros])).values.numpy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,13 +461,17 @@ def hessian_row_norms(operator, positions: np.ndarray, batch: int = ROW_BATCH,
     if positions.size and (positions.min() < 0 or positions.max() >= dim):
         raise PrunelimitError(f"Hessian row index out of range [0, {dim})")
     ref = operator.flat_params()
-    norms = np.empty(positions.size)
-    for start in tqdm(range(0, positions.size, batch), desc="hessian rows", disable=not progress, leave=False):
-        block = positions[start:start + batch]
+    norms = np.zeros(positions.size)
+    support = getattr(operator, "support", None)  # outside it, rows are exactly zero: no product needed
+    computed = (np.arange(positions.size) if support is None
+                else np.flatnonzero(np.isin(positions, support.cpu().numpy())))
+    for start in tqdm(range(0, computed.size, batch), desc="hessian rows", disable=not progress, leave=False):
+        entries = computed[start:start + batch]
+        block = positions[entries]
         basis = torch.zeros(dim, block.size, dtype=ref.dtype, device=ref.device)
         basis[torch.as_tensor(block, device=ref.device), torch.arange(block.size, device=ref.device)] = 1.0
         columns = operator.matmat(basis)  # (D, k)
-        norms[start:start + block.size] = columns.abs().sum(dim=0).double().cpu().numpy()
+        norms[entries] = columns.abs().sum(dim=0).double().cpu().numpy()
     if not np.all(np.isfinite(norms)):
         raise PrunelimitError("a Hessian row has non-finite entries; the trained model's loss is not finite")
     return norms
