@@ -217,7 +217,7 @@ def main() -> int:
     ours = HessianOperator(model, x, y, params="all")
     live = ours._live_units
     if live is not None:
-        hidden = sum(m.out_features for m in model.linear if isinstance(m, torch.nn.Linear)) - model.linear[-1].out_features
+        hidden = sum(m.out_features for m in model.linear[:-1] if isinstance(m, torch.nn.Linear))
         print(f"ours skips the {live.dead_units} of {hidden} hidden units that are zero on every sample "
               f"(exact: their Hessian rows are zero): kept per layer {live.kept_units}")
     ours_prunable = HessianOperator(model, x, y, params="prunable")

@@ -3,6 +3,7 @@ conftest.py); slow (`make test-slow`): the default preset at its own scale (`def
 smoke preset of every paper architecture."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -30,17 +31,28 @@ def test_mini_pipeline_builds_every_final_target(mini_run):
     assert "\\toprule" in (results / "tables" / "training.tex").read_text()
 
 
-def test_quick_scale_keeps_the_default_dag(mini_run, tmp_path):
-    """The test-scale config changes how much work the jobs do, not which jobs run: the dry runs of
-    config.yaml and of the test-scale config plan the same jobs, to the same files."""
-    def planned_jobs(configfile):  # (rule, wildcards, inputs, outputs) of each job, read as benchmarks/pipeline.py does
+def test_quick_scale_runs_every_rule_of_the_default_dag(mini_run, tmp_path):
+    """The test-scale config does less work per job and runs fewer instances of some rules (seeds,
+    sparsities, regime points), but every rule of config.yaml's DAG on every task it runs on there,
+    and each of its jobs is one of config.yaml's, to the same files (IMP's trajectory, to fewer)."""
+    def planned_jobs(configfile):  # (rule, wildcards, outputs) of each job, read as benchmarks/pipeline.py does
         proc = snakemake(tmp_path, "-n", "--forceall", configfile=configfile, refuse_torch=True, timeout=300)
         jobs = load_benchmark("pipeline").parse_jobs(proc.stdout).values()
-        return sorted((job.rule, job.wildcards, sorted(job.inputs), sorted(job.outputs)) for job in jobs)
+        return {(job.rule, job.wildcards, tuple(sorted(job.outputs))) for job in jobs}
 
-    default_jobs = planned_jobs(None)
-    assert len(default_jobs) > 100 and sum(len(outputs) for *_, outputs in default_jobs) >= len(default_jobs)
-    assert planned_jobs(mini_run.configfile) == default_jobs
+    def rules_on_tasks(jobs):
+        return {(rule, re.search(r"task=([^,]+)", wildcards)[1] if "task=" in wildcards else None)
+                for rule, wildcards, _ in jobs}
+
+    default_jobs, quick_jobs = planned_jobs(None), planned_jobs(mini_run.configfile)
+    assert len(default_jobs) > 100 and all(outputs for rule, _, outputs in default_jobs if rule != "all")
+    default_outputs = {(rule, wildcards): set(outputs) for rule, wildcards, outputs in default_jobs}
+    assert len(quick_jobs) < len(default_jobs)
+    assert all(set(outputs) <= default_outputs.get((rule, wildcards), set()) for rule, wildcards, outputs in quick_jobs)
+    assert rules_on_tasks(quick_jobs) == rules_on_tasks(default_jobs)
+    # every instance kept for its own code path (tests/quick_scale.yaml)
+    assert {re.search(r"point=([^,]+)", w)[1] for _, w, _ in quick_jobs if "point=" in w} == {"l1x0", "l1x0.1", "l1x1"}
+    assert {re.search(r"seed=(\d+)", w)[1] for rule, w, _ in quick_jobs if rule == "baseline_imp"} == {"0", "1"}
 
 
 def test_theory_outputs_on_every_mini_task(mini_run):

@@ -176,8 +176,8 @@ class _LiveUnitGraph:
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         parts = v[self.gather].split([p.numel() for p in self.params])
-        hv = torch.autograd.grad(self.grads, self.params, grad_outputs=[t.view_as(p) for t, p in zip(parts, self.params)],
-                                 retain_graph=True)
+        hv = torch.autograd.grad(self.grads, self.params, retain_graph=True,
+                                 grad_outputs=[t.view_as(p) for t, p in zip(parts, self.params)])
         return torch.zeros_like(v).index_copy_(0, self.gather, torch.cat([t.reshape(-1) for t in hv]))
 
 
