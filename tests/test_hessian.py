@@ -159,6 +159,17 @@ def test_mlp_products_leave_out_units_that_are_zero_on_every_sample(digits, para
     eig = exact_eigenvalues(op)
     assert np.sum(eig == 0) >= int(dropped.sum())  # the dropped rows' eigenvalues, exactly 0
     np.testing.assert_allclose(eig, torch.linalg.eigvalsh(H).numpy(), atol=1e-10 * np.abs(eig).max())
+    # Lanczos on the support plus one direction for the rest: an isometric image of the full space
+    on_support = op.on_support()
+    assert on_support.dim == kept + 1 and whole.on_support() is None
+    v = torch.randn(op.dim, generator=gen, dtype=torch.float64)
+    compressed = on_support.compress(v)
+    assert torch.linalg.vector_norm(compressed).item() == pytest.approx(torch.linalg.vector_norm(v).item(), rel=1e-14)
+    assert _rel(on_support.matvec(compressed), on_support.compress(H @ v)) < 1e-10
+    ours, reference = (slq(o, n_runs=2, n_iter=40, seed=3, progress=False) for o in (op, whole))
+    assert np.array_equal(ours.steps, reference.steps) and ours.dim == reference.dim == op.dim
+    np.testing.assert_allclose(ours.alphas, reference.alphas, rtol=1e-8, atol=1e-10 * np.abs(reference.alphas).max())
+    np.testing.assert_allclose(ours.betas, reference.betas, rtol=1e-8, atol=1e-10 * np.abs(reference.betas).max())
 
 
 class BatchNormZoo(nn.Module):

@@ -174,11 +174,44 @@ class _LiveUnitGraph:
                 h = F.relu(h)
         self.grads = torch.autograd.grad(F.cross_entropy(h, y), self.params, create_graph=True)
 
-    def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        parts = v[self.gather].split([p.numel() for p in self.params])
+    def matvec_kept(self, x: torch.Tensor) -> torch.Tensor:
+        """The product on the kept entries only: ``x`` and the result in ``gather`` order."""
+        parts = x.split([p.numel() for p in self.params])
         hv = torch.autograd.grad(self.grads, self.params, retain_graph=True,
                                  grad_outputs=[t.view_as(p) for t, p in zip(parts, self.params)])
-        return torch.zeros_like(v).index_copy_(0, self.gather, torch.cat([t.reshape(-1) for t in hv]))
+        return torch.cat([t.reshape(-1) for t in hv])
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(v).index_copy_(0, self.gather, self.matvec_kept(v[self.gather]))
+
+
+class SupportOperator:
+    """A Hessian operator on its support S plus one direction for all the rest: (x_S, c) ↦ (H_SS·x_S, 0).
+
+    H is zero outside S (:class:`_LiveUnitGraph`). A vector v = (v_S, v_rest) maps to
+    (v_S, ‖v_rest‖) by an isometry that carries the Krylov space of (H, v) onto that of this
+    operator, so Lanczos from the mapped vector builds the same tridiagonal (same Ritz values and
+    weights, up to rounding) on |S| + 1 coordinates instead of D. Its reorthogonalisation, which
+    reads the whole basis every step (half of an SLQ run's time on the mini FC12), reads that
+    much less, and no product gathers or scatters. Built by :meth:`HessianOperator.on_support`.
+    """
+
+    def __init__(self, operator: HessianOperator):
+        self.operator = operator
+        self._kept = operator._live_units
+        self.dim = len(self._kept.gather) + 1
+        self.dtype, self.device = operator.dtype, operator.device
+
+    def compress(self, v: torch.Tensor) -> torch.Tensor:
+        """(v_S, ‖v_rest‖) of a flat vector ``v`` of the operator's dimension D."""
+        v = self.operator._as_vector(v)
+        rest = v.clone().index_fill_(0, self._kept.gather, 0.0)
+        return torch.cat([v[self._kept.gather], torch.linalg.vector_norm(rest).view(1)])
+
+    def matvec(self, x: torch.Tensor) -> torch.Tensor:
+        self.operator._check_unchanged()
+        self.operator.products += 1
+        return torch.cat([self._kept.matvec_kept(x[:-1]), x.new_zeros(1)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,6 +330,12 @@ class HessianOperator:
         if self._live_units is None:
             return torch.arange(self.dim, device=self.device)
         return torch.sort(self._live_units.gather).values
+
+    def on_support(self) -> SupportOperator | None:
+        """This operator on its support plus one direction (:class:`SupportOperator`), for Lanczos;
+        None when every row may be nonzero."""
+        kept = self._live_units
+        return SupportOperator(self) if kept is not None and len(kept.gather) < self.dim else None
 
     def flat_params(self) -> torch.Tensor:
         """The weights the Hessian is taken over, concatenated in module order (a detached copy)."""

@@ -182,6 +182,8 @@ def slq(op: LinearOperator, n_runs: int, n_iter: int, seed: int = 0, progress: b
     batching them through :meth:`HessianOperator.matmat` measured slower on CPU (see matmat).
     The buffer (max steps × D floats: 12 GB for ResNet50 at 128 steps) lives on the operator's
     device unless ``basis_device`` puts it elsewhere (e.g. ``"cpu"`` when GPU memory is short).
+    Where the Hessian is zero outside a support (:meth:`HessianOperator.on_support`), the runs
+    take place there, in |S| + 1 coordinates: the same tridiagonals, a shorter basis.
     """
     cap = int(max_iter) if predict is not None and max_iter is not None else int(n_iter)
     if n_runs < 1 or n_iter < 1 or cap < n_iter:
@@ -190,11 +192,14 @@ def slq(op: LinearOperator, n_runs: int, n_iter: int, seed: int = 0, progress: b
     if predict is not None and not (tol > 0 and stable_doublings >= 1):
         raise PrunelimitError(f"SLQ convergence needs tol > 0 and stable_doublings ≥ 1, got {tol}, {stable_doublings}")
     dim = op.dim
-    k = min(cap, dim)
+    # an MLP's Hessian is zero off the weights of its active units: Lanczos runs on those (SupportOperator)
+    on_support = op.on_support() if isinstance(op, HessianOperator) else None
+    krylov_op = on_support if on_support is not None else op
+    k = min(cap, krylov_op.dim)
     dtype = getattr(op, "dtype", torch.float32)
     device = torch.device(basis_device) if basis_device is not None else getattr(op, "device", torch.device("cpu"))
     generator = torch.Generator().manual_seed(int(seed))
-    basis = torch.empty(k, dim, dtype=dtype, device=device)
+    basis = torch.empty(k, krylov_op.dim, dtype=dtype, device=device)
     vals, wts = np.zeros((n_runs, k)), np.zeros((n_runs, k))
     alphas, betas = np.zeros((n_runs, k)), np.zeros((n_runs, max(k - 1, 0)))
     steps = np.zeros(n_runs, np.int64)
@@ -202,10 +207,12 @@ def slq(op: LinearOperator, n_runs: int, n_iter: int, seed: int = 0, progress: b
     converged: list[bool] = []
     products_before = getattr(op, "products", 0)
     t0 = time.perf_counter()
-    with tqdm(total=n_runs * min(int(n_iter), dim), desc="SLQ", unit="HVP", disable=not progress,
+    with tqdm(total=n_runs * min(int(n_iter), k), desc="SLQ", unit="HVP", disable=not progress,
               leave=False) as bar:
         for r in range(n_runs):
-            run = Lanczos(op, rademacher(dim, generator, dtype).to(device), k, basis)
+            start = rademacher(dim, generator, dtype)  # drawn in all D coordinates either way
+            start = on_support.compress(start) if on_support is not None else start
+            run = Lanczos(krylov_op, start.to(device), k, basis)
             target, tried, done = min(int(n_iter), k), [], predict is None
             while True:
                 run.extend(target, on_step=lambda: bar.update(1))
