@@ -103,7 +103,7 @@ def test_paper_preset_builds_the_full_dag(paper_dry_run):
     regime = paper["regime"]
     assert regime["tasks"] == ["fc5_cifar10"] and len(regime["l1_multipliers"]) >= 6
     assert train_jobs and int(train_jobs[0].split()[-1]) == 16 + len(set(regime["l1_multipliers"]) - {0, 1})
-    assert "table_regime_map" in out and "regime_slq" in out  # job counts by rule (--quiet rules)
+    assert "table_regime_map" in out and "regime_prediction" in out  # job counts by rule (--quiet rules)
     assert "fc5_digits" not in out
 
 

@@ -132,8 +132,8 @@ def job_counts(output: str) -> dict[str, int]:
     # the regime map: its own trainings and the regime copies of the theory and sweep rules, and the main
     # study's theory and sweeps only for its main-study task's dense and L1 models (mlp_digits), nothing else
     # of the main study (figures, baselines, iterative pruning, magnitude scaling)
-    ("figures/regime_map.pdf", {"fig_regime_map", "table_regime_map", "train", "regime_hessian_rows", "regime_slq",
-                                "regime_exact_spectrum", "regime_theory", "regime_sweep"},
+    ("figures/regime_map.pdf", {"fig_regime_map", "table_regime_map", "train", "regime_prediction",
+                                "regime_exact_spectrum", "regime_sweep"},
      {"magnitude_scaling", "baseline", "baseline_imp", "iterative", "train_reseeded"}),
 ])
 def test_a_figure_or_table_target_builds_only_what_it_needs(tmp_path, target, needs, not_needed):

@@ -1,8 +1,9 @@
 # The regime map: each task of regime.tasks retrained at λ = m × its own l1 for every m of
 # regime.l1_multipliers (the train rule, variant l1x<m>), then the predicted threshold with its
-# kinematic bounds and the actual threshold of every model. The rules below are the main study's
-# hessian_rows, slq, exact_spectrum, theory and sweep rules (same scripts, same library calls,
-# same settings), pointed at the regime model and writing under results/<preset>/regime/.
+# kinematic bounds and the actual threshold of every model. The rules below do what the main
+# study's hessian_rows, slq, theory (regime_prediction: the three in one job), exact_spectrum and
+# sweep rules do (same library calls, same settings), on the regime model, under
+# results/<preset>/regime/.
 
 # the functions and names these rules use are in common.smk (REGIME_*, regime_*)
 
@@ -11,30 +12,30 @@ wildcard_constraints:
     point=r"l1x[0-9.e+-]+",
 
 
-use rule hessian_rows as regime_hessian_rows with:
+# Hessian rows, SLQ and theory of a point in one job (the three rules' library calls, in turn): at
+# the mini preset's scale, starting a job cost about as much as a point's rows and prediction.
+rule regime_prediction:
     input:
         unpack(regime_trained),
         data=dataset_of,
+        exact=regime_exact,
     output:
-        f"{REGIME_DIR}/hessian_rows.npz",
-    log:
-        f"{RESULTS}/logs/regime/{{task}}_{{point}}_hessian_rows.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/regime/{{task}}_{{point}}_hessian_rows.tsv"
-
-
-use rule slq as regime_slq with:
-    input:
-        unpack(regime_trained),
-        data=dataset_of,
         rows=f"{REGIME_DIR}/hessian_rows.npz",
-    output:
         slq=f"{REGIME_DIR}/slq.npz",
         plot=f"{REGIME_DIR}/spectrum.png",  # a diagnostic, not in the report (the map is)
+        prediction=f"{REGIME_DIR}/prediction.json",
     log:
-        f"{RESULTS}/logs/regime/{{task}}_{{point}}_slq.log",
+        f"{RESULTS}/logs/regime/{{task}}_{{point}}_prediction.log",
     benchmark:
-        f"{RESULTS}/benchmarks/regime/{{task}}_{{point}}_slq.tsv"
+        f"{RESULTS}/benchmarks/regime/{{task}}_{{point}}_prediction.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        **THEORY_PARAMS,
+    script:
+        "../../scripts/regime_prediction.py"
 
 
 use rule exact_spectrum as regime_exact_spectrum with:
@@ -47,21 +48,6 @@ use rule exact_spectrum as regime_exact_spectrum with:
         f"{RESULTS}/logs/regime/{{task}}_{{point}}_exact.log",
     benchmark:
         f"{RESULTS}/benchmarks/regime/{{task}}_{{point}}_exact.tsv"
-
-
-use rule theory as regime_theory with:
-    input:
-        unpack(regime_trained),
-        data=dataset_of,
-        slq=f"{REGIME_DIR}/slq.npz",
-        rows=f"{REGIME_DIR}/hessian_rows.npz",
-        exact=regime_exact,
-    output:
-        f"{REGIME_DIR}/prediction.json",
-    log:
-        f"{RESULTS}/logs/regime/{{task}}_{{point}}_prediction.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/regime/{{task}}_{{point}}_prediction.tsv"
 
 
 use rule sweep as regime_sweep with:
