@@ -22,7 +22,8 @@ rounds is printed (on a busy machine the load drifts between rounds more than wi
   the training set (``yaohessian.get_density``): every product re-runs forward and double backward
   per batch.
 
-SLQ: ours against PyHessian's ``density()`` in both modes at the same Lanczos steps and runs
+SLQ: ours (and, on an MLP, ours keeping every unit: Lanczos on all D coordinates) against
+PyHessian's ``density()`` in both modes at the same Lanczos steps and runs
 (default: hessian.n_iter and n_runs of config.yaml), medians of ``--slq-repeats`` rounds, taking
 turns as the products do.
 
@@ -281,8 +282,11 @@ def main() -> int:
             out[key] = fn()
         return run
 
+    every_unit = (HessianOperator(model, x, y, params="all", skip_dead_units=False) if live is not None else None)
     slq_times = interleaved_times({
         "ours": keep("ours", lambda: slq(ours, args.runs, args.n_iter, seed=0, progress=False)),
+        **({"every unit": keep("every unit", lambda: slq(every_unit, args.runs, args.n_iter, seed=0, progress=False))}
+           if every_unit is not None else {}),
         "batch": keep("batch", lambda: ph.density(iter=args.n_iter, n_v=args.runs)),
         "loader": keep("loader", lambda: ph_loader.density(iter=args.n_iter, n_v=args.runs))},
         args.slq_repeats, warmup=0)
@@ -294,6 +298,11 @@ def main() -> int:
           f"{'top Ritz: ours, batch, loader':>34}")
     print(f"{t_ours:>9.2f}{t_batch:>13.2f}{up_batch:>9.2f}×{t_loader:>14.2f}{up_loader:>9.2f}×"
           f"{'  ' + ', '.join(f'{t:.5g}' for t in tops):>34}")
+    if every_unit is not None:  # the same SLQ before the dead units were left out (Lanczos on all D)
+        print(f"ours keeping every unit (Lanczos on all {every_unit.dim:,}): "
+              f"{statistics.median(slq_times['every unit']):.2f} s, "
+              f"{median_ratio(slq_times['every unit'], slq_times['ours']):.2f}× ours; top Ritz "
+              f"{out['every unit'].ritz_values.max():.5g}")
 
     checks = [(f"our HVP ≤ {TARGET_HVP_GRADIENTS} gradients", hvp_gradients <= TARGET_HVP_GRADIENTS,
                f"{hvp_gradients:.2f}"),

@@ -230,12 +230,13 @@ class HessianOperator:
     wherever it exists and it adds exactly zero to every product.
 
     ``chunk_size = 0`` (or ≥ N): one forward and one ``create_graph`` backward at construction; each
-    product is then a single backward through that cached graph. For an
-    :class:`~prunelimit.models.MLP` that graph leaves out the units that are zero on every sample
-    (``skip_dead_units``, :class:`_LiveUnitGraph`): their rows and columns of the Hessian are exactly
-    zero, and the products are cheaper by the share of the matrices they drop. Otherwise every product re-runs
+    product is then a single backward through that cached graph. Otherwise every product re-runs
     forward and double backward over chunks of ``chunk_size`` samples, each weighted by
     n_chunk/N, and sums them (for data whose graph does not fit in memory).
+
+    For an :class:`~prunelimit.models.MLP` the cached graph leaves out the units that are zero on
+    every sample (``skip_dead_units``, :class:`_LiveUnitGraph`): their rows and columns of the
+    Hessian are exactly zero, and the products are cheaper by the share of the matrices they drop.
 
     The operator holds the weights as they are at construction; changing them afterwards (in place,
     or their dtype or device) makes every later product raise :class:`PrunelimitError`.
