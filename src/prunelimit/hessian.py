@@ -138,7 +138,8 @@ class _LiveUnitGraph:
     order of floating-point sums (tests/test_hessian.py).
 
     ``gather``: positions, in the operator's flat vector, of the entries the smaller net keeps;
-    ``params``: its weights (copies) in the same order; ``grads``: their gradient, with graph.
+    ``params``: its weights (copies) in the same order; ``grads``: their gradient, with graph;
+    ``loss``: the whole net's loss, from the same pass that finds the units.
     """
 
     def __init__(self, model: MLP, x: torch.Tensor, y: torch.Tensor, operator_params: list[nn.Parameter]):
@@ -149,6 +150,8 @@ class _LiveUnitGraph:
             for layer in layers[:-1]:
                 h = F.relu(layer(h))
                 live.append((h > 0).any(0).nonzero().squeeze(1))
+            # the whole net's loss, for the operator's check: a NaN weight makes its unit look inactive
+            self.loss = F.cross_entropy(layers[-1](h), y)
         live.append(torch.arange(layers[-1].out_features, device=x.device))  # every logit
         in_operator = {id(p): i for i, p in enumerate(operator_params)}
         offsets = np.cumsum([0] + [p.numel() for p in operator_params])
@@ -273,10 +276,9 @@ class HessianOperator:
         self._live_units = None
         with _eval_mode(model):
             if self.cached and skip_dead_units and not self.vmap_matmat and isinstance(model, MLP):
-                with torch.no_grad():  # on the whole net: a NaN weight makes its unit look inactive
-                    loss = F.cross_entropy(model(self.x), self.y)
-                self._check_loss(loss)
                 self._live_units = _LiveUnitGraph(model, self.x, self.y, self.params)
+                loss = self._live_units.loss
+                self._check_loss(loss)
             elif self.cached:
                 loss = F.cross_entropy(_hessian_forward(model, self.x), self.y)
                 self._check_loss(loss)
