@@ -5,6 +5,7 @@ starts afresh (with a log line saying why) and ends exactly where a fresh run en
 tests/test_resume_pipeline.py.)
 """
 
+import contextlib
 import logging
 
 import pytest
@@ -111,8 +112,26 @@ def test_changed_training_config_trains_afresh_instead_of_failing(digits_files, 
     assert "the training config changed (lr 0.05 -> 0.1)" in caplog.text
 
 
+# torch's thread count for both processes of a cross-process comparison: a reduction splits by
+# thread count, so do the bits of the weights, and tests/conftest.py runs the test process on one
+# thread only while a background pipeline is alive (machine-dependent). Pinned on both sides instead.
+THREADS = 1
+
+
+@contextlib.contextmanager
+def torch_threads(k: int):
+    """Run the body with torch on ``k`` threads, then restore the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(k)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 CHILD = """
 import os, signal, sys
+import torch
 from prunelimit.data import load_tensors
 from prunelimit.models import build_model
 from prunelimit.train import TrainConfig, train
@@ -121,6 +140,7 @@ def die(epoch, record):
     if epoch == 2:  # SIGKILL: no exception handler, no cleanup runs
         os.kill(os.getpid(), signal.SIGKILL)
 
+torch.set_num_threads(int(sys.argv[3]))  # the test process trains under the same count
 model = build_model("mlp", (1, 8, 8), 10, seed=0, hidden=[32, 16])
 train(model, load_tensors(sys.argv[1]), TrainConfig(epochs=3, lr=0.05, seed=2), checkpoint=sys.argv[2],
       progress=False, on_epoch=die)
@@ -135,15 +155,17 @@ def test_sigkilled_process_resumes_in_another_process_to_identical_weights(digit
     import sys
 
     ckpt = tmp_path / "l1.resume.pt"
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(digits_files[0.2]), str(ckpt)], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(digits_files[0.2]), str(ckpt), str(THREADS)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert torch.load(ckpt, weights_only=True)["epoch"] == 2
     data = load_tensors(digits_files[0.2])
-    reference = _mlp()
-    train(reference, data, CFG, progress=False)
-    with caplog.at_level(logging.WARNING, logger="prunelimit"):
-        resumed = _mlp()
-        assert _rerun(resumed, data, CFG, ckpt) == [2]
+    with torch_threads(THREADS):  # as the child: the weights must not depend on this process's count
+        reference = _mlp()
+        train(reference, data, CFG, progress=False)
+        with caplog.at_level(logging.WARNING, logger="prunelimit"):
+            resumed = _mlp()
+            assert _rerun(resumed, data, CFG, ckpt) == [2]
     assert "not resuming" not in caplog.text
     assert torch.equal(_weights(resumed), _weights(reference))

@@ -33,6 +33,7 @@ from .architectures import (
 )
 from .architectures import scaled_channels as _scaled
 from .errors import PrunelimitError
+from .seeds import derived_seed
 
 # ---------------------------------------------------------------------------------------------
 # Building blocks
@@ -330,13 +331,17 @@ def revive_dead_units(model: nn.Module, x: torch.Tensor, seed: int, max_draws: i
     weights on digits). Such weights are shaped by neither the data nor the loss, so the theory's
     premise (a model trained to equilibrium) does not hold for them. Layer by layer, in forward
     order, each dead unit's weight row is drawn again from the same Kaiming-normal law until the
-    unit fires on some sample [ours; documented in docs/method.md]. Deterministic given ``seed``.
+    unit fires on some sample [ours; documented in docs/method.md]. The draws come from their own
+    stream, ``seeds.derived_seed(seed, "revive_dead_units")``, derived from ``seed`` and that purpose
+    tag: deterministic given ``seed``, yet never the stream ``build_model(seed=seed)`` initialised
+    the weights from (a generator seeded with ``seed`` itself replays it: a revived row would repeat
+    the first initial weights, rescaled, instead of being a fresh draw).
     A draw changes only the layers after it, so each pass of the model checks every layer and the
     first one with dead units is drawn again: one pass when none is dead.
     """
     pairs = _producer_relu_pairs(model)
     layers = [layer for _, layer in pairs]
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(derived_seed(seed, "revive_dead_units"))
     draws = [0] * len(layers)
     was_training = model.training
     model.eval()

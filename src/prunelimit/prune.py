@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
@@ -30,21 +29,11 @@ from tqdm import tqdm
 from .data import TensorData
 from .io import PrunelimitError, atomic_path
 from .models import prunable_parameters, prunable_vector
+from .seeds import derived_seed  # noqa: F401  (re-exported: masks and scores draw from derived streams)
 from .sparsity import MagnitudeRanking, check_sparsity, keep_count
 from .train import Masks, TrainConfig, apply_masks, evaluate, train
 
 log = logging.getLogger("prunelimit")
-
-
-def derived_seed(seed: int, stream: str) -> int:
-    """An independent seed for the random ``stream`` (e.g. "smart_ratio_masks") of run ``seed``.
-
-    Needed because ``torch.Generator().manual_seed(k)`` replays the global stream that
-    ``build_model(seed=k)`` initialised the weights from: masks or scores drawn with the same k
-    would be correlated with the signs of the initial weights.
-    """
-    entropy = [int(seed), zlib.crc32(stream.encode())]
-    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 # ---------------------------------------------------------------------------------------------

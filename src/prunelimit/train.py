@@ -396,7 +396,8 @@ def train_task(spec: dict, data: TensorData, model_out: str | os.PathLike, metri
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
     eps_batch = epsilon_batch_size(cfg.batch_size, len(data.x_train))
     history = result.history
-    tail = [h["small_weight_share"] for h in history[-max(1, len(history) // 10):] if "small_weight_share" in h]
+    # the share after the last epoch against the share a tenth of the epochs earlier (E // 10 epochs of change)
+    tail = [h["small_weight_share"] for h in history[-(max(1, len(history) // 10) + 1):] if "small_weight_share" in h]
     metrics = {
         "task": spec["task"], "variant": spec["variant"], "model": spec["model"],
         "model_args": spec.get("model_args", {}), "dataset": spec["dataset"],
