@@ -56,6 +56,13 @@ report: setup
 bench: setup
 	$(BIN)/python benchmarks/hessian.py
 
+# The evidence for each main-study task's epoch count E (config.yaml's L1 regime rule): its dense and L1
+# recipes trained at E = 40, 80, 160, ... until the rule passes (hours on 2 cores); the rows and the
+# decision of each task go to docs/epoch_scan/<task>.csv and .md (prunelimit epoch-scan --help).
+.PHONY: epoch-scan
+epoch-scan: setup
+	tasks=$$($(BIN)/python -c 'import yaml; from prunelimit.config import main_study_tasks, validate_config; c = yaml.safe_load(open("config.yaml")); validate_config(c); print(*main_study_tasks(c))') && for task in $$tasks; do $(BIN)/prunelimit epoch-scan --config config.yaml --task $$task --out docs/epoch_scan/$$task.csv || exit 1; done
+
 # Static checks, stopping at the first finding: the workflow's formatting (snakefmt), Snakemake's
 # linter with each preset (each one shapes its own DAG), then ruff on the Python code (pyproject.toml).
 WORKFLOW_FILES := Snakefile $(wildcard workflow/rules/*.smk)

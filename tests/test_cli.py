@@ -233,3 +233,24 @@ def test_fewer_samples_than_two_batches_warns_about_epsilon(registry_files, caps
     assert err.strip() == f"prunelimit: warning: {warnings[0]}"
     code, out, err = _predict(capsys, tmp_path, data(labels=np.arange(40) % 5), "--json", "--epsilon", "0.1")
     assert code == 0 and json.loads(out)["warnings"] == [] and err == ""
+
+
+def test_epsilon_band_in_json_and_text(registry_files, capsys):
+    """ε's spread over --epsilon-partitions batch partitions and the prediction at its 10th and 90th
+    percentiles: in the JSON and the text summary; none with --epsilon; 1 partition is refused."""
+    tmp_path, data = registry_files
+    path = data(n=300)
+    code, out, err = _predict(capsys, tmp_path, path, "--json", "--epsilon-partitions", "4")
+    assert code == 0, err
+    band = json.loads(out)["epsilon_band"]
+    assert band["partitions"] == len(band["values"]) == 4 and band["batch_size"] == 128
+    assert band["p10"] == pytest.approx(np.percentile(band["values"], 10))
+    assert band["p90"] == pytest.approx(np.percentile(band["values"], 90))
+    assert band["predicted_sparsity_at_p10"] <= band["predicted_sparsity_at_p90"]
+    code, out, err = _predict(capsys, tmp_path, path, "--epsilon-partitions", "4")
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if x.startswith("ε band (p10–p90):"))
+    assert f"{band['p10']:.4g}" in line and f"{band['predicted_sparsity_at_p90']:.4f}" in line
+    code, out, err = _predict(capsys, tmp_path, path, "--json", "--epsilon", "0.1")
+    assert code == 0 and json.loads(out)["epsilon_band"] is None
+    _rejected(_predict(capsys, tmp_path, path, "--epsilon-partitions", "1"), "--epsilon-partitions must be 0")

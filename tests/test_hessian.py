@@ -13,11 +13,13 @@ from torch.func import functional_call
 from pipeline_utils import hessian_with, load_config, snakemake, write_config
 from prunelimit.checkpoint import save_torch
 from prunelimit.data import TensorData, load_tensors, prepare_dataset
+from prunelimit.gaussian_width import predict_from_spectrum, width_kernel
 from prunelimit.hessian import HessianOperator, exact_eigenvalues, exact_hessian
 from prunelimit.io import PrunelimitError, save_json
-from prunelimit.lanczos import lanczos, run_quadrature, slq
+from prunelimit.lanczos import lanczos, slq
 from prunelimit.models import build_model, count_prunable, prunable_parameters
 from prunelimit.settings import HessianSettings
+from prunelimit.sparsity import MagnitudeRanking
 from prunelimit.spectrum import SLQResult, from_eigenvalues, load_exact, save_exact
 from prunelimit.tasks import exact_spectrum_of_trained, spectrum_of_trained
 from prunelimit.train import TrainConfig, load_trained, train
@@ -159,17 +161,42 @@ def test_mlp_products_leave_out_units_that_are_zero_on_every_sample(digits, para
     eig = exact_eigenvalues(op)
     assert np.sum(eig == 0) >= int(dropped.sum())  # the dropped rows' eigenvalues, exactly 0
     np.testing.assert_allclose(eig, torch.linalg.eigvalsh(H).numpy(), atol=1e-10 * np.abs(eig).max())
-    # Lanczos on the support plus one direction for the rest: an isometric image of the full space
+    # Lanczos on the support alone, the rest an exact null mass (D − |S|)/D at λ = 0
     on_support = op.on_support()
-    assert on_support.dim == kept + 1 and whole.on_support() is None
+    assert on_support.dim == kept and whole.on_support() is None
+    assert on_support.null_mass == (op.dim - kept) / op.dim
     v = torch.randn(op.dim, generator=gen, dtype=torch.float64)
     compressed = on_support.compress(v)
-    assert torch.linalg.vector_norm(compressed).item() == pytest.approx(torch.linalg.vector_norm(v).item(), rel=1e-14)
+    assert torch.equal(compressed, v[op._live_units.gather])
     assert _rel(on_support.matvec(compressed), on_support.compress(H @ v)) < 1e-10
     ours, reference = (slq(o, n_runs=2, n_iter=40, seed=3, progress=False) for o in (op, whole))
     assert np.array_equal(ours.steps, reference.steps) and ours.dim == reference.dim == op.dim
-    np.testing.assert_allclose(ours.alphas, reference.alphas, rtol=1e-8, atol=1e-10 * np.abs(reference.alphas).max())
-    np.testing.assert_allclose(ours.betas, reference.betas, rtol=1e-8, atol=1e-10 * np.abs(reference.betas).max())
+    assert ours.exact_null_mass == (op.dim - kept) / op.dim and reference.exact_null_mass == 0.0
+    assert ours.quadrature().nodes.size == ours.ritz_values.size + 1  # one node at exactly 0
+    # both are 40-node Gauss rules of the same start vectors' spectral measures: exact, so equal, on
+    # every polynomial of degree < 80 (the null part through its mass alone)
+    scale = np.abs(eig).max()
+    for k in range(5):
+        for r in range(2):
+            assert ours.run_quadrature(r).trace_f(lambda lam, k=k: (lam / scale) ** k) == pytest.approx(
+                reference.run_quadrature(r).trace_f(lambda lam, k=k: (lam / scale) ** k), rel=1e-8, abs=1e-12)
+        assert ours.trace_f(lambda lam, k=k: (lam / scale) ** k) == pytest.approx(
+            reference.trace_f(lambda lam, k=k: (lam / scale) ** k), rel=1e-8, abs=1e-12)
+    # run to their invariant subspaces, both are exact on any functional: the width kernel, the
+    # prediction (the whole operator's null node converged to 0 here: nothing for f₀ to double)
+    ours, reference = (slq(o, n_runs=2, n_iter=op.dim, seed=3, progress=False) for o in (op, whole))
+    eps = 1e-3
+    for radius in (0.1, 1.0, 10.0):
+        kernel = lambda lam, radius=radius: width_kernel(lam, radius, eps)  # noqa: E731
+        assert ours.trace_f(kernel) == pytest.approx(reference.trace_f(kernel), rel=1e-8)
+    ranking = MagnitudeRanking.of(op.flat_params().numpy())
+    f0 = (op.dim - kept) / op.dim
+    ours_pred, reference_pred = (predict_from_spectrum(ranking, q, eps, zero_fraction=f0, exact_null_mass=m)
+                                 for q, m in ((ours.quadrature(), ours.exact_null_mass), (reference.quadrature(), 0.0)))
+    assert ours_pred["predicted_sparsity"] == pytest.approx(reference_pred["predicted_sparsity"], abs=1e-6)
+    assert 0.4 < ours_pred["predicted_sparsity"] < 0.99
+    assert ours_pred["null_mass"]["exact_off_support"] == f0 and ours_pred["null_mass"]["top_up"] == 0.0
+    assert ours_pred["null_mass"]["total"] == pytest.approx(reference_pred["null_mass"]["total"], abs=1e-8)
 
 
 class BatchNormZoo(nn.Module):
@@ -546,9 +573,7 @@ def test_converged_slq_stops_when_the_functional_is_stable_on_doubling():
         assert all(abs(b - a) >= 0.005 for a, b in zip(values[:-2], values[1:-1]))  # ... and not before
         assert result.steps[run] == steps[-1]
         # the value at the stop is the run's own quadrature, and near the exact trace
-        m = result.steps[run]
-        q = run_quadrature(result.alphas[run, :m], result.betas[run, :m - 1], op.dim)
-        assert functional(q) == pytest.approx(values[-1], abs=1e-12)
+        assert functional(result.run_quadrature(run)) == pytest.approx(values[-1], abs=1e-12)
         assert abs(values[-1] - exact) < 0.03
     # the extended runs equal fresh runs of the same length (the doubling keeps the earlier steps)
     fresh = slq(op, n_runs=2, n_iter=int(result.steps[0]), seed=1, progress=False)

@@ -297,6 +297,46 @@ def test_loss_tolerance_override_and_measured():
                                                    data.y_test, 3))
 
 
+def test_epsilon_spread_is_the_loss_std_over_derived_batch_partitions():
+    import zlib
+
+    from prunelimit.train import per_batch_loss_std
+
+    model, data = _tiny(n=300)  # batches of 128, 128 and 44, as a pass over the training set cuts them
+    values = gaussian_width.epsilon_spread(model, data, l1=1e-3, partitions=5, seed=0)
+    assert values.shape == (5,) and np.all(values > 0)
+    assert len(set(values.tolist())) == 5  # each partition its own shuffle
+    assert np.array_equal(values, gaussian_width.epsilon_spread(model, data, l1=1e-3, partitions=5, seed=0))
+    assert not np.array_equal(values, gaussian_width.epsilon_spread(model, data, l1=1e-3, partitions=5, seed=1))
+    for i, value in enumerate(values):
+        # the partition's seed computed here, independently: SeedSequence([seed, index, tag]) in [2^62, 2^63)
+        state = int(np.random.SeedSequence([0, i, zlib.crc32(b"epsilon_partition")]).generate_state(1, np.uint64)[0])
+        seed = (state >> 2) | (1 << 62)
+        assert gaussian_width.epsilon_partition_seed(0, i) == seed and seed >= 2**62  # never a run's own seed
+        assert value == per_batch_loss_std(model, data, batch_size=128, l1=1e-3, seed=seed)
+    assert values[0] != per_batch_loss_std(model, data, batch_size=128, l1=1e-3, seed=0)  # not the seed-0 pass
+    with pytest.raises(PrunelimitError, match="at least 2 batch partitions"):
+        gaussian_width.epsilon_spread(model, data, l1=0.0, partitions=1)
+
+
+def test_epsilon_band_percentiles_and_predictions_at_them():
+    q, ranking = _random_case(dim=2000)
+    values = np.random.default_rng(1).uniform(0.005, 0.02, 10)
+    band = gaussian_width.epsilon_band(ranking, q, values, zero_fraction=0.05, eta=0.05, spectrum_dim=2000)
+    assert band["partitions"] == 10 and band["batch_size"] == 128 and band["values"] == values.tolist()
+    assert band["p10"] == np.percentile(values, 10) and band["p90"] == np.percentile(values, 90)
+    assert band["mean"] == pytest.approx(values.mean()) and band["sd"] == pytest.approx(values.std(ddof=1))
+    for key in ("p10", "p90"):
+        direct = gaussian_width.predict_from_spectrum(ranking, q, band[key], zero_fraction=0.05, eta=0.05)
+        assert band[f"predicted_sparsity_at_{key}"] == direct["predicted_sparsity"]
+    assert band["predicted_sparsity_at_p10"] <= band["predicted_sparsity_at_p90"]  # the prediction rises with ε
+    assert "10 random partitions" in band["rule"] and "batches of 128" in band["rule"]
+    assert json.loads(json.dumps(band)) == band
+    assert "epsilon_band" in gaussian_width.FORMULA_MARKS
+    with pytest.raises(PrunelimitError, match="at least 2 values"):
+        gaussian_width.epsilon_band(ranking, q, values[:1], zero_fraction=0.05)
+
+
 # ---------------------------------------------------------------------------------------------
 # Hessian rows against a dense autograd Hessian
 # ---------------------------------------------------------------------------------------------
@@ -370,6 +410,31 @@ def test_predict_from_model_with_exact_spectrum_is_json_ready(tmp_path):
     assert out["curves"]["R_grid"][-1] >= 2 * ranking.norm  # covers the scaled R range
     save_json(out, tmp_path / "p.json")
     assert json.loads((tmp_path / "p.json").read_text())["bounds"] == "kinematic bounds"
+
+
+def test_predict_from_model_reports_the_epsilon_band_unless_off():
+    model, data = _tiny(n=64)
+    eig = torch.linalg.eigvalsh(_dense_hessian(model, data, "prunable")).numpy()
+    h = hessian_with({"params": "prunable", "n_bins": 200})
+    theory = theory_with({"epsilon": None, "epsilon_partitions": 3, "row_levels": 4})
+
+    def run(**kw):
+        return tasks.predict_from_model(model, data, hessian_settings=h, spectrum=from_eigenvalues(eig),
+                                        l1=1e-3, seed=2, **kw)
+
+    out = run(theory_settings=theory)
+    band = out["epsilon_band"]
+    assert band["partitions"] == 3 and band["batch_size"] == 32  # 64 samples: ε's batch halved to 2 batches
+    assert band["values"] == gaussian_width.epsilon_spread(model, data, l1=1e-3, batch_size=32, partitions=3,
+                                                           seed=2).tolist()
+    direct = gaussian_width.predict_from_spectrum(magnitude_ranking(model), from_eigenvalues(eig), band["p90"],
+                                                  zero_fraction=out["zero_fraction"])
+    assert band["predicted_sparsity_at_p90"] == direct["predicted_sparsity"]
+    assert band["predicted_sparsity_at_p10"] <= band["predicted_sparsity_at_p90"]
+    assert "epsilon_band" in out["provenance"]["formulas"]
+    assert run(theory_settings=theory, epsilon_band=False)["epsilon_band"] is None  # the caller's choice
+    assert run(theory_settings=replace(theory, epsilon_partitions=0))["epsilon_band"] is None  # the config's
+    assert run(theory_settings=replace(theory, epsilon=0.1))["epsilon_band"] is None  # ε set, not measured
 
 
 # ---------------------------------------------------------------------------------------------

@@ -216,6 +216,8 @@ def predict(args: argparse.Namespace) -> dict:
 
     timings: dict[str, float] = {}
     model_args = parse_model_args(args.model_args)  # before any slow step
+    if args.epsilon_partitions == 1 or args.epsilon_partitions < 0:
+        raise PrunelimitError(f"--epsilon-partitions must be 0 (no band) or at least 2, got {args.epsilon_partitions}")
     t = time.perf_counter()
     device = resolve_device(args.device)
     data = load_data(args.data, args.data_dir, device)
@@ -241,8 +243,8 @@ def predict(args: argparse.Namespace) -> dict:
         n_bins=args.bins, sigma2=args.sigma2, exact_max_params=0)  # one model: SLQ, never the exact spectrum
     # ε is the override or the spread over the data as given (no training loader here); no scaling runs
     theory_settings = TheorySettings(
-        epsilon=args.epsilon, epsilon_data="clean", eta=args.eta, zero_row_threshold=args.zero_row_threshold,
-        row_levels=args.row_levels, scales=(1.0,), scaling_grid=args.grid)
+        epsilon=args.epsilon, epsilon_data="clean", epsilon_partitions=args.epsilon_partitions, eta=args.eta,
+        zero_row_threshold=args.zero_row_threshold, row_levels=args.row_levels, scales=(1.0,), scaling_grid=args.grid)
     progress = not args.no_progress
     t = time.perf_counter()
     result = predict_from_model(model, data, hessian_settings=hessian_settings, theory_settings=theory_settings,
@@ -254,6 +256,7 @@ def predict(args: argparse.Namespace) -> dict:
         "lower_sparsity": result["lower_sparsity"], "upper_sparsity": result["upper_sparsity"],
         "gap": result["gap"], "epsilon": result["epsilon"], "epsilon_source": result["epsilon_source"],
         "D": result["D"], "zero_fraction": result["zero_fraction"],
+        "epsilon_band": result["epsilon_band"],  # None with --epsilon or --epsilon-partitions 0
         "top_eigenvalues": result["top_eigenvalues"][:args.top],
         "slq_steps": result["slq"]["steps"], "slq_converged": result["slq"]["converged"],
     }
@@ -282,6 +285,11 @@ def _print_summary(s: dict) -> None:
           f"(keep {100 * s['predicted_density']:.2f}% of {s['D']} weights)")
     print(f"kinematic bounds:        [{s['lower_sparsity']:.4f}, {s['upper_sparsity']:.4f}]  gap Δ = {s['gap']:.4f}")
     print(f"loss tolerance ε:        {s['epsilon']:.4g} ({s['epsilon_source']})")
+    band = s.get("epsilon_band")
+    if band:
+        print(f"ε band (p10–p90):        [{band['p10']:.4g}, {band['p90']:.4g}] over {band['partitions']} random "
+              f"batch partitions (batch {band['batch_size']}); predicted sparsity "
+              f"[{band['predicted_sparsity_at_p10']:.4f}, {band['predicted_sparsity_at_p90']:.4f}]")
     print(f"zero-eigenvalue share:   {s['zero_fraction']:.4f}")
     print("top eigenvalues:         " + ", ".join(f"{v:.4g}" for v in s["top_eigenvalues"]))
     if "actual_sparsity" in s:
@@ -305,6 +313,9 @@ SPECTRUM_OPTIONS = [
     ("--bins", int, 10000, "grid of the smoothed density (comparison only)"),
     ("--sigma2", float, 1e-5, "smoothing kernel variance factor"),
     ("--seed", int, 0, "seed of the SLQ start vectors and the ε batch order"),
+    ("--epsilon-partitions", int, 10, "random batch partitions of the training set over which ε's spread is "
+                                      "measured; the prediction is also given at ε's 10th and 90th percentiles "
+                                      "(0 = no band; none with --epsilon)"),
     ("--top", int, 5, "how many top eigenvalues to print"),
 ]
 
@@ -348,13 +359,116 @@ def build_parser() -> argparse.ArgumentParser:
                         "%(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_epoch_scan_parser(sub)
     return parser
+
+
+# ---------------------------------------------------------------------------------------------
+# epoch-scan: the evidence behind each task's epoch count (config.yaml's L1 regime rule)
+# ---------------------------------------------------------------------------------------------
+
+
+def add_epoch_scan_parser(sub) -> None:
+    from .epoch_scan import CANDIDATES, MAX_ACCURACY_DROP, MAX_DRIFT, SEEDS
+
+    p = sub.add_parser(
+        "epoch-scan", help="train a task dense and L1 at candidate epoch counts and apply the L1 regime rule",
+        description="Train a config task's dense and L1 recipes (train.epochs replaced) at each candidate epoch "
+                    "count E and seed, and pick E by the L1 regime rule of config.yaml: the smallest E at which "
+                    f"the L1 models' mean test accuracy is at most {MAX_ACCURACY_DROP:g} below dense's and, for each "
+                    f"seed, the |w| < 1e-3 share moves by at most {MAX_DRIFT:g} over the last tenth of the epochs. "
+                    "Writes the rows (CSV) and the decision (.md beside it).")
+    p.add_argument("--config", default="config.yaml", help="pipeline config (a complete preset; default: %(default)s)")
+    p.add_argument("--task", required=True, help="a task of the config, e.g. fc5_digits")
+    p.add_argument("--candidates", type=int, nargs="+", default=list(CANDIDATES),
+                   help="epoch counts to try, ascending (default: %(default)s)")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="training seeds (default: %(default)s)")
+    p.add_argument("--out", required=True, help="CSV of the rows (one per E and seed); the decision goes to the "
+                   "same path with .md")
+    p.add_argument("--all-candidates", action="store_true",
+                   help="train every candidate instead of stopping at the first that passes")
+    p.add_argument("--data-dir", default="results/epoch_scan/data",
+                   help="where the task's dataset is prepared with the config's options (default: %(default)s)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                   help="compute device (default: the config's)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads; 1 (default) as the pipeline's train jobs, whose weights' bits it fixes")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def epoch_scan_command(args: argparse.Namespace) -> int:
+    """``prunelimit epoch-scan``: run :func:`prunelimit.epoch_scan.scan_epochs` for one task."""
+    import copy
+    import datetime
+
+    import pandas as pd
+    import yaml
+
+    from .config import task_spec, validate_config
+    from .epoch_scan import COLUMNS, decision_markdown, decision_text, scan_epochs
+    from .io import atomic_path
+
+    config_path = Path(args.config)
+    if not config_path.exists():
+        raise PrunelimitError(f"--config: no such file {config_path}")
+    config = yaml.safe_load(config_path.read_text())
+    validate_config(config)
+    if args.task not in config["tasks"]:
+        raise PrunelimitError(f"--task {args.task!r} is not a task of {config_path}: {', '.join(config['tasks'])}")
+    if args.threads < 1 or min(args.candidates) < 1:
+        raise PrunelimitError("--threads and every --candidates value must be at least 1")
+    entry = config["tasks"][args.task]
+    dataset = entry["dataset"]
+    data_file = Path(args.data_dir) / f"{dataset}.npz"
+    if not data_file.exists():
+        prepare_dataset(dataset, data_file, config["datasets"].get(dataset, {}),
+                        cache_dir=Path(args.data_dir) / "downloads", progress=not args.no_progress)
+    device = resolve_device(args.device or config["device"])
+    data = load_tensors(data_file, device)
+    csv_path = Path(args.out)
+    md_path = csv_path.with_suffix(".md")
+
+    def spec_for(variant: str, epochs: int, seed: int) -> dict:
+        spec = task_spec(config, args.task, variant, seed=seed)
+        spec["train"] = {**copy.deepcopy(spec["train"]), "epochs": int(epochs)}
+        return spec
+
+    rows = []
+
+    def on_row(row: dict) -> None:  # the CSV grows as the scan goes: a long scan's rows survive a kill
+        rows.append(row)
+        with atomic_path(csv_path) as tmp:
+            pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp, index=False)
+        print(f"E = {row['epochs']}, seed {row['seed']}: L1 / dense test acc {row['l1_test_acc']:.4f} / "
+              f"{row['dense_test_acc']:.4f}, |w| < 1e-3 share {row['small_weight_share']:.4f} "
+              f"(drift {row['drift_last_tenth']:+.4f}), {row['wall_time_s']:.0f} s", flush=True)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    try:
+        scan = scan_epochs(spec_for, data, candidates=args.candidates, seeds=args.seeds,
+                           stop_at_first_pass=not args.all_candidates, progress=not args.no_progress, on_row=on_row)
+    finally:
+        torch.set_num_threads(threads)
+    context = {"configured_epochs": entry["train"].get("epochs", config["train_defaults"]["epochs"]),
+               "config": str(config_path), "candidates": args.candidates, "seeds": args.seeds,
+               "stop at first pass": not args.all_candidates, "device": str(device), "torch threads": args.threads,
+               "torch": torch.__version__, "wall time": f"{time.perf_counter() - start:.0f} s",
+               "date": datetime.date.today().isoformat()}
+    with atomic_path(md_path) as tmp:
+        tmp.write_text(decision_markdown(args.task, scan.decision, scan.rows, context))
+    print(decision_text(scan.decision))
+    print(f"wrote {csv_path} and {md_path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "epoch-scan":
+            return epoch_scan_command(args)
         if args.command == "predict":
             summary = predict(args)
             for warning in summary["warnings"]:

@@ -33,6 +33,7 @@ Conventions: ``sparsity`` s = fraction of prunable weights removed, ``density`` 
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -56,8 +57,9 @@ BISECTION_TOL = 1e-10  # width of the final bracket of every fixed-point bisecti
 FORMULA_MARKS = {
     "epsilon": "[code] std of the per-batch training loss (cal_loss), or config theory.epsilon [ours]",
     "ellipsoid": "[paper] S(eps) ~ ellipsoid, r_i^2 = 2 eps / |lambda_i| ([code] abs of eigenvalues)",
-    "zero_mass": "[code] f0 = fraction of Hessian rows with L1 norm < threshold; [ours] nodes with |lambda| < 1e-6 "
-                 "lambda_max are null (placed at 1e-30) and their mass is topped up to f0, not added on top",
+    "zero_mass": "[code] f0 = fraction of Hessian rows with L1 norm < threshold; [ours] the exact share off the "
+                 "Hessian's known support enters at lambda = 0, nodes with |lambda| < 1e-6 lambda_max are null "
+                 "(placed at 1e-30) and their mass is topped up to f0, not added on top",
     "gaussian_width": "[code cal_gw] w^2(R)/D = tr f_R(H)/D, f_R = 1/(1 + R^2 |lambda| / (2 eps)); "
                       "[ours] evaluated as Gauss quadrature on the Ritz values, not on a smoothed density",
     "projection_distance": "[paper] R(s) = ||w* - w_s||_2, w_s = global magnitude pruning at sparsity s",
@@ -67,6 +69,8 @@ FORMULA_MARKS = {
     "jensen": "[ours] s = 1/(1 + R(s)^2 mean|lambda| / (2 eps)) <= prediction (Jensen)",
     "official_smoothed": "[code cal_gw] w^2/D integrated against the Gaussian-smoothed SLQ density (comparison)",
     "hessian_rows": "[code gradient.py] L1 norm of the full-training-set Hessian row of the threshold weight",
+    "epsilon_band": "[ours] eps over theory.epsilon_partitions random batch partitions of the un-augmented training "
+                    "set (batch 128, L1 term included); the prediction at eps's 10th and 90th percentiles",
 }
 
 
@@ -102,6 +106,41 @@ def loss_tolerance(model: nn.Module, data, *, l1: float = 0.0, override: float |
     value = per_batch_loss_std(model, data, batch_size=batch, l1=l1, seed=seed)
     source = f"per-batch training-loss std (batch {batch}, seed {seed}, l1 {l1:g}, clean data)"
     return check_epsilon(value, source), source
+
+
+# The ε band [ours]: ε depends on how one shuffled pass cuts the training set into batches (~12 batches
+# on digits, ~20% between partitions); its spread over random partitions, and the prediction at its ends.
+EPSILON_PARTITION_TAG = zlib.crc32(b"epsilon_partition")  # the band's own random streams
+EPSILON_BAND_PERCENTILES = (10.0, 90.0)
+
+
+def epsilon_partition_seed(seed: int, index: int) -> int:
+    """Seed of the ``index``-th batch partition of the ε band: ``SeedSequence([seed, index, tag])``.
+
+    In [2**62, 2**63): never a seed a run is given (the train rule measures ε with the training seed,
+    ``prunelimit predict`` with ``--seed``), so the band never replays the pass that measured ε, and
+    within what ``torch.Generator.manual_seed`` accepts.
+    """
+    state = int(np.random.SeedSequence([int(seed), int(index), EPSILON_PARTITION_TAG]).generate_state(
+        1, dtype=np.uint64)[0])
+    return (state >> 2) | (1 << 62)
+
+
+def epsilon_spread(model: nn.Module, data, *, l1: float, batch_size: int = 128, partitions: int = 10,
+                   seed: int = 0) -> np.ndarray:
+    """ε over ``partitions`` random batch partitions of the training set [ours].
+
+    Each value is :func:`prunelimit.train.per_batch_loss_std` (un-augmented data, the loss with its
+    L1 term λ·Σ|w|, population std) on a shuffled pass seeded by :func:`epsilon_partition_seed`
+    (``seed``, partition index); ``batch_size`` is halved on tiny training sets as for ε itself
+    (:func:`prunelimit.train.epsilon_batch_size`).
+    """
+    partitions = int(partitions)
+    if partitions < 2:
+        raise PrunelimitError(f"the ε band needs at least 2 batch partitions, got {partitions}")
+    batch = epsilon_batch_size(batch_size, len(data.x_train))
+    return np.array([per_batch_loss_std(model, data, batch_size=batch, l1=l1, seed=epsilon_partition_seed(seed, i))
+                     for i in range(partitions)], np.float64)
 
 
 EPSILON_DATA = {"train_loader": "loss_std", "clean": "loss_std_clean"}  # theory.epsilon_data → metrics key
@@ -191,8 +230,12 @@ def theory_spectrum(spectrum: Quadrature, zero_fraction: float) -> Quadrature:
     """The spectrum the theory integrates: |λ| [code], its numerically null nodes at λ = 1e-30 and
     their mass topped up to the Hessian-row share f₀ [ours; the official code adds f₀ on top of what
     SLQ found: see :func:`spectrum.top_up_zero_mass`]."""
+    return _theory_spectrum_and_top_up(spectrum, zero_fraction)[0]
+
+
+def _theory_spectrum_and_top_up(spectrum: Quadrature, zero_fraction: float) -> tuple[Quadrature, float]:
     q = absolute_spectrum(spectrum)
-    return top_up_zero_mass(q, zero_fraction, NULL_RELATIVE * q.lambda_max, ZERO_EIGENVALUE)[0]
+    return top_up_zero_mass(q, zero_fraction, NULL_RELATIVE * q.lambda_max, ZERO_EIGENVALUE)
 
 
 @dataclass(frozen=True)
@@ -259,13 +302,16 @@ def largest_fixed_point(width_of_s: Callable[[float], float], offset: float = 0.
 
 def predict_from_spectrum(ranking: MagnitudeRanking, spectrum: Quadrature, epsilon: float, *,
                           zero_fraction: float, eta: float = 0.05, scale: float = 1.0,
-                          spectrum_dim: int | None = None) -> dict:
+                          spectrum_dim: int | None = None, exact_null_mass: float = 0.0) -> dict:
     """Predicted threshold and kinematic bounds for the weights ``ranking`` and a raw ``spectrum``.
 
     ``spectrum`` is the Hessian spectrum as estimated (signed); |λ| and the zero mass f₀ are
     applied here. ``scale`` multiplies R (the magnitude-scaling experiment). ``spectrum_dim`` is
     the dimension the spectrum must have (default: D, the prunable weights; the parameter count
     for ``hessian.params: all``, whose w²/D is then the fraction over all parameters [ours]).
+    ``exact_null_mass`` is the share of ``spectrum`` placed at exactly 0 off a known support
+    (:attr:`prunelimit.spectrum.SLQResult.exact_null_mass`; 0 for exact eigenvalues): it only
+    splits the reported ``null_mass`` into what the Ritz nodes found and that exact share.
     Returns a JSON-ready dict of sparsities (fraction removed) and the quantities behind them.
     """
     epsilon = check_epsilon(epsilon, "the caller")
@@ -273,8 +319,11 @@ def predict_from_spectrum(ranking: MagnitudeRanking, spectrum: Quadrature, epsil
     if spectrum.dim != expected:
         raise PrunelimitError(f"the spectrum is over {spectrum.dim} parameters but the model has {expected} "
                               "(hessian.params); was the Hessian taken over another parameter set or model?")
-    q = theory_spectrum(spectrum, zero_fraction)
-    null_found = float(np.sum(q.weights[q.nodes <= ZERO_EIGENVALUE]))  # after the top-up: max(m0, f0)
+    q, top_up = _theory_spectrum_and_top_up(spectrum, zero_fraction)
+    null_total = float(np.sum(q.weights[q.nodes <= ZERO_EIGENVALUE]))  # after the top-up: max(m0, f0)
+    exact_null_mass = float(exact_null_mass)
+    null_mass = {"slq_found": max(0.0, null_total - top_up - exact_null_mass), "exact_off_support": exact_null_mass,
+                 "f0": float(zero_fraction), "top_up": top_up, "total": null_total}
     dim = ranking.dim
 
     def width_at(s: float) -> float:
@@ -301,7 +350,7 @@ def predict_from_spectrum(ranking: MagnitudeRanking, spectrum: Quadrature, epsil
         "jensen_sparsity": s_jensen,
         "mean_abs_eigenvalue": mean_abs,
         "zero_fraction": zero_fraction,
-        "null_mass": null_found,
+        "null_mass": null_mass,
     }
 
 
@@ -315,6 +364,40 @@ def sparsity_predictor(ranking: MagnitudeRanking, epsilon: float, zero_fraction:
         return largest_fixed_point(lambda s: gaussian_width_sq(q, ranking.distance(s), epsilon))
 
     return predict
+
+
+def epsilon_band(ranking: MagnitudeRanking, spectrum: Quadrature, eps_values, *, zero_fraction: float,
+                 eta: float = 0.05, spectrum_dim: int | None = None, batch_size: int = 128,
+                 **predict_kwargs) -> dict:
+    """ε's spread over batch partitions (:func:`epsilon_spread`) and the prediction at its 10th and
+    90th percentiles [ours] (JSON-ready). The prediction rises with ε (a larger sublevel set), so
+    the 10th percentile gives the band's low end. ``spectrum`` is the raw one the prediction uses;
+    ``predict_kwargs`` go to :func:`predict_from_spectrum` as for the prediction itself.
+    ``batch_size`` is the batch the values were measured with (recorded, not used).
+    """
+    values = np.asarray(eps_values, np.float64)
+    if values.ndim != 1 or values.size < 2:
+        raise PrunelimitError(f"the ε band needs at least 2 values of ε, got {values.size}")
+    lo, hi = (float(v) for v in np.percentile(values, EPSILON_BAND_PERCENTILES))
+
+    def at(eps: float) -> float:
+        return predict_from_spectrum(ranking, spectrum, eps, zero_fraction=zero_fraction, eta=eta,
+                                     spectrum_dim=spectrum_dim, **predict_kwargs)["predicted_sparsity"]
+
+    n = int(values.size)
+    return {
+        "partitions": n,
+        "batch_size": int(batch_size),
+        "values": values.tolist(),
+        "mean": float(values.mean()),
+        "sd": float(values.std(ddof=1)),  # sample sd over the partitions
+        "p10": lo,
+        "p90": hi,
+        "predicted_sparsity_at_p10": at(lo),
+        "predicted_sparsity_at_p90": at(hi),
+        "rule": f"ε over {n} random partitions of the un-augmented training set into batches of {int(batch_size)}; "
+                "predictions at its 10th and 90th percentiles",
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,11 +424,14 @@ def curves(ranking: MagnitudeRanking, spectrum: Quadrature, epsilon: float, *, z
 
 def prediction_report(ranking: MagnitudeRanking, spectrum: Quadrature, epsilon: float, *, zero_fraction: float,
                       hessian_settings: HessianSettings, theory_settings: TheorySettings,
-                      spectrum_dim: int | None = None) -> dict:
-    """Prediction, kinematic bounds, curves and the official smoothed-density comparison."""
+                      spectrum_dim: int | None = None, exact_null_mass: float = 0.0) -> dict:
+    """Prediction, kinematic bounds, curves and the official smoothed-density comparison.
+
+    ``exact_null_mass``: the share of ``spectrum`` at exactly 0 off a known support
+    (:func:`predict_from_spectrum`; ``SLQResult.exact_null_mass``)."""
     eta = float(theory_settings.eta)
     pred = predict_from_spectrum(ranking, spectrum, epsilon, zero_fraction=zero_fraction, eta=eta,
-                                 spectrum_dim=spectrum_dim)
+                                 spectrum_dim=spectrum_dim, exact_null_mass=exact_null_mass)
     n_bins, sigma2 = int(hessian_settings.n_bins), float(hessian_settings.sigma2)
     official = {"n_bins": n_bins, "sigma2": sigma2,
                 "note": "comparison only: the density-smoothed estimate of the official code"}
@@ -379,11 +465,7 @@ def slq_report(result, ranking: MagnitudeRanking, epsilon: float, zero_fraction:
         return {"n_runs": 0, "steps": [], "per_run_predicted_sparsity": [], "spread": 0.0, "converged": None,
                 "capped": None, "tol": None, "max_iter": None, "predictions_by_steps": None}
     predict = sparsity_predictor(ranking, epsilon, zero_fraction, spectrum_dim)
-    per_run = []
-    for r in range(result.n_runs):
-        m = int(result.steps[r])
-        per_run.append(predict(Quadrature(result.ritz_values[r, :m], result.ritz_weights[r, :m]
-                                          / result.ritz_weights[r, :m].sum(), result.dim)))
+    per_run = [predict(result.run_quadrature(r)) for r in range(result.n_runs)]  # exact null mass included
     convergence = result.settings.get("convergence", {})
     return {"n_runs": result.n_runs, "steps": [int(m) for m in result.steps],
             "per_run_predicted_sparsity": per_run,

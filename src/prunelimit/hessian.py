@@ -189,32 +189,37 @@ class _LiveUnitGraph:
 
 
 class SupportOperator:
-    """A Hessian operator on its support S plus one direction for all the rest: (x_S, c) ↦ (H_SS·x_S, 0).
+    """A Hessian operator on its support S only: x_S ↦ H_SS·x_S, in |S| coordinates.
 
-    H is zero outside S (:class:`_LiveUnitGraph`). A vector v = (v_S, v_rest) maps to
-    (v_S, ‖v_rest‖) by an isometry that carries the Krylov space of (H, v) onto that of this
-    operator, so Lanczos from the mapped vector builds the same tridiagonal (same Ritz values and
-    weights, up to rounding) on |S| + 1 coordinates instead of D. Its reorthogonalisation, which
-    reads the whole basis every step (half of an SLQ run's time on the mini FC12), reads that
-    much less, and no product gathers or scatters. Built by :meth:`HessianOperator.on_support`.
+    H is zero outside S (:class:`_LiveUnitGraph`): H = H_SS ⊕ 0. For a start vector v = (v_S, v_rest)
+    the spectral measure Σ_i (uᵢᵀv)² δ(λ − λᵢ)/‖v‖² splits exactly into the measure of (H_SS, v_S),
+    weighted ‖v_S‖²/‖v‖², and mass ‖v_rest‖²/‖v‖² at λ = 0. For a Rademacher v (every entry ±1) the
+    latter is exactly ``null_mass`` = (D − |S|)/D, whatever the draw. So Lanczos runs on H_SS from v_S
+    alone (:meth:`compress`), and the null part enters the quadrature as that exact mass at exactly 0
+    (:func:`prunelimit.spectrum.with_exact_null_mass`), never through a Ritz node: a Lanczos run on
+    the whole space puts it on a Ritz node that, for an indefinite H (0 inside the spectrum), can
+    sit at 1e-6 to 1e-4·λmax for 80–200 steps, float64 or float32, above the null threshold, where
+    the zero-mass top-up would count it a second time (tests/test_null_mass.py). The basis is |S|
+    long, so the reorthogonalisation (half of an SLQ run's time on the mini FC12) reads that much
+    less, and no product gathers or scatters.
+    Built by :meth:`HessianOperator.on_support`.
     """
 
     def __init__(self, operator: HessianOperator):
         self.operator = operator
         self._kept = operator._live_units
-        self.dim = len(self._kept.gather) + 1
+        self.dim = len(self._kept.gather)
+        self.null_mass = (operator.dim - self.dim) / operator.dim  # the Rademacher start's share off S
         self.dtype, self.device = operator.dtype, operator.device
 
     def compress(self, v: torch.Tensor) -> torch.Tensor:
-        """(v_S, ‖v_rest‖) of a flat vector ``v`` of the operator's dimension D."""
-        v = self.operator._as_vector(v)
-        rest = v.clone().index_fill_(0, self._kept.gather, 0.0)
-        return torch.cat([v[self._kept.gather], torch.linalg.vector_norm(rest).view(1)])
+        """v_S: the support's entries of a flat vector ``v`` of the operator's dimension D."""
+        return self.operator._as_vector(v)[self._kept.gather]
 
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
         self.operator._check_unchanged()
         self.operator.products += 1
-        return torch.cat([self._kept.matvec_kept(x[:-1]), x.new_zeros(1)])
+        return self._kept.matvec_kept(x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,10 +340,10 @@ class HessianOperator:
         return torch.sort(self._live_units.gather).values
 
     def on_support(self) -> SupportOperator | None:
-        """This operator on its support plus one direction (:class:`SupportOperator`), for Lanczos;
-        None when every row may be nonzero."""
+        """This operator on its support alone (:class:`SupportOperator`, the rest an exact null mass),
+        for Lanczos; None when every row may be nonzero (or none: then Lanczos runs on the zero operator)."""
         kept = self._live_units
-        return SupportOperator(self) if kept is not None and len(kept.gather) < self.dim else None
+        return SupportOperator(self) if kept is not None and 0 < len(kept.gather) < self.dim else None
 
     def flat_params(self) -> torch.Tensor:
         """The weights the Hessian is taken over, concatenated in module order (a detached copy)."""

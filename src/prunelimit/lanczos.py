@@ -10,7 +10,8 @@
   (tr f(H) ≈ D · mean over runs of Σ_j τ_j f(θ_j), :meth:`~prunelimit.spectrum.Quadrature.trace_f`).
 
 The operator is usually :class:`prunelimit.hessian.HessianOperator`; anything with ``dim`` and
-``matvec`` will do (:class:`LinearOperator`).
+``matvec`` will do (:class:`LinearOperator`). An operator that knows its support (zero rows and
+columns outside it) says so through ``on_support()`` (:class:`OnSupport`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from .hessian import HessianOperator
 from .io import PrunelimitError
-from .spectrum import Quadrature, SLQResult
+from .spectrum import Quadrature, SLQResult, with_exact_null_mass
 
 
 class LinearOperator(Protocol):
@@ -35,6 +36,24 @@ class LinearOperator(Protocol):
     dim: int
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor: ...
+
+
+class OnSupport(Protocol):
+    """What an operator's ``on_support()`` returns (or None): the operator on its support S alone.
+
+    ``compress`` maps a start vector of dimension D to its S entries, ``matvec`` is H_SS·x and
+    ``null_mass`` the exact share of a Rademacher start vector off S, (D − |S|)/D, which the
+    quadrature puts at exactly 0 (e.g. :class:`prunelimit.hessian.SupportOperator`).
+    """
+
+    dim: int
+    dtype: torch.dtype
+    device: torch.device
+    null_mass: float
+
+    def compress(self, v: torch.Tensor) -> torch.Tensor: ...
+
+    def matvec(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
 class Lanczos:
@@ -182,8 +201,12 @@ def slq(op: LinearOperator, n_runs: int, n_iter: int, seed: int = 0, progress: b
     batching them through :meth:`HessianOperator.matmat` measured slower on CPU (see matmat).
     The buffer (max steps × D floats: 12 GB for ResNet50 at 128 steps) lives on the operator's
     device unless ``basis_device`` puts it elsewhere (e.g. ``"cpu"`` when GPU memory is short).
-    Where the Hessian is zero outside a support (:meth:`HessianOperator.on_support`), the runs
-    take place there, in |S| + 1 coordinates: the same tridiagonals, a shorter basis.
+    Where the operator is zero outside a support and says so (``op.on_support()``, e.g.
+    :meth:`HessianOperator.on_support`; :class:`OnSupport`), the runs take place on the support
+    alone, from the start vector's support entries, and the share off it, (D − |S|)/D exactly for a
+    Rademacher start, goes into ``settings["exact_null_mass"]`` (0.0 without a support): every
+    quadrature of the result (:meth:`SLQResult.quadrature`, :meth:`SLQResult.run_quadrature`, and
+    the one ``predict`` sees) puts that mass at exactly 0 instead of on a Ritz node.
     """
     cap = int(max_iter) if predict is not None and max_iter is not None else int(n_iter)
     if n_runs < 1 or n_iter < 1 or cap < n_iter:
@@ -193,7 +216,12 @@ def slq(op: LinearOperator, n_runs: int, n_iter: int, seed: int = 0, progress: b
         raise PrunelimitError(f"SLQ convergence needs tol > 0 and stable_doublings ≥ 1, got {tol}, {stable_doublings}")
     dim = op.dim
     # an MLP's Hessian is zero off the weights of its active units: Lanczos runs on those (SupportOperator)
-    on_support = op.on_support() if isinstance(op, HessianOperator) else None
+    on_support: OnSupport | None = op.on_support() if callable(getattr(op, "on_support", None)) else None
+    if on_support is not None and on_support.dim < 1:
+        on_support = None  # nothing on the support: Lanczos on the (zero) operator itself
+    null_mass = float(on_support.null_mass) if on_support is not None else 0.0
+    if not 0.0 <= null_mass < 1.0:
+        raise PrunelimitError(f"the operator's null mass off its support must lie in [0, 1), got {null_mass}")
     krylov_op = on_support if on_support is not None else op
     k = min(cap, krylov_op.dim)
     dtype = getattr(op, "dtype", torch.float32)
@@ -217,7 +245,8 @@ def slq(op: LinearOperator, n_runs: int, n_iter: int, seed: int = 0, progress: b
             while True:
                 run.extend(target, on_step=lambda: bar.update(1))
                 if predict is not None:
-                    tried.append([run.steps, float(predict(run_quadrature(run.alphas, run.betas, dim)))])
+                    rule = with_exact_null_mass(run_quadrature(run.alphas, run.betas, dim), null_mass)
+                    tried.append([run.steps, float(predict(rule))])
                     values = [v for _, v in tried[-stable_doublings - 1:]]
                     done = len(values) > stable_doublings and all(
                         abs(b - a) < tol for a, b in zip(values[:-1], values[1:]))
@@ -236,7 +265,7 @@ def slq(op: LinearOperator, n_runs: int, n_iter: int, seed: int = 0, progress: b
     vals, wts, alphas, betas = vals[:, :m_max], wts[:, :m_max], alphas[:, :m_max], betas[:, :max(m_max - 1, 0)]
     settings = {"n_runs": int(n_runs), "n_iter": int(n_iter), "seed": int(seed), "dim": dim,
                 "elapsed_s": time.perf_counter() - t0, "dtype": str(dtype).removeprefix("torch."),
-                "device": str(device)}
+                "device": str(device), "exact_null_mass": null_mass}
     if predict is not None:
         settings["convergence"] = {"tol": float(tol), "stable_doublings": int(stable_doublings),
                                    "start_iter": int(n_iter), "max_iter": int(cap),

@@ -51,6 +51,7 @@ class HessianSettings(_Section):
 class TheorySettings(_Section):
     epsilon: float | None
     epsilon_data: str
+    epsilon_partitions: int  # batch partitions of ε's band (0 = no band)
     eta: float
     zero_row_threshold: float
     row_levels: int

@@ -6,6 +6,9 @@ tr f(H) ≈ D · Σ_j τ_j f(λ_j).
 - SLQ (stochastic Lanczos quadrature, Ubaru, Chen & Saad 2017; PyHessian): nodes are the Ritz
   values of each Lanczos run, weights the squared first components of the Ritz vectors, averaged
   over runs (Gauss quadrature of the spectral measure seen from a Rademacher start vector).
+  Where the Hessian is known to be zero off a support S (:class:`prunelimit.hessian.SupportOperator`),
+  Lanczos runs on S alone and the share (D − |S|)/D off it, exact for a Rademacher start vector,
+  is one node at exactly 0 (:func:`with_exact_null_mass`, ``settings["exact_null_mass"]``).
 - An exact eigendecomposition: every eigenvalue with weight 1/D (the sum is then exact).
 
 Also the files of both (:class:`SLQResult`, :func:`save_exact`/:func:`load_exact`; the Lanczos runs
@@ -64,6 +67,18 @@ def from_slq(ritz_values: np.ndarray, ritz_weights: np.ndarray, dim: int) -> Qua
     return Quadrature(ritz_values.ravel(), w.ravel() / runs, int(dim))
 
 
+def with_exact_null_mass(q: Quadrature, null_mass: float) -> Quadrature:
+    """``q`` (a rule on the support of H) with the exact null mass off the support added: one node at
+    exactly 0.0 with weight ``null_mass``, the other weights scaled by 1 − ``null_mass``; ``q`` itself
+    when ``null_mass`` is 0 (no support known)."""
+    null_mass = float(null_mass)
+    if not 0.0 <= null_mass <= 1.0:
+        raise PrunelimitError(f"exact null mass must be in [0, 1], got {null_mass}")
+    if null_mass == 0.0:
+        return q
+    return Quadrature(np.append(q.nodes, 0.0), np.append(q.weights * (1.0 - null_mass), null_mass), q.dim)
+
+
 def from_eigenvalues(eigenvalues: np.ndarray) -> Quadrature:
     eigenvalues = np.asarray(eigenvalues, np.float64).ravel()
     return Quadrature(eigenvalues, np.full(eigenvalues.size, 1.0 / eigenvalues.size), eigenvalues.size)
@@ -83,18 +98,20 @@ def top_up_zero_mass(q: Quadrature, zero_fraction: float, null_threshold: float,
     """Snap the near-null nodes of ``q`` to ``zero_value`` and raise their mass to ``zero_fraction``.
 
     Returns (spectrum, top-up). Nodes with |λ| < ``null_threshold`` are numerically null (below the
-    rounding floor of the Hessian products) and are placed at ``zero_value``. The Hessian-row
+    rounding floor of the Hessian products) and are placed at ``zero_value``; so is a node at exactly
+    0 (the exact null mass off a known support, :func:`with_exact_null_mass`). The Hessian-row
     experiment estimates the share f₀ of exactly-null directions [code ``gradient.py``], but SLQ
     already resolves most of that mass: the Rademacher start vector has a component in the null
     space, and Lanczos puts it on its lowest Ritz node (on a Hessian with zero rows, exactly the
     share of those rows). The official code rescales the whole spectrum by (1 − f₀) and adds f₀ at
     λ = 1e-30 [code ``cal_sparse_rate``], which counts that mass twice. Here only the shortfall
     f₀ − m₀ is added (m₀: the null mass SLQ found), taken in proportion from the other nodes, so
-    the null mass ends at max(m₀, f₀).
+    the null mass ends at max(m₀, f₀). m₀ includes the exact null mass off a known support: f₀ tops
+    up only what that and the near-null Ritz nodes leave.
     """
     if not 0.0 <= zero_fraction <= 1.0:
         raise PrunelimitError(f"zero-eigenvalue fraction must be in [0, 1], got {zero_fraction}")
-    null = np.abs(q.nodes) < null_threshold
+    null = (np.abs(q.nodes) < null_threshold) | (q.nodes == 0.0)
     nodes = np.where(null, zero_value, q.nodes)
     found = float(np.sum(q.weights[null]))
     top_up = max(0.0, zero_fraction - found)
@@ -136,6 +153,11 @@ class SLQResult:
 
     Runs that stopped early (breakdown) are padded to k columns with zero weights (their node is
     repeated) and zero α, β; ``steps`` holds each run's true length.
+
+    Where Lanczos ran on the Hessian's support alone, the Ritz nodes and weights are those of H_SS,
+    and ``settings["exact_null_mass"]`` (:attr:`exact_null_mass`) is the start vectors' exact share
+    off the support: every rule made here (:meth:`quadrature`, :meth:`run_quadrature`) puts it at
+    exactly 0, so build rules through these methods, not from ``ritz_values`` directly.
     """
 
     ritz_values: np.ndarray  # (runs, k) Ritz values θ_j of each run's tridiagonal
@@ -180,13 +202,27 @@ class SLQResult:
     def n_runs(self) -> int:
         return self.ritz_values.shape[0]
 
+    @property
+    def exact_null_mass(self) -> float:
+        """The start vectors' exact share off the Hessian's known support, (D − |S|)/D; 0.0 when
+        Lanczos ran on the whole space (and for files written before it was recorded)."""
+        return float(self.settings.get("exact_null_mass", 0.0))
+
     def quadrature(self, absolute: bool = False) -> Quadrature:
-        """The runs pooled into one quadrature rule (weights averaged over runs).
+        """The runs pooled into one quadrature rule (weights averaged over runs), the exact null
+        mass at 0 (:func:`with_exact_null_mass`).
 
         ``absolute=True`` folds negative eigenvalues onto |λ| (:func:`spectrum.absolute_spectrum`).
         """
-        q = from_slq(self.ritz_values, self.ritz_weights, self.dim)
+        q = with_exact_null_mass(from_slq(self.ritz_values, self.ritz_weights, self.dim), self.exact_null_mass)
         return absolute_spectrum(q) if absolute else q
+
+    def run_quadrature(self, run: int) -> Quadrature:
+        """Run ``run``'s own rule: its first ``steps[run]`` nodes, weights renormalised, the exact
+        null mass at 0."""
+        m = int(self.steps[run])
+        nodes, weights = self.ritz_values[run, :m], self.ritz_weights[run, :m]
+        return with_exact_null_mass(Quadrature(nodes, weights / weights.sum(), self.dim), self.exact_null_mass)
 
     def trace_f(self, f: Callable[[np.ndarray], np.ndarray], absolute: bool = False) -> float:
         """SLQ estimate of tr f(H) = D · mean over runs of Σ_j τ_j f(θ_j) (:meth:`Quadrature.trace_f`)."""

@@ -26,7 +26,9 @@ from .config import resolve_device
 from .data import load_tensors
 from .gaussian_width import (
     FORMULA_MARKS,
+    epsilon_band,
     epsilon_from_metrics,
+    epsilon_spread,
     exact_comparison,
     loss_tolerance,
     prediction_report,
@@ -40,7 +42,7 @@ from .magnitude_scaling import magnitude_scaling, scaled_actual_threshold
 from .prune import magnitude_ranking
 from .settings import HessianSettings, TheorySettings
 from .spectrum import Quadrature, SLQResult, from_eigenvalues, load_exact, save_exact
-from .train import load_trained
+from .train import epsilon_batch_size, load_trained
 
 # ---------------------------------------------------------------------------------------------
 # The Hessian of a trained model
@@ -91,7 +93,8 @@ def exact_spectrum_of_trained(model: nn.Module, data, hessian_settings: HessianS
 
 def predict_from_model(model: nn.Module, data, *, hessian_settings: HessianSettings, theory_settings: TheorySettings,
                        l1: float = 0.0, spectrum=None, rows: HessianRows | None = None, seed: int = 0,
-                       epsilon: tuple[float, str] | None = None, progress: bool = False) -> dict:
+                       epsilon: tuple[float, str] | None = None, progress: bool = False,
+                       epsilon_band: bool = True) -> dict:
     """Trained model → predicted pruning threshold, kinematic bounds and curves (JSON-ready dict).
 
     The one code path of the pipeline's theory rule, ``prunelimit predict`` and iterative pruning.
@@ -100,6 +103,11 @@ def predict_from_model(model: nn.Module, data, *, hessian_settings: HessianSetti
     a :class:`Quadrature` of exact eigenvalues) if given, else converged SLQ
     (:func:`spectrum_of_trained` with this prediction as the functional). One Hessian operator
     serves the rows and the spectrum.
+
+    ``epsilon_band``: also ε's spread over ``theory_settings.epsilon_partitions`` random batch
+    partitions of the (un-augmented) training set, seeded by ``seed``, and the prediction at its
+    10th and 90th percentiles, under ``"epsilon_band"`` (:func:`band_of_model`); None where it is off
+    (this keyword, ``epsilon_partitions: 0``) or ε is the ``theory.epsilon`` override.
     """
     t0 = time.perf_counter()
     model = model.eval()
@@ -125,7 +133,12 @@ def predict_from_model(model: nn.Module, data, *, hessian_settings: HessianSetti
     exact = isinstance(spectrum, Quadrature)
     quadrature = spectrum if exact else spectrum.quadrature()
     report = prediction_report(ranking, quadrature, epsilon, zero_fraction=f0, hessian_settings=hessian_settings,
-                               theory_settings=theory_settings, spectrum_dim=spectrum_dim)
+                               theory_settings=theory_settings, spectrum_dim=spectrum_dim,
+                               exact_null_mass=0.0 if exact else spectrum.exact_null_mass)
+    band = (band_of_model(model, data, ranking, quadrature, zero_fraction=f0, theory_settings=theory_settings,
+                          l1=l1, seed=seed, spectrum_dim=spectrum_dim,
+                          exact_null_mass=0.0 if exact else spectrum.exact_null_mass)
+            if epsilon_band and theory_settings.epsilon is None else None)
     # the largest eigenvalues: exact ones, or the k-th largest Ritz value averaged over runs
     top = (np.sort(quadrature.nodes)[::-1][:10] if exact
            else np.sort(spectrum.ritz_values, axis=1)[:, ::-1][:, :10].mean(axis=0))
@@ -138,6 +151,7 @@ def predict_from_model(model: nn.Module, data, *, hessian_settings: HessianSetti
         "zero_rows": {"n_rows": int(len(rows.l1_norms)), "n_zero": rows.zero_rows,
                       "threshold": rows.zero_threshold, "important_fraction": 1.0 - f0},
         **report,
+        "epsilon_band": band,
         "slq": slq_report(spectrum, ranking, epsilon, f0, spectrum_dim),
         "top_eigenvalues": top.tolist(),
         "provenance": {"formulas": FORMULA_MARKS, "spectrum_source": spectrum_source,
@@ -145,6 +159,21 @@ def predict_from_model(model: nn.Module, data, *, hessian_settings: HessianSetti
                        "spectrum_settings": {} if exact else dict(spectrum.settings),
                        "bounds": "kinematic bounds", "seconds": time.perf_counter() - t0},
     }
+
+
+def band_of_model(model: nn.Module, data, ranking, quadrature: Quadrature, *, zero_fraction: float,
+                  theory_settings: TheorySettings, l1: float = 0.0, seed: int = 0,
+                  spectrum_dim: int | None = None, **predict_kwargs) -> dict | None:
+    """The ε band of a trained model (:func:`prunelimit.gaussian_width.epsilon_band`) over
+    ``theory_settings.epsilon_partitions`` partitions of batch 128 (halved on tiny training sets);
+    None with 0 partitions. ``predict_kwargs`` go to the prediction at each end, as for the prediction."""
+    partitions = int(theory_settings.epsilon_partitions)
+    if partitions == 0:
+        return None
+    batch = epsilon_batch_size(128, len(data.x_train))
+    values = epsilon_spread(model, data, l1=l1, batch_size=batch, partitions=partitions, seed=seed)
+    return epsilon_band(ranking, quadrature, values, zero_fraction=zero_fraction, eta=float(theory_settings.eta),
+                        spectrum_dim=spectrum_dim, batch_size=batch, **predict_kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
