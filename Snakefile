@@ -26,6 +26,7 @@ include: "workflow/rules/theory.smk"
 include: "workflow/rules/prune.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/regime.smk"
+include: "workflow/rules/claim.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -7,8 +7,9 @@ from prunelimit.tables import lomp_rows_from_sweep, lomp_vs_baselines_table, wri
 with rule_context(snakemake.log[0]):
     p = snakemake.params
     results = [load_json(path) for path in snakemake.input.results]
-    for task, curve in zip(p.lomp_tasks, snakemake.input.lomp_curves):  # LOMP: the sweep's rows
-        results += lomp_rows_from_sweep(task, load_csv(curve), p.sparsities, p.lomp_seeds[task])
+    lomp_runs = zip(p.lomp["tasks"], p.lomp["seeds"], snakemake.input.lomp_curves, strict=True)
+    for task, seed, curve in lomp_runs:  # LOMP: the sweeps' rows, one per claim seed
+        results += lomp_rows_from_sweep(task, load_csv(curve), p.sparsities, seed, p.lomp_epochs[task])
     dense = {m["task"]: m["test_acc"] for m in map(load_json, snakemake.input.dense)}
     table = lomp_vs_baselines_table(results, dense or None, methods=p.methods)
     out = snakemake.output

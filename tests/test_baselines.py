@@ -296,20 +296,23 @@ def test_lomp_rows_read_from_the_sweep_equal_lomp_itself(tmp_path):
         lomp_rows_from_sweep("t", load_csv(tmp_path / "curve.csv"), [0.33], seed=0)
 
 
-def test_table_cells_are_mean_std_over_seeds():
+def test_table_cells_are_mean_sd_over_seeds_and_state_the_training():
     results = [
-        {"method": "lomp", "task": "t", "sparsity": 0.5, "seed": 0, "test_acc": 0.9},
-        {"method": "imp", "task": "t", "sparsity": 0.5, "seed": 0, "test_acc": 0.8},
-        {"method": "imp", "task": "t", "sparsity": 0.5, "seed": 1, "test_acc": 0.9},
-        {"method": "smart_ratio", "task": "t", "sparsity": 0.9, "seed": 0, "test_acc": 0.5},
+        {"method": "lomp", "task": "t", "sparsity": 0.5, "seed": 0, "test_acc": 0.9, "training": "160 (the L1 model)"},
+        {"method": "imp", "task": "t", "sparsity": 0.5, "seed": 0, "test_acc": 0.8, "training": "160 per round"},
+        {"method": "imp", "task": "t", "sparsity": 0.5, "seed": 1, "test_acc": 0.9, "training": "160 per round"},
+        {"method": "smart_ratio", "task": "t", "sparsity": 0.9, "seed": 0, "test_acc": 0.5, "training": "160"},
     ]
     table = lomp_vs_baselines_table(results, {"t": 0.95}, methods=["imp", "lomp", "smart_ratio", "rare_gems"])
     assert list(table.columns) == ["task", "sparsity_%", "density_%", "dense", "LOMP", "Rare Gems", "IMP",
                                    "Smart-Ratio"]
     row = table.iloc[0]
     assert row["dense"] == "95.00" and row["LOMP"] == "90.00 (1)" and row["Rare Gems"] == ""
-    assert row["IMP"] == f"{85.0:.2f} ± {np.std([80.0, 90.0]):.2f} (2)"
+    assert row["IMP"] == f"{85.0:.2f} ± {np.std([80.0, 90.0], ddof=1):.2f} (2)"  # sample sd
     assert table.iloc[1]["Smart-Ratio"] == "50.00 (1)" and table.iloc[1]["sparsity_%"] == "90"
+    budget = table.iloc[2]
+    assert budget["sparsity_%"] == "training epochs" and budget["IMP"] == "160 per round"
+    assert budget["LOMP"] == "160 (the L1 model)" and budget["Rare Gems"] == ""
     with pytest.raises(PrunelimitError, match="no baseline"):
         lomp_vs_baselines_table([], None)
 

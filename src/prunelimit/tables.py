@@ -9,6 +9,7 @@ from html import escape
 import numpy as np
 import pandas as pd
 
+from .claim import bounds_verdict, verdict
 from .io import PrunelimitError, atomic_path
 from .spectrum import kernel_variance
 
@@ -93,13 +94,15 @@ def tv_distance_table(runs: dict[str, dict[int, object]], bins: int = 200) -> pd
     return pd.DataFrame(rows)
 
 
-def lomp_rows_from_sweep(task: str, curve: pd.DataFrame, sparsities: list[float], seed: int) -> list[dict]:
+def lomp_rows_from_sweep(task: str, curve: pd.DataFrame, sparsities: list[float], seed: int,
+                         epochs: int | None = None) -> list[dict]:
     """LOMP's results at ``sparsities`` read from the task's one-shot sweep (``prune/<task>/curve.csv``).
 
     LOMP is the L1 model one-shot magnitude pruned without retraining, which is what the sweep
     evaluates at every grid point, by the same ranking (:func:`prunelimit.baselines.lomp` equals
     the sweep's row to the last digit: tests/test_baselines.py), so it is read, not recomputed.
-    ``seed`` is the L1 model's training seed. A sparsity off the sweep's grid is an error.
+    ``seed`` is the L1 model's training seed, ``epochs`` its training epochs. A sparsity off the
+    sweep's grid is an error.
     """
     rows = []
     for s in sparsities:
@@ -110,7 +113,8 @@ def lomp_rows_from_sweep(task: str, curve: pd.DataFrame, sparsities: list[float]
         row = at.iloc[0]
         rows.append({"method": "lomp", "task": task, "sparsity": float(s), "seed": int(seed),
                      **{k: float(row[k]) for k in ("density", "test_acc", "test_loss", "train_acc", "train_loss")},
-                     "kept": int(row["kept"]), "source": "one-shot sweep"})
+                     "kept": int(row["kept"]), "source": "one-shot sweep",
+                     **({"training": f"{epochs} (the L1 model), no retraining"} if epochs is not None else {})})
     return rows
 
 
@@ -119,9 +123,11 @@ def lomp_vs_baselines_table(results: list[dict], dense_acc: dict[str, float] | N
     """LOMP vs Rare Gems, IMP, Smart-Ratio: top-1 test accuracy (%) per task and sparsity.
 
     ``results`` are the baseline JSON dicts (keys method, task, sparsity, seed, test_acc);
-    ``dense_acc`` maps task → the dense model's test accuracy. Cells read "mean ± std (n)" over
-    seeds (population std over the n seeds; "mean (1)" for a single run, e.g. LOMP, which prunes
-    the one trained L1 model and has no seed of its own).
+    ``dense_acc`` maps task → the dense model's test accuracy. Cells read "mean ± sd (n)" over
+    seeds (sample sd, ddof 1, over the n seeds; "mean (1)" for a single run). LOMP's seeds are the
+    training seeds of its L1 models. After each task's sparsities, a "training" row states what each
+    method trained, in epochs of the task's recipe (the results' ``training``), so an unequal budget
+    shows.
     """
     # the paper's column order (here, not in prunelimit.baselines: table jobs run without torch)
     labels = {"lomp": "LOMP", "rare_gems": "Rare Gems", "imp": "IMP", "smart_ratio": "Smart-Ratio"}
@@ -141,7 +147,7 @@ def lomp_vs_baselines_table(results: list[dict], dense_acc: dict[str, float] | N
         pct = 100.0 * values.to_numpy(dtype=float)
         if len(pct) == 1:
             return f"{pct[0]:.2f} (1)"
-        return f"{pct.mean():.2f} ± {pct.std(ddof=0):.2f} ({len(pct)})"
+        return f"{pct.mean():.2f} ± {pct.std(ddof=1):.2f} ({len(pct)})"
 
     rows = []
     for (task, sparsity), group in df.groupby(["task", "sparsity"], sort=True):
@@ -151,6 +157,15 @@ def lomp_vs_baselines_table(results: list[dict], dense_acc: dict[str, float] | N
         for m in methods:
             row[labels.get(m, m)] = cell(group.loc[group["method"] == m, "test_acc"])
         rows.append(row)
+    if "training" in df.columns:
+        for task, group in df.groupby("task", sort=True):
+            row = {"task": task, "sparsity_%": "training epochs", "density_%": ""}
+            if dense_acc is not None:
+                row["dense"] = ""
+            for m in methods:
+                budgets = sorted(group.loc[group["method"] == m, "training"].dropna().unique())
+                row[labels.get(m, m)] = "; ".join(budgets)
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -161,14 +176,6 @@ def by_task(tasks: list[str], paths: list[str], load) -> dict:
     if len(tasks) != len(paths):
         raise PrunelimitError(f"{len(paths)} input files for {len(tasks)} tasks: {paths}")
     return {task: load(path) for task, path in zip(tasks, paths)}
-
-
-def _verdict(actual: float, lower: float, upper: float) -> str:
-    if actual < lower:
-        return "actual below lower bound"
-    if actual > upper:
-        return "actual above upper bound"
-    return "within kinematic bounds"
 
 
 def bounds_gap_table(predictions: dict[str, dict]) -> pd.DataFrame:
@@ -194,57 +201,6 @@ def bounds_gap_table(predictions: dict[str, dict]) -> pd.DataFrame:
             "exact_gap": float(exact.get("gap", nan)),
             "slq_minus_exact": float(p["exact"]["slq_minus_exact"]) if "exact" in p else nan,
         })
-    return pd.DataFrame(rows)
-
-
-AGREEMENT = 0.01  # |predicted − actual| within this counts as agreement: the seed-to-seed SLQ tolerance
-
-
-def _verdict_difference(difference: float) -> str:
-    if abs(difference) <= AGREEMENT:
-        return f"agrees (|difference| <= {AGREEMENT:g})"
-    return f"prediction {'above' if difference > 0 else 'below'} actual by {abs(difference):.3f}"
-
-
-def theory_vs_actual_table(predictions: dict[str, dict], actuals: dict[str, dict]) -> pd.DataFrame:
-    """Paper's theoretical-vs-actual table: predicted and actual pruning threshold per task.
-
-    ``predictions``: task → prediction.json; ``actuals``: task → actual.json (one-shot magnitude
-    pruning of the same L1 model on the 0.1% grid). Sparsities (fraction removed). Per task: the
-    prediction with the spread of its SLQ runs (seeds), the Lanczos steps each run took and whether
-    they converged (a run stopped by the step cap is flagged), the actual threshold by the
-    criterion the verdict uses (``actual_criterion``: the official one, or tolerance 0 where no
-    pruned model beats the unpruned one) and at each tolerance, ``difference`` = predicted − actual,
-    the verdict on it (agreement within ``AGREEMENT``), and whether the actual threshold lies
-    inside the kinematic bounds. The official code's smoothed-density estimate is kept for
-    comparison.
-    """
-    rows = []
-    for task, p in predictions.items():
-        if task not in actuals:
-            raise KeyError(f"no actual threshold for task {task!r}")
-        a = actuals[task]
-        predicted, actual = float(p["predicted_sparsity"]), float(a["actual_sparsity"])
-        lower, upper = float(p["lower_sparsity"]), float(p["upper_sparsity"])
-        slq = p.get("slq", {})
-        row = {
-            "task": task, "predicted_sparsity": predicted, "slq_seed_spread": _float_or_nan(slq.get("spread")),
-            "slq_steps": "/".join(str(m) for m in slq.get("steps", [])),
-            "slq_converged": {True: "yes", False: "no (step cap)", None: "n/a"}[slq.get("converged")],
-            "actual_sparsity": actual, "actual_criterion": a.get("actual_criterion", ""),
-            "official_sparsity": _float_or_nan(a.get("official_sparsity")),
-        }
-        for tol, value in a.get("tolerance_sparsity", {}).items():
-            row[f"actual_tol_{tol}"] = float(value)
-        row.update({
-            "difference": predicted - actual, "verdict": _verdict_difference(predicted - actual),
-            "lower_sparsity": lower, "upper_sparsity": upper,
-            "within_bounds": bool(lower <= actual <= upper), "bounds_verdict": _verdict(actual, lower, upper),
-            "predicted_density": 1.0 - predicted, "actual_density": 1.0 - actual,
-            "official_smoothed_sparsity": _float_or_nan(p.get("official_smoothed", {}).get("predicted_sparsity")),
-            "unpruned_test_acc": float(a["dense_test_acc"]),
-        })
-        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -333,7 +289,7 @@ def regime_map_table(points: list[dict]) -> pd.DataFrame:
         }
         for tol, value in act.get("tolerance_sparsity", {}).items():
             row[f"actual_tol_{tol}"] = float(value)
-        row.update({"difference": predicted - actual, "verdict": _verdict_difference(predicted - actual),
-                    "bounds_verdict": _verdict(actual, lower, upper)})
+        row.update({"difference": predicted - actual, "verdict": verdict([predicted - actual], 0.0),
+                    "bounds_verdict": bounds_verdict(actual, lower, upper)})
         rows.append(row)
     return pd.DataFrame(rows)

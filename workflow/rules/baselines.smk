@@ -22,13 +22,9 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-# LOMP prunes the one trained L1 model: its only "seed" is that model's training seed.
-LOMP_SEEDS = {
-    t: int(task_spec(config, t, THEORY_VARIANT)["train"]["seed"])
-    for t in BASELINE_TASKS
-}
-# LOMP's rows are the one-shot sweep's of the L1 model (prune/<task>/curve.csv): the same pruning
-# and evaluation, so the table reads them instead of computing them again.
+# LOMP's rows are the one-shot sweeps of the L1 models (prune/<task>/curve.csv, and each claim seed's):
+# the same pruning and evaluation, so the table reads them instead of computing them again. Its seeds
+# are the claim test's training seeds.
 LOMP_TASKS = BASELINE_TASKS if "lomp" in BASELINE_METHODS else []
 BASELINE_RESULTS = [
     f"{RESULTS}/baselines/{method}/{task}/s{tag}_seed{seed}.json"
@@ -104,7 +100,7 @@ rule baseline_imp:
 rule table_baselines:
     input:
         results=BASELINE_RESULTS,
-        lomp_curves=per_task("prune/{task}/curve.csv", LOMP_TASKS),
+        lomp_curves=claim_files("curve.csv", LOMP_TASKS),
         dense=[
             trained(t, "dense")["metrics"]
             for t in BASELINE_TASKS
@@ -121,8 +117,11 @@ rule table_baselines:
         "../../envs/plot.yaml"
     params:
         methods=BASELINE_METHODS,
-        lomp_tasks=LOMP_TASKS,
-        lomp_seeds=LOMP_SEEDS,
+        lomp=claim_seed_params(LOMP_TASKS),
+        lomp_epochs={
+            t: int(task_spec(config, t, THEORY_VARIANT)["train"]["epochs"])
+            for t in LOMP_TASKS
+        },
         sparsities=list(SPARSITY_TAGS.values()),
         title=table_title("lomp_vs_baselines"),
     script:

@@ -95,6 +95,52 @@ def trained(task, variant=THEORY_VARIANT):
     return {"model": f"{base}/model.pt", "metrics": f"{base}/metrics.json"}
 
 
+# The claim test over training seeds (workflow/rules/claim.smk): each main-study task's L1 model
+# trained with every seed of claim_seeds. The seed equal to the task's own training seed is the main
+# study's model; the others are the train_reseeded rule's l1_seed<seed> models (shared with tv_distance).
+CLAIM_SEEDS = [int(s) for s in config["claim_seeds"]] if THEORY_VARIANT == "l1" else []
+SEED_DIR = f"{RESULTS}/seeds/{{task}}/seed{{seed}}"
+
+
+def task_seed(task):
+    """The training seed of the task's main-study model."""
+    return int(task_spec(config, task, THEORY_VARIANT)["train"]["seed"])
+
+
+def claim_seeds(task):
+    """The claim test's training seeds of ``task``, its own first (the main study's model)."""
+    own = task_seed(task)
+    return [own] + [s for s in CLAIM_SEEDS if s != own]
+
+
+# per seed, a claim-test file: the main study's where the seed is the task's own
+MAIN_STUDY_CLAIM_FILES = {
+    "prediction.json": "theory/{task}/prediction.json",
+    "actual.json": "prune/{task}/actual.json",
+    "curve.csv": "prune/{task}/curve.csv",
+    "metrics.json": "train/{task}/l1/metrics.json",
+}
+
+
+def claim_file(task, seed, name):
+    if seed == task_seed(task):
+        return f"{RESULTS}/{MAIN_STUDY_CLAIM_FILES[name].format(task=task)}"
+    if name == "metrics.json":
+        return f"{RESULTS}/train/{task}/l1_seed{seed}/metrics.json"
+    return f"{RESULTS}/seeds/{task}/seed{seed}/{name}"
+
+
+def claim_files(name, tasks=TASKS):
+    """One file per (task, seed) of the claim test, tasks outer, the task's own seed first."""
+    return [claim_file(t, s, name) for t in tasks for s in claim_seeds(t)]
+
+
+def claim_seed_params(tasks=TASKS):
+    """The (task, seed) of each file of :func:`claim_files`, as two parallel lists."""
+    pairs = [(t, s) for t in tasks for s in claim_seeds(t)]
+    return {"tasks": [t for t, _ in pairs], "seeds": [s for _, s in pairs]}
+
+
 # The regime map (workflow/rules/regime.smk): tasks, their l1x<m> training variants, files
 REGIME = SETTINGS.regime
 REGIME_TASKS = list(REGIME.tasks)
@@ -264,6 +310,8 @@ def get_final_output():
         *expand(f"{RESULTS}/theory/{{task}}/{{name}}", task=TASKS, name=theory),
         *expand(f"{RESULTS}/prune/{{task}}/{{name}}", task=TASKS, name=prune),
         *per_task("prune/{task}/iterative.csv", ITERATIVE_TASKS),
+        *claim_files("prediction.json"),
+        *claim_files("actual.json"),
         *all_table_paths(),
         *all_figure_paths(),
     ]

@@ -34,6 +34,7 @@ rule regime_prediction:
         gpu=1,
     params:
         **THEORY_PARAMS,
+        title=lambda w: f"{w.task} {w.point}",
     script:
         "../../scripts/regime_prediction.py"
 

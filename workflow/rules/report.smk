@@ -34,10 +34,17 @@ FIGURES = {  # rule fig_<name>: scripts/fig_<name>.py, captioned by workflow/rep
     "pruning_curves": figure(
         "pruning curves",
         "Fig. 3",
-        {"tasks": TASKS},
+        {
+            "tasks": TASKS,
+            "claim": claim_seed_params(),
+            "own_seed": {t: task_seed(t) for t in TASKS},
+        },
         curve=CURVES,
         actual=ACTUALS,
         prediction=PREDICTIONS,
+        seed_curve=claim_files("curve.csv"),
+        seed_prediction=claim_files("prediction.json"),
+        seed_actual=claim_files("actual.json"),
     ),
     "theory_vs_actual": figure(
         "prediction curve vs actual",
@@ -150,8 +157,9 @@ rule table_bounds_gap:
 
 rule table_theory_vs_actual:
     input:
-        prediction=PREDICTIONS,
-        actual=ACTUALS,
+        prediction=claim_files("prediction.json"),
+        actual=claim_files("actual.json"),
+        metrics=claim_files("metrics.json"),
     output:
         **table_outputs("theory_vs_actual"),
     log:
@@ -162,7 +170,7 @@ rule table_theory_vs_actual:
     conda:
         "../../envs/plot.yaml"
     params:
-        tasks=TASKS,
+        **claim_seed_params(),
         title=table_title("theory_vs_actual"),
     script:
         "../../scripts/table_theory_vs_actual.py"

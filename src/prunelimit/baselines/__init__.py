@@ -117,7 +117,18 @@ def run_imp_trajectory(spec: dict, data: TensorData, sparsities: list[float], se
     return [finish({**r, **shared}, "imp", spec, seed, options, wall) for r in results]
 
 
+def training_budget(method: str, epochs: int, result: dict) -> str:
+    """What a run trained, in epochs of the task's recipe (the baselines table states it per method)."""
+    if method == "imp":
+        return f"{epochs} dense + {epochs} per round x {result.get('rounds', '?')} rounds"
+    if method == "rare_gems":
+        return f"{epochs} on scores + {epochs} on weights"
+    return f"{epochs}"
+
+
 def finish(result: dict, method: str, spec: dict, seed: int, options: dict, wall_time: float) -> dict:
-    """Add provenance (method, task, seed, options, source, time) to a result dict."""
+    """Add provenance (method, task, seed, options, source, training epochs, time) to a result dict."""
+    epochs = int(spec["train"]["epochs"])
     return {"method": method, "task": spec["task"], "model": spec["model"], "dataset": spec["dataset"],
-            "seed": int(seed), **result, "options": options, "source": SOURCES[method], "wall_time_s": wall_time}
+            "seed": int(seed), **result, "options": options, "source": SOURCES[method], "train_epochs": epochs,
+            "training": training_budget(method, epochs, result), "wall_time_s": wall_time}

@@ -66,15 +66,35 @@ def _log_y_plain(ax: plt.Axes) -> None:
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
+def _other_seeds(ax_acc: plt.Axes, runs: list[tuple[pd.DataFrame, Mapping, Mapping]]) -> list:
+    """The claim test's other training seeds, faint: accuracy curve, predicted and actual threshold."""
+    handles = []
+    for curve, pred, act in runs:
+        df = curve.sort_values("sparsity")
+        handles.append(ax_acc.plot(df["sparsity"], df["test_acc"], "-", lw=0.7, alpha=0.35, color=COLORS["accuracy"],
+                                   label="other training seeds (faint)")[0])
+        ax_acc.axvline(float(pred["predicted_sparsity"]), color=COLORS["predicted"], lw=0.8, alpha=0.35)
+        ax_acc.axvline(float(act["actual_sparsity"]), color=COLORS["actual"], ls=":", lw=0.8, alpha=0.5)
+    return handles[:1]
+
+
+def _spread(values: list[float]) -> str:
+    v = np.asarray(values, float)
+    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if v.size > 1 else f"{v[0]:.3f}"
+
+
 def plot_pruning_curves(curves: Mapping[str, pd.DataFrame], predictions: Mapping[str, Mapping],
-                        actuals: Mapping[str, Mapping], paths: Iterable[str | os.PathLike]) -> dict:
+                        actuals: Mapping[str, Mapping], paths: Iterable[str | os.PathLike],
+                        other_seeds: Mapping[str, list[tuple[pd.DataFrame, Mapping, Mapping]]] | None = None) -> dict:
     """Paper Fig. 3: normalised test loss and test accuracy of one-shot magnitude pruning vs sparsity.
 
     Per task two panels sharing the sparsity axis: test loss divided by the unpruned model's (log
     scale) and test accuracy, both from ``curve.csv`` (the 0.1% grid). Vertical lines: predicted
     threshold (prediction.json), kinematic bounds (shaded between) and the actual threshold by the
-    official criterion (actual.json); the unpruned accuracy is a horizontal line. Returns per task
-    the drawn thresholds and the unpruned loss/accuracy.
+    official criterion (actual.json); the unpruned accuracy is a horizontal line. ``other_seeds``:
+    per task, (curve, prediction, actual) of the claim test's other training seeds, drawn faint on
+    the accuracy panel; the title then gives mean ± sd over every seed. Returns per task the drawn
+    thresholds and the unpruned loss/accuracy.
     """
     apply_style()
     fig, panels = task_panels(list(curves), rows_per_task=2, panel=(3.4, 2.3), share_x=True)
@@ -101,9 +121,17 @@ def plot_pruning_curves(curves: Mapping[str, pd.DataFrame], predictions: Mapping
             marks = _mark_thresholds(ax, pred, act)
         handles += [ln for ln in ax_acc.get_lines() if ln.get_label() in
                     ("predicted threshold s* (theory)", "kinematic bounds", "actual threshold (official criterion)")]
+        others = list((other_seeds or {}).get(task, []))
+        handles += _other_seeds(ax_acc, others)
         # the numbers in the title too: a line on the axis edge (s* = 1) or two close lines are easy to miss
-        ax_loss.set_title(f"{task}\npredicted s* = {marks['predicted_sparsity']:.3f}, "
-                          f"actual = {marks['actual_sparsity']:.3f}")
+        if others:
+            preds = [float(pred["predicted_sparsity"])] + [float(p["predicted_sparsity"]) for _, p, _ in others]
+            acts = [float(act["actual_sparsity"])] + [float(a["actual_sparsity"]) for _, _, a in others]
+            ax_loss.set_title(f"{task} ({len(preds)} seeds)\npredicted s* = {_spread(preds)}, "
+                              f"actual = {_spread(acts)}", fontsize="small")
+        else:
+            ax_loss.set_title(f"{task}\npredicted s* = {marks['predicted_sparsity']:.3f}, "
+                              f"actual = {marks['actual_sparsity']:.3f}")
         _zoom_sparsity(ax_acc, [marks["lower_sparsity"], marks["actual_sparsity"]])
         top = ax_loss.secondary_xaxis("top", functions=(lambda s: 1 - s, lambda d: 1 - d))
         top.set_xlabel(DENSITY, fontsize="small")
