@@ -1,6 +1,7 @@
 """`prunelimit predict`: a user's own model gets the pipeline's prediction; bad input is one line, exit 2."""
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -60,17 +61,29 @@ def _common_args(config, workdir):
             "--l1", repr(l1), "--seed", "0", "--no-progress"]
 
 
-def test_user_model_gets_the_pipelines_prediction(pipeline):
+# A user's module is a plain nn.Module: the Hessian operator cannot see which units are zero on every
+# sample (it does for the registry's MLP), so Lanczos runs on all D coordinates and meets the null
+# share through a Ritz node instead of placing it at exactly 0: the same prediction within the SLQ
+# tolerance, not to the digit (docs/method.md, "zero eigenvalues counted once").
+USER_MODULE_TOL = 0.005
+
+
+@pytest.mark.parametrize("model", [["--model", "mlp", "--model-args", '{"hidden": [32, 16]}'],
+                                   ["--model", "user_net.py:make"]], ids=["registry-mlp", "user-module"])
+def test_user_model_gets_the_pipelines_prediction(pipeline, model):
     workdir, config = pipeline
-    proc = run_cli(workdir, "--model", "user_net.py:make", "--checkpoint", "results/mini/train/mlp_digits/l1/model.pt",
+    proc = run_cli(workdir, *model, "--checkpoint", "results/mini/train/mlp_digits/l1/model.pt",
                    "--data", "digits", "--data-dir", "results/mini/data", "--json", *_common_args(config, workdir))
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     expected = json.loads((workdir / "results/mini/theory/mlp_digits/prediction.json").read_text())
     # Same code path and seeds; float32 HVP reductions differ in order with the thread count
     # (the rule runs 1 thread, the CLI all cores), so equal to ~1e-6 rather than bitwise.
+    registry = model[1] == "mlp"
     for key in ("predicted_sparsity", "lower_sparsity", "upper_sparsity", "epsilon", "zero_fraction"):
-        assert got[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-9), key
+        near = registry or key in ("epsilon", "zero_fraction")
+        assert got[key] == pytest.approx(expected[key], rel=1e-5 if near else 0, abs=1e-9 if near else USER_MODULE_TOL)
+    assert (got["null_mass"]["exact_off_support"] > 0) is registry
     assert got["D"] == expected["D"] == 64 * 32 + 32 * 16 + 16 * 10
     assert set(got) >= {"predicted_sparsity", "predicted_density", "lower_sparsity", "upper_sparsity", "gap",
                         "epsilon", "epsilon_source", "D", "zero_fraction", "top_eigenvalues", "timings_s"}
@@ -97,7 +110,8 @@ def test_text_output_and_verify_from_a_data_file(pipeline):
     assert "kinematic bounds" in proc.stdout
     assert "actual (one-shot sweep): sparsity" in proc.stdout
     expected = json.loads((workdir / "results/mini/theory/mlp_digits/prediction.json").read_text())
-    assert f"{expected['predicted_sparsity']:.4f}" in proc.stdout  # same data, as a user file
+    shown = float(re.search(r"predicted pruning limit: sparsity ([0-9.]+)", proc.stdout).group(1))
+    assert shown == pytest.approx(expected["predicted_sparsity"], abs=USER_MODULE_TOL)  # same data, as a user file
 
 
 @pytest.mark.parametrize(

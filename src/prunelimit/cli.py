@@ -255,7 +255,7 @@ def predict(args: argparse.Namespace) -> dict:
         "predicted_sparsity": result["predicted_sparsity"], "predicted_density": result["predicted_density"],
         "lower_sparsity": result["lower_sparsity"], "upper_sparsity": result["upper_sparsity"],
         "gap": result["gap"], "epsilon": result["epsilon"], "epsilon_source": result["epsilon_source"],
-        "D": result["D"], "zero_fraction": result["zero_fraction"],
+        "D": result["D"], "zero_fraction": result["zero_fraction"], "null_mass": result["null_mass"],
         "epsilon_band": result["epsilon_band"],  # None with --epsilon or --epsilon-partitions 0
         "top_eigenvalues": result["top_eigenvalues"][:args.top],
         "slq_steps": result["slq"]["steps"], "slq_converged": result["slq"]["converged"],
