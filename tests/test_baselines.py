@@ -299,8 +299,10 @@ def test_lomp_rows_read_from_the_sweep_equal_lomp_itself(tmp_path):
 def test_table_cells_are_mean_sd_over_seeds_and_state_the_training():
     results = [
         {"method": "lomp", "task": "t", "sparsity": 0.5, "seed": 0, "test_acc": 0.9, "training": "160 (the L1 model)"},
-        {"method": "imp", "task": "t", "sparsity": 0.5, "seed": 0, "test_acc": 0.8, "training": "160 per round"},
-        {"method": "imp", "task": "t", "sparsity": 0.5, "seed": 1, "test_acc": 0.9, "training": "160 per round"},
+        {"method": "imp", "task": "t", "sparsity": 0.5, "seed": 0, "test_acc": 0.8, "training": "160 per round",
+         "rounds": 4},
+        {"method": "imp", "task": "t", "sparsity": 0.5, "seed": 1, "test_acc": 0.9, "training": "160 per round",
+         "rounds": 4},
         {"method": "smart_ratio", "task": "t", "sparsity": 0.9, "seed": 0, "test_acc": 0.5, "training": "160"},
     ]
     table = lomp_vs_baselines_table(results, {"t": 0.95}, methods=["imp", "lomp", "smart_ratio", "rare_gems"])
@@ -311,7 +313,7 @@ def test_table_cells_are_mean_sd_over_seeds_and_state_the_training():
     assert row["IMP"] == f"{85.0:.2f} ± {np.std([80.0, 90.0], ddof=1):.2f} (2)"  # sample sd
     assert table.iloc[1]["Smart-Ratio"] == "50.00 (1)" and table.iloc[1]["sparsity_%"] == "90"
     budget = table.iloc[2]
-    assert budget["sparsity_%"] == "training epochs" and budget["IMP"] == "160 per round"
+    assert budget["sparsity_%"] == "training epochs" and budget["IMP"] == "160 per round, rounds 4 to 50%"
     assert budget["LOMP"] == "160 (the L1 model)" and budget["Rare Gems"] == ""
     with pytest.raises(PrunelimitError, match="no baseline"):
         lomp_vs_baselines_table([], None)

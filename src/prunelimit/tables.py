@@ -163,8 +163,13 @@ def lomp_vs_baselines_table(results: list[dict], dense_acc: dict[str, float] | N
             if dense_acc is not None:
                 row["dense"] = ""
             for m in methods:
-                budgets = sorted(group.loc[group["method"] == m, "training"].dropna().unique())
-                row[labels.get(m, m)] = "; ".join(budgets)
+                runs = group.loc[group["method"] == m]
+                cell = "; ".join(sorted(runs["training"].dropna().unique()))
+                if "rounds" in runs and runs["rounds"].notna().any():  # IMP: its rounds to each target
+                    by_target = runs.dropna(subset=["rounds"]).groupby("sparsity")["rounds"].max()
+                    cell += ", rounds " + " / ".join(f"{int(r)}" for r in by_target) + " to " + \
+                        " / ".join(f"{100 * s:g}%" for s in by_target.index)
+                row[labels.get(m, m)] = cell
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -117,10 +117,12 @@ def run_imp_trajectory(spec: dict, data: TensorData, sparsities: list[float], se
     return [finish({**r, **shared}, "imp", spec, seed, options, wall) for r in results]
 
 
-def training_budget(method: str, epochs: int, result: dict) -> str:
-    """What a run trained, in epochs of the task's recipe (the baselines table states it per method)."""
+def training_budget(method: str, epochs: int, options: dict) -> str:
+    """What a run trained, in epochs of the task's recipe (the baselines table states it per method;
+    IMP's rounds per target sparsity are in each result's ``rounds``)."""
     if method == "imp":
-        return f"{epochs} dense + {epochs} per round x {result.get('rounds', '?')} rounds"
+        rewind = int(options.get("rewind_epoch", 0))
+        return f"{epochs} dense, then {epochs - rewind} per round (rewound to epoch {rewind})"
     if method == "rare_gems":
         return f"{epochs} on scores + {epochs} on weights"
     return f"{epochs}"
@@ -131,4 +133,4 @@ def finish(result: dict, method: str, spec: dict, seed: int, options: dict, wall
     epochs = int(spec["train"]["epochs"])
     return {"method": method, "task": spec["task"], "model": spec["model"], "dataset": spec["dataset"],
             "seed": int(seed), **result, "options": options, "source": SOURCES[method], "train_epochs": epochs,
-            "training": training_budget(method, epochs, result), "wall_time_s": wall_time}
+            "training": training_budget(method, epochs, options), "wall_time_s": wall_time}
