@@ -1,11 +1,14 @@
 """Resume keys: a killed run continues only under the same model, data and config; otherwise it
 starts afresh (with a log line saying why) and ends exactly where a fresh run ends.
 
-(Resuming an unchanged run to identical weights: tests/test_train.py; through Snakemake's retry:
-tests/test_resume_pipeline.py.)
+A resumed task run ends with everything an uninterrupted one has: weights, and every diagnostic
+of its metrics.json, the data-gradient tracker's never-updated shares and the per-epoch history
+included (the last tests here). (Resuming an unchanged run to identical weights:
+tests/test_train.py; through Snakemake's retry: tests/test_resume_pipeline.py.)
 """
 
 import contextlib
+import json
 import logging
 
 import pytest
@@ -13,7 +16,7 @@ import torch
 
 from prunelimit.data import TensorData, load_tensors, prepare_dataset
 from prunelimit.models import build_model
-from prunelimit.train import TrainConfig, train
+from prunelimit.train import TrainConfig, train, train_task
 
 CFG = TrainConfig(epochs=3, lr=0.05, seed=2)
 
@@ -169,3 +172,141 @@ def test_sigkilled_process_resumes_in_another_process_to_identical_weights(digit
             assert _rerun(resumed, data, CFG, ckpt) == [2]
     assert "not resuming" not in caplog.text
     assert torch.equal(_weights(resumed), _weights(reference))
+
+
+# ---------------------------------------------------------------------------------------------
+# train_task: the diagnostics survive a kill too
+# ---------------------------------------------------------------------------------------------
+
+TASK_EPOCHS, TASK_BATCH, TASK_SEED, TASK_N = 4, 32, 3, 120
+TASK_SPEC = {"task": "t", "variant": "l1", "model": "mlp", "dataset": "digits", "model_args": {"hidden": [8]},
+             "train": {"epochs": TASK_EPOCHS, "batch_size": TASK_BATCH, "lr": 0.05, "l1": 1e-3, "seed": TASK_SEED,
+                       "schedule": "cosine", "warmup_epochs": 1}}
+BLANK_ROW_WEIGHTS = 8 * 8  # pixel row 0 (8 pixels) × 8 hidden units
+
+
+def _tracker_data(full: TensorData) -> TensorData:
+    """120 training digits whose top pixel row is blank, so its 64 first-layer weights never get a
+    data gradient, except pixel (0, 0) of one sample that an epoch before the last trains on but
+    the last one drops (its partial batch): that pixel's weights get data gradients only before a
+    kill after epoch 3, and only a tracker restored from the resume file remembers them."""
+    x = full.x_train[:TASK_N].clone()
+    x[:, :, 0, :] = 0.0
+    used = TASK_N // TASK_BATCH * TASK_BATCH
+    generator = torch.Generator().manual_seed(TASK_SEED)  # train()'s batch order: one randperm an epoch
+    orders = [set(torch.randperm(TASK_N, generator=generator)[:used].tolist()) for _ in range(TASK_EPOCHS)]
+    marked = next(i for i in range(TASK_N) if i not in orders[-1] and any(i in o for o in orders[:-1]))
+    x[marked, 0, 0, 0] = 3.0
+    return TensorData(x, full.y_train[:TASK_N], full.x_test, full.y_test, full.num_classes)
+
+
+@contextlib.contextmanager
+def _task_training(monkeypatch, ran: list, kill_at: int | None = None):
+    """train_task with its training loop recording the 0-based epochs it runs in ``ran`` and, with
+    ``kill_at``, killed in that epoch (after the epochs before it were checkpointed)."""
+    import prunelimit.train as training
+
+    real = training.train
+
+    def train_then_kill(*args, on_epoch, **kwargs):
+        def watched(epoch, record):
+            on_epoch(epoch, record)
+            if epoch == kill_at:
+                raise Killed
+            ran.append(epoch)
+        return real(*args, on_epoch=watched, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "train", train_then_kill)
+        yield
+
+
+def _run_task(monkeypatch, data, out, checkpoint=None, kill_at=None) -> tuple[dict | None, list]:
+    ran = []
+    with _task_training(monkeypatch, ran, kill_at):
+        if kill_at is not None:
+            with pytest.raises(Killed):
+                train_task(TASK_SPEC, data, out / "model.pt", out / "metrics.json", checkpoint, progress=False)
+            return None, ran
+        train_task(TASK_SPEC, data, out / "model.pt", out / "metrics.json", checkpoint, progress=False)
+    return json.loads((out / "metrics.json").read_text()), ran
+
+
+def _without_wall_times(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if "time" not in k}
+
+
+@pytest.fixture(scope="module")
+def task_reference(digits_files, tmp_path_factory):
+    """The tracker data and an uninterrupted train_task run on it (its metrics and weights)."""
+    data = _tracker_data(load_tensors(digits_files[0.2]))
+    out = tmp_path_factory.mktemp("reference")
+    train_task(TASK_SPEC, data, out / "model.pt", out / "metrics.json", progress=False)
+    return data, json.loads((out / "metrics.json").read_text()), torch.load(out / "model.pt", weights_only=True)
+
+
+def _killed_after_three_epochs(monkeypatch, data, tmp_path):
+    ckpt = tmp_path / "l1.resume.pt"
+    _, ran = _run_task(monkeypatch, data, tmp_path / "killed", ckpt, kill_at=TASK_EPOCHS - 1)
+    assert ran == [0, 1, 2] and torch.load(ckpt, weights_only=True)["epoch"] == TASK_EPOCHS - 1
+    return ckpt
+
+
+def test_killed_task_resumes_to_identical_weights_and_diagnostics(task_reference, tmp_path, monkeypatch, caplog):
+    """Kill train_task after epoch 3 of 4, rerun it: metrics.json (all but wall times) and weights are
+    the uninterrupted run's, the never-updated shares and the regime drift over the restored history
+    included."""
+    data, reference, reference_weights = task_reference
+    n_prunable = reference["n_prunable"]
+    # the marked pixel's weights got data gradients (before the last epoch), the rest of the row never did
+    assert 0 < reference["never_updated_share"] * n_prunable < BLANK_ROW_WEIGHTS
+    ckpt = _killed_after_three_epochs(monkeypatch, data, tmp_path)
+    saved = torch.load(ckpt, weights_only=True)
+    assert set(saved["extra"]) == {"data_gradients"} and len(saved["history"]) == TASK_EPOCHS - 1
+    assert all("small_weight_share" in h for h in saved["history"])
+
+    with caplog.at_level(logging.WARNING, logger="prunelimit"):
+        resumed, ran = _run_task(monkeypatch, data, tmp_path / "resumed", ckpt)
+    assert "not resuming" not in caplog.text and ran == [TASK_EPOCHS - 1]  # only the last epoch ran again
+    assert not ckpt.exists()
+    assert _without_wall_times(resumed) == _without_wall_times(reference)
+    weights = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)
+    assert weights.keys() == reference_weights.keys()
+    assert all(torch.equal(weights[k], reference_weights[k]) for k in weights)
+
+
+def test_resume_without_the_trackers_masks_would_report_a_wrong_never_updated_share(task_reference, tmp_path,
+                                                                                      monkeypatch):
+    """The test above can tell: from the same resume file with the tracker's masks cleared (a tracker
+    that only saw the epochs after the resume, as before the masks were saved) the weights are the same
+    but more weights count as never updated, the marked pixel's among them."""
+    data, reference, _ = task_reference
+    ckpt = _killed_after_three_epochs(monkeypatch, data, tmp_path)
+    state = torch.load(ckpt, weights_only=True)
+    state["extra"]["data_gradients"] = {k: torch.zeros_like(m) for k, m in state["extra"]["data_gradients"].items()}
+    torch.save(state, ckpt)
+    cleared, ran = _run_task(monkeypatch, data, tmp_path / "cleared", ckpt)
+    assert ran == [TASK_EPOCHS - 1]
+    assert cleared["never_updated_share"] * cleared["n_prunable"] >= BLANK_ROW_WEIGHTS
+    assert cleared["never_updated_share"] > reference["never_updated_share"]
+    assert cleared["test_loss"] == reference["test_loss"]
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda state: state.pop("extra"), "not a resume checkpoint of this version (no valid extra)"),
+    (lambda state: state["extra"].clear(), "it holds no state for data_gradients"),
+])
+def test_resume_file_without_the_trackers_masks_trains_afresh(task_reference, tmp_path, monkeypatch, caplog, damage,
+                                                              reason):
+    """A resume file that lacks the masks (an older version's, or one written by a run without a tracker)
+    is not continued: the task trains afresh and still ends with the uninterrupted run's metrics."""
+    data, reference, _ = task_reference
+    ckpt = _killed_after_three_epochs(monkeypatch, data, tmp_path)
+    state = torch.load(ckpt, weights_only=True)
+    damage(state)
+    torch.save(state, ckpt)
+    with caplog.at_level(logging.WARNING, logger="prunelimit"):
+        afresh, ran = _run_task(monkeypatch, data, tmp_path / "afresh", ckpt)
+    assert "not resuming" in caplog.text and reason in caplog.text
+    assert ran == list(range(TASK_EPOCHS))
+    assert _without_wall_times(afresh) == _without_wall_times(reference)

@@ -121,6 +121,8 @@ def test_killed_training_job_is_retried_and_resumes_to_the_same_weights(tmp_path
         assert torch.equal(a[key], b[key]), key
     ma = json.loads((results / "train/fc5_a/l1/metrics.json").read_text())
     mb = json.loads((results / "train/fc5_b/l1/metrics.json").read_text())
-    for key in ("test_acc", "test_loss", "train_loss", "loss_std", "steps", "epochs_run"):
+    # the diagnostics too: the data-gradient masks and the per-epoch history are in the resume file
+    for key in ("test_acc", "test_loss", "train_loss", "loss_std", "steps", "epochs_run", "never_updated_share",
+                "never_updated_kept_share", "small_weight_share_drift_last_tenth", "history"):
         assert ma[key] == mb[key], key
     assert ma["epochs_run"] == EPOCHS

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from torch import nn
 
 from .checkpoint import torch_load_error
 
-FIELDS = ("model", "optimizer", "rng", "epoch", "steps", "elapsed", "history", "key")
+FIELDS = ("model", "optimizer", "rng", "epoch", "steps", "elapsed", "history", "extra", "key")
 
 
 def plain(obj: Any) -> Any:
@@ -77,8 +78,10 @@ def why_not_resumable(old: dict, new: dict) -> str:
     return "; ".join(reasons)
 
 
-def read_resume(path: str | os.PathLike, key: dict, map_location) -> tuple[dict | None, str]:
-    """``(state, '')`` if ``path`` is a resume checkpoint for ``key``; ``(None, why not)`` otherwise.
+def read_resume(path: str | os.PathLike, key: dict, map_location, extra: Iterable[str] = ()) -> tuple[dict | None, str]:
+    """``(state, '')`` if ``path`` is a resume checkpoint for ``key`` holding the state of every
+    name in ``extra`` (what the run accumulates besides model and optimiser, e.g. the data-gradient
+    masks); ``(None, why not)`` otherwise.
 
     Loaded with ``weights_only=True``: a planted file cannot run code, it is only reported.
     """
@@ -86,7 +89,15 @@ def read_resume(path: str | os.PathLike, key: dict, map_location) -> tuple[dict 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - unreadable for any reason: not resumable, say why
         return None, torch_load_error(err)
-    if not isinstance(state, dict) or not set(FIELDS) <= set(state) or not isinstance(state["key"], dict):
-        return None, "it is not a resume checkpoint of this version (no resume key)"
+    if not isinstance(state, dict):
+        return None, "it is not a resume checkpoint of this version (not a dict)"
+    missing = [f for f in FIELDS if f not in state] or [f for f in ("key", "extra") if not isinstance(state[f], dict)]
+    if missing:
+        return None, f"it is not a resume checkpoint of this version (no valid {', '.join(missing)})"
     reason = why_not_resumable(state["key"], key)
-    return (None, reason) if reason else (state, "")
+    if reason:
+        return None, reason
+    absent = sorted(set(extra) - set(state["extra"]))
+    if absent:
+        return None, f"it holds no state for {', '.join(absent)} (written by a run that did not track it)"
+    return state, ""

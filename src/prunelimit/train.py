@@ -205,8 +205,9 @@ class DataGradientTracker:
     A hook on each weight sees the gradient of the whole training loss; the L1 term's share
     λ·sign(w) is taken off, so what remains is the cross-entropy's. Weights whose share stays
     exactly zero (e.g. kernel taps that only ever see padding, weights of dead units) are never
-    shaped by the data and keep what initialisation and the L1 pull give them. A resumed run
-    tracks the epochs it runs itself.
+    shaped by the data and keep what initialisation and the L1 pull give them. Its masks go into
+    the resume file (``train(extra_state=...)``), so a resumed run counts the epochs before the
+    kill too and reports what an uninterrupted run reports.
     """
 
     def __init__(self, model: nn.Module, l1: float):
@@ -218,6 +219,22 @@ class DataGradientTracker:
             data_grad = grad - l1 * torch.sign(param.detach()) if l1 else grad
             self.seen[name] |= data_grad != 0
         return record
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The masks (name → bool tensor), for the resume file."""
+        return {name: m.clone() for name, m in self.seen.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from masks saved by :meth:`state_dict` (same weight names and shapes, bool)."""
+        if not isinstance(state, dict) or set(state) != set(self.seen):
+            names = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"data-gradient masks for {names}, expected {sorted(self.seen)}")
+        for name, m in state.items():
+            if not isinstance(m, torch.Tensor) or m.dtype != torch.bool or m.shape != self.seen[name].shape:
+                raise ValueError(f"data-gradient mask {name} is not a bool tensor of shape "
+                                 f"{tuple(self.seen[name].shape)}")
+        for name, m in state.items():
+            self.seen[name].copy_(m)
 
     def never_updated_share(self, model: nn.Module | None = None, at_least: float = 0.0) -> float:
         """Share of the prunable weights that never received a data gradient; with ``model``, only
@@ -285,14 +302,17 @@ class TrainResult:
 
 def train(model: nn.Module, data: TensorData, cfg: TrainConfig, *, masks: Masks | None = None,
           checkpoint: str | os.PathLike | None = None, progress: bool = True, desc: str = "train",
-          on_epoch: Callable[[int, dict], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[int, dict], None] | None = None, extra_state: dict | None = None) -> TrainResult:
     """Train ``model`` in place with SGD on ``data`` under ``cfg``.
 
     ``masks`` (name → 0/1 tensor over the prunable weights) are applied before training and after
     every optimiser step, so pruned weights stay exactly zero. With ``checkpoint``, state is saved
     atomically after each epoch and a run finding that file resumes from it if it was written for
     the same model, data and config (else it starts afresh and logs why); the file is removed
-    when training completes.
+    when training completes. ``extra_state`` (name → object with ``state_dict()`` and
+    ``load_state_dict()``, e.g. a :class:`DataGradientTracker`) is whatever else the run accumulates:
+    saved in the resume file beside the model, optimiser, RNG and history and restored from it, so a
+    resumed run ends with the same state as an uninterrupted one (a file without it is not resumed).
     """
 
     device = data.x_train.device
@@ -303,8 +323,9 @@ def train(model: nn.Module, data: TensorData, cfg: TrainConfig, *, masks: Masks 
     ckpt_path = Path(checkpoint) if checkpoint else None
     # the resume file continues only a run of the same model, data and config (prunelimit.resume)
     key = resume_key(model, data, asdict(cfg)) if ckpt_path else None
+    extra_state = extra_state or {}
     if ckpt_path and ckpt_path.exists():
-        state, why_not = read_resume(ckpt_path, key, device)
+        state, why_not = read_resume(ckpt_path, key, device, extra=extra_state)
         if state is None:
             logging.getLogger("prunelimit").warning("%s: not resuming from %s: %s; training from the start",
                                                     desc, ckpt_path, why_not)
@@ -313,6 +334,8 @@ def train(model: nn.Module, data: TensorData, cfg: TrainConfig, *, masks: Masks 
                 model.load_state_dict(state["model"])
                 optimizer.load_state_dict(state["optimizer"])
                 generator.set_state(state["rng"].cpu())  # a CPU generator, whatever map_location did
+                for name, obj in extra_state.items():
+                    obj.load_state_dict(state["extra"][name])
             except (RuntimeError, KeyError, ValueError, TypeError) as err:  # same key, damaged content
                 raise PrunelimitError(f"resume checkpoint {ckpt_path} is damaged ({type(err).__name__}: "
                                       f"{str(err).splitlines()[0] if str(err) else ''}); delete it") from None
@@ -359,7 +382,8 @@ def train(model: nn.Module, data: TensorData, cfg: TrainConfig, *, masks: Masks 
             # builtins and tensors only, so that it loads with weights_only=True
             save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": generator.get_state(),
                         "epoch": epoch + 1, "steps": steps, "elapsed": elapsed + time.perf_counter() - t0,
-                        "history": plain(history), "key": key}, ckpt_path)
+                        "history": plain(history), "key": key,
+                        "extra": {name: obj.state_dict() for name, obj in extra_state.items()}}, ckpt_path)
         if cfg.max_steps is not None and steps >= cfg.max_steps:
             break
     bar.close()
@@ -389,8 +413,9 @@ def train_task(spec: dict, data: TensorData, model_out: str | os.PathLike, metri
     def on_epoch(epoch: int, record: dict) -> None:
         record["small_weight_share"] = small_weight_share(model)
 
+    # the tracker's masks go into the resume file: a resumed run's never-updated shares cover every epoch
     result = train(model, data, cfg, checkpoint=checkpoint, progress=progress, desc=f"{spec['task']}/{spec['variant']}",
-                   on_epoch=on_epoch)
+                   on_epoch=on_epoch, extra_state={"data_gradients": gradients})
     gradients.remove()
     train_loss, train_acc = evaluate(model, data.x_train, data.y_train)
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
