@@ -36,13 +36,21 @@ test-all: setup
 	$(BIN)/python -m pytest
 
 # The SLURM profile end to end on a one-node SLURM started on this machine (root + apt-get; the
-# tests skip otherwise): tests/slurm/start_cluster.sh, then tests/test_slurm.py.
+# tests skip otherwise, saying why, but fail under CI=true): tests/slurm/start_cluster.sh, then tests/test_slurm.py.
 test-slurm: setup
 	$(BIN)/python -m pytest -m slurm -s
 
 # Before `snakemake --profile workflow/profiles/slurm`: SLURM answers, the partition exists, status polling works.
 check-slurm: setup
 	$(BIN)/python scripts/check_slurm.py
+
+# On a GPU machine (a CUDA build of torch in .venv), at most ~10 min: the smoke preset with device=cuda,
+# float64 HVP and Lanczos against the CPU (<= 1e-8), one timed HVP chunk per paper task against
+# results/paper/plan.csv. Without CUDA it says so in one line and exits 0. Options:
+# make check-gpu GPU_CHECK_ARGS="--skip-smoke" (python -m prunelimit.gpu_check --help).
+.PHONY: check-gpu
+check-gpu: setup
+	$(BIN)/python -m prunelimit.gpu_check $(GPU_CHECK_ARGS)
 
 smoke: setup
 	$(BIN)/snakemake --cores all --configfile workflow/presets/smoke.yaml
