@@ -240,7 +240,8 @@ def predict(args: argparse.Namespace) -> dict:
     hessian_settings = HessianSettings(
         params=args.params, n_runs=args.runs, n_iter=args.iters, max_iter=max(args.max_iters, args.iters),
         tol=args.tol, stable_doublings=args.stable_doublings, seed=args.seed, chunk_size=args.chunk_size,
-        n_bins=args.bins, sigma2=args.sigma2, exact_max_params=0)  # one model: SLQ, never the exact spectrum
+        n_bins=args.bins, sigma2=args.sigma2, exact_max_params=0,  # one model: SLQ, never the exact spectrum
+        basis_device="auto")  # the basis on the device unless it would crowd the GPU (lanczos.basis_placement)
     # ε is the override or the spread over the data as given (no training loader here); no scaling runs
     theory_settings = TheorySettings(
         epsilon=args.epsilon, epsilon_data="clean", epsilon_partitions=args.epsilon_partitions, eta=args.eta,

@@ -219,7 +219,8 @@ class SupportOperator:
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
         self.operator._check_unchanged()
         self.operator.products += 1
-        return self._kept.matvec_kept(x)
+        # the Lanczos basis (and so x) may live in host memory while the graph is on the GPU (slq's basis_device)
+        return self._kept.matvec_kept(x.to(self.device, self.dtype))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -181,6 +181,35 @@ def run_quadrature(alphas: np.ndarray, betas: np.ndarray, dim: int) -> Quadratur
     return Quadrature(theta, tau / tau.sum(), int(dim))
 
 
+# hessian.basis_device "auto" keeps the Lanczos basis on the GPU while it takes at most this share of the GPU's
+# free memory when it is allocated; the rest is left to the products (one HVP chunk's graph: benchmarks/paper_scale.py
+# measures it per paper task). A larger basis goes to host memory.
+BASIS_GPU_SHARE = 0.5
+BASIS_DEVICES = ("auto", "cpu", "same")
+
+
+def basis_placement(setting: torch.device | str | None, op_device: torch.device | str, basis_bytes: int,
+                    free_bytes: int | None = None) -> torch.device:
+    """Where :func:`slq` puts its Lanczos basis of ``basis_bytes`` for an operator on ``op_device``.
+
+    ``setting`` (config ``hessian.basis_device``): ``"same"`` or None, the operator's device; ``"cpu"``,
+    host memory; ``"auto"``, the operator's device unless that is a GPU on which the basis would take
+    more than :data:`BASIS_GPU_SHARE` of ``free_bytes`` (default: the free memory CUDA reports now),
+    then host memory. Any other value is taken as a device name. On host memory the basis costs no
+    GPU memory, and each step's reorthogonalisation (two passes over the basis) runs on the CPU.
+    """
+    op_device = torch.device(op_device)
+    if setting is None or setting == "same":
+        return op_device
+    if setting == "auto":
+        if op_device.type != "cuda":
+            return op_device
+        if free_bytes is None:
+            free_bytes = torch.cuda.mem_get_info(op_device)[0]
+        return op_device if basis_bytes <= BASIS_GPU_SHARE * free_bytes else torch.device("cpu")
+    return torch.device(setting)
+
+
 def slq(op: LinearOperator, n_runs: int, n_iter: int, seed: int = 0, progress: bool = True,
         basis_device: torch.device | str | None = None, *, max_iter: int | None = None,
         predict: Callable[[Quadrature], float] | None = None, tol: float = 0.005,
@@ -200,7 +229,8 @@ def slq(op: LinearOperator, n_runs: int, n_iter: int, seed: int = 0, progress: b
     results are identical on rerun. The runs go one after another, sharing one basis buffer:
     batching them through :meth:`HessianOperator.matmat` measured slower on CPU (see matmat).
     The buffer (max steps × D floats: 12 GB for ResNet50 at 128 steps) lives on the operator's
-    device unless ``basis_device`` puts it elsewhere (e.g. ``"cpu"`` when GPU memory is short).
+    device unless ``basis_device`` puts it elsewhere (e.g. ``"cpu"`` when GPU memory is short; ``"auto"``
+    decides by the GPU's free memory and ``"same"`` is the operator's device: :func:`basis_placement`).
     Where the operator is zero outside a support and says so (``op.on_support()``, e.g.
     :meth:`HessianOperator.on_support`; :class:`OnSupport`), the runs take place on the support
     alone, from the start vector's support entries, and the share off it, (D − |S|)/D exactly for a
@@ -225,7 +255,8 @@ def slq(op: LinearOperator, n_runs: int, n_iter: int, seed: int = 0, progress: b
     krylov_op = on_support if on_support is not None else op
     k = min(cap, krylov_op.dim)
     dtype = getattr(op, "dtype", torch.float32)
-    device = torch.device(basis_device) if basis_device is not None else getattr(op, "device", torch.device("cpu"))
+    device = basis_placement(basis_device, getattr(op, "device", torch.device("cpu")),
+                             k * krylov_op.dim * torch.empty((), dtype=dtype).element_size())
     generator = torch.Generator().manual_seed(int(seed))
     basis = torch.empty(k, krylov_op.dim, dtype=dtype, device=device)
     vals, wts = np.zeros((n_runs, k)), np.zeros((n_runs, k))
@@ -265,7 +296,8 @@ def slq(op: LinearOperator, n_runs: int, n_iter: int, seed: int = 0, progress: b
     vals, wts, alphas, betas = vals[:, :m_max], wts[:, :m_max], alphas[:, :m_max], betas[:, :max(m_max - 1, 0)]
     settings = {"n_runs": int(n_runs), "n_iter": int(n_iter), "seed": int(seed), "dim": dim,
                 "elapsed_s": time.perf_counter() - t0, "dtype": str(dtype).removeprefix("torch."),
-                "device": str(device), "exact_null_mass": null_mass}
+                "device": str(device), "basis_device": str(basis_device if basis_device is not None else "same"),
+                "exact_null_mass": null_mass}
     if predict is not None:
         settings["convergence"] = {"tol": float(tol), "stable_doublings": int(stable_doublings),
                                    "start_iter": int(n_iter), "max_iter": int(cap),

@@ -41,6 +41,7 @@ class HessianSettings(_Section):
     n_bins: int
     sigma2: float
     exact_max_params: int
+    basis_device: str  # "auto" | "cpu" | "same": where SLQ's Lanczos basis lives (prunelimit.lanczos.basis_placement)
 
     @classmethod
     def for_task(cls, config: dict, task: str) -> HessianSettings:

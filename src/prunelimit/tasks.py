@@ -65,14 +65,14 @@ def spectrum_of_trained(model: nn.Module, data, hessian_settings: HessianSetting
     """SLQ spectrum of the training-loss Hessian of a trained ``model`` on ``data.x_train``.
 
     ``hessian_settings``: the task's ``hessian`` section (used: params, n_runs, n_iter, max_iter, tol,
-    stable_doublings, seed, chunk_size). With ``predict``, the step count grows from n_iter until
+    stable_doublings, seed, chunk_size, basis_device). With ``predict``, the step count grows from n_iter until
     ``predict`` is stable to ``tol`` or max_iter is reached (:func:`slq`). ``operator`` reuses an
     operator already built on the same model and data.
     """
     op = operator if operator is not None else _operator(model, data, hessian_settings)
     n_iter = int(hessian_settings.n_iter)
     return slq(op, int(hessian_settings.n_runs), n_iter, seed=int(hessian_settings.seed), progress=progress,
-               max_iter=int(hessian_settings.max_iter), predict=predict,
+               basis_device=hessian_settings.basis_device, max_iter=int(hessian_settings.max_iter), predict=predict,
                tol=float(hessian_settings.tol), stable_doublings=int(hessian_settings.stable_doublings))
 
 
