@@ -95,7 +95,7 @@ def test_a_chunk_that_does_not_fit_fails_even_within_the_plans_time():
                                    peak_bytes=70 * 2**30)
     plan = gpu_check.PlanEntry(seconds=1e6, samples=50_000, flops=None, column="hvp_s")
     row = gpu_check.chunk_row(spec, halved, plan)
-    assert row.ok is False and "out of memory at 2500 samples" in row.note and "70.0 GiB" in row.note
+    assert row.ok is False and f"out of memory at {spec.chunk_size} samples" in row.note and "70.0 GiB" in row.note
     fits = gpu_check.ChunkTiming(seconds=1.0, samples=spec.chunk_size, asked=spec.chunk_size, dim=1, peak_bytes=None)
     assert gpu_check.chunk_row(spec, fits, plan).ok is True
     assert gpu_check.chunk_row(spec, halved, None).ok is False  # no plan, yet the preset's chunk does not fit
