@@ -21,6 +21,19 @@ PIPELINE_RUN_TIMEOUT = 3600  # seconds; the cold default DAG took 12-24 min on 2
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One torch thread for a test of small products: a second thread gains nothing on models of a few
+    thousand weights and only waits for a core on a busy two-core machine (4-60x slower measured).
+    A test module asks for it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def small_config():
     """Write a pipeline config derived from config.yaml: every section kept (rule files may read
     any of them), ``preset``/``tasks``/... replaced by the keyword arguments, and every section's

@@ -3,7 +3,6 @@ from the rows, and `prunelimit epoch-scan` writes them."""
 
 import pandas as pd
 import pytest
-import torch
 
 from prunelimit.data import TensorData, load_tensors, prepare_dataset
 from prunelimit.epoch_scan import COLUMNS, MAX_ACCURACY_DROP, MAX_DRIFT, decide, scan_epochs
@@ -12,13 +11,7 @@ RULE_COLUMNS = ["epochs", "seed", "dense_test_acc", "l1_test_acc", "l1_train_acc
                 "drift_last_tenth", "l1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Models of a few hundred weights: a second torch thread only waits (4x slower on 2 busy cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,7 @@ from pipeline_utils import load_config
 from prunelimit import gpu_check
 from prunelimit.architectures import dataset_shape, parameter_count
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small products gain nothing from threads, and lose much on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _two_smallest_paper_tasks() -> list[str]:

@@ -43,13 +43,7 @@ class TinyCNN(nn.Module):
         return self.linear(self.conv(x).flatten(1))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small products gain nothing from threads, and lose much on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

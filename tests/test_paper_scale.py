@@ -29,13 +29,7 @@ PRESET = ROOT / "workflow" / "presets" / "paper.yaml"
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small products on one thread: on a loaded two-core machine two threads made each 60x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(in_shape, n, classes=10, seed=0):
