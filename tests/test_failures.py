@@ -212,6 +212,17 @@ def test_model_args_typo_names_the_task_and_the_known_arguments():
                        "it takes ['width', 'batch_norm']")
 
 
+@pytest.mark.parametrize("task, model_args", [("mlp_digits", {"hidden": "abc"}), ("fc5_digits", {"width": "wide"}),
+                                              ("mlp_digits", {"hidden": [32, None]})])
+def test_model_args_of_the_wrong_type_are_one_config_line(task, model_args):
+    """Right names, wrong values: one line naming the task's model_args, not a TypeError from the layer lists."""
+    config = load_config()
+    config["tasks"][task]["model_args"] = model_args
+    message = _invalid_ours(config)
+    assert message.startswith(f"invalid config at tasks.{task}.model_args: ") and "\n" not in message
+    assert "cannot be built with" in message
+
+
 def test_misspelt_top_level_key_is_one_short_line():
     config = load_config()
     config["hesian"] = config.pop("hessian")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from .architectures import check_model_args
+from .architectures import check_model_args, dataset_shape, parameter_count
 from .errors import PrunelimitError
 
 if TYPE_CHECKING:
@@ -116,6 +116,13 @@ def validate_config(config: dict, schema: str | os.PathLike = SCHEMA) -> None:
             check_model_args(entry["model"], entry["model_args"])
         except PrunelimitError as err:
             raise PrunelimitError(f"invalid config at tasks.{task}: {err}") from None
+        # argument names are right, now their values: the torch-free layer list is built the way the model is
+        in_shape, classes = dataset_shape(entry["dataset"], config["datasets"].get(entry["dataset"]))
+        try:
+            parameter_count(entry["model"], in_shape, classes, **entry["model_args"])
+        except (TypeError, ValueError, ArithmeticError) as err:
+            raise PrunelimitError(f"invalid config at tasks.{task}.model_args: {entry['model']} cannot be built with "
+                                  f"{entry['model_args']} ({type(err).__name__}: {err})") from None
 
 
 def fill_defaults(instance, schema: dict, root: dict) -> None:
