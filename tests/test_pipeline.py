@@ -136,8 +136,9 @@ def test_no_temporary_or_resume_files_are_left(mini_run):
 def test_default_run_trains_every_l1_model_into_the_paper_regime(default_run):
     """Every L1 model reached the L1 shrinkage of its family's official recipe (0.0391 for FC nets,
     0.0782 for CNNs, within the rounding of λ in the config) and learned (test accuracy over 0.5); at
-    most 1% of weights (dead ReLU units) went without a data gradient, and L1 pulled every one of
-    those to ~0 (docs/method.md)."""
+    most 1% of weights (dead ReLU units) went without a data gradient, and L1 pulled nearly every one
+    of those to ~0: only an initial weight beyond the L1 pull (about 10 × the shrinkage with momentum
+    0.9) keeps part of its size, a few in 10^5 (docs/method.md)."""
     results = default_run.workdir / "results" / "mini"
     config = default_run.config
     for task in main_study_tasks(config):
@@ -149,7 +150,7 @@ def test_default_run_trains_every_l1_model_into_the_paper_regime(default_run):
         target = 0.0782 if entry["model"] in ("vgg16", "alexnet", "resnet18", "resnet50") else 0.0391
         assert abs(l1["l1_shrinkage"] - target) / target < 0.02, (task, l1["l1_shrinkage"])
         assert l1["never_updated_share"] < 0.01, (task, l1["never_updated_share"])
-        assert l1["never_updated_kept_share"] == 0, (task, l1["never_updated_kept_share"])
+        assert l1["never_updated_kept_share"] < 1e-4, (task, l1["never_updated_kept_share"])
         assert len(l1["history"]) == l1["epochs_run"] and "small_weight_share" in l1["history"][-1]
 
 
@@ -158,12 +159,13 @@ def test_default_run_slq_matches_the_exact_spectrum_and_says_where_it_stopped(de
     """Where the exact spectrum exists, the converged SLQ's prediction is within 0.005 of the exact
     one (same ε, R(s), f0); every SLQ run either converged or is flagged as stopped at the cap."""
     results = default_run.workdir / "results" / "mini"
-    table = pd.read_csv(results / "tables" / "theory_vs_actual.csv").set_index("task")
+    table = pd.read_csv(results / "tables" / "theory_vs_actual.csv", dtype={"seed": str})
+    main_seed = table[table.seed == str(default_run.config["train_defaults"]["seed"])].set_index("task")
     for task in main_study_tasks(default_run.config):
         p = json.loads((results / "theory" / task / "prediction.json").read_text())
         if "exact" in p:
             assert abs(p["exact"]["slq_minus_exact"]) <= 0.005, (task, p["exact"]["slq_minus_exact"])
-        assert table.loc[task, "slq_converged"] == ("yes" if not p["slq"]["capped"] else "no (step cap)")
+        assert main_seed.loc[task, "slq_converged"] == ("yes" if not p["slq"]["capped"] else "no (step cap)")
     proc = snakemake(default_run.workdir, "-n", timeout=300)
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
