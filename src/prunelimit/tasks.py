@@ -132,12 +132,12 @@ def predict_from_model(model: nn.Module, data, *, hessian_settings: HessianSetti
         spectrum_source = "computed (hessian.spectrum_of_trained, converged on the prediction)"
     exact = isinstance(spectrum, Quadrature)
     quadrature = spectrum if exact else spectrum.quadrature()
+    exact_null_mass = 0.0 if exact else spectrum.exact_null_mass  # the share at exactly 0 off the support
     report = prediction_report(ranking, quadrature, epsilon, zero_fraction=f0, hessian_settings=hessian_settings,
                                theory_settings=theory_settings, spectrum_dim=spectrum_dim,
-                               exact_null_mass=0.0 if exact else spectrum.exact_null_mass)
+                               exact_null_mass=exact_null_mass)
     band = (band_of_model(model, data, ranking, quadrature, zero_fraction=f0, theory_settings=theory_settings,
-                          l1=l1, seed=seed, spectrum_dim=spectrum_dim,
-                          exact_null_mass=0.0 if exact else spectrum.exact_null_mass)
+                          l1=l1, seed=seed, spectrum_dim=spectrum_dim, exact_null_mass=exact_null_mass)
             if epsilon_band and theory_settings.epsilon is None else None)
     # the largest eigenvalues: exact ones, or the k-th largest Ritz value averaged over runs
     top = (np.sort(quadrature.nodes)[::-1][:10] if exact
