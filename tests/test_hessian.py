@@ -250,7 +250,7 @@ def _graph_node_names(roots):
 
 @pytest.mark.parametrize("params", ["prunable", "all"])
 def test_folded_batchnorm_products_equal_module_double_backward(digits, params):
-    """Eval BatchNorm folded into its layer (hessian._FoldEvalBatchNorm) changes only rounding."""
+    """Eval BatchNorm folded into its layer (hessian_graph.FoldEvalBatchNorm) changes only rounding."""
     x, y = digits.x_train[:64].double(), digits.y_train[:64]
     model = _zoo()
     op = HessianOperator(model, x, y, params=params)
@@ -352,6 +352,12 @@ class Diagonal:
 
     def matvec(self, v):
         return self.diag * v
+
+    def on_support(self):
+        return None  # no known support: Lanczos runs on the whole space
+
+    def describe(self):
+        return {}  # nothing to record beside SLQ's own settings
 
 
 def test_lanczos_stops_on_breakdown_with_exact_ritz_values():

@@ -56,6 +56,9 @@ class Dense:
     def on_support(self):
         return None if self.support is None else _OnSupport(self.H, self.support)
 
+    def describe(self):
+        return {}  # nothing to record beside SLQ's own settings
+
 
 STEPS, RUNS, EPS = 120, 30, 10.0
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline_utils import hessian_with, theory_with
-from prunelimit import gaussian_width, hessian, magnitude_scaling, tasks
+from prunelimit import epsilon, gaussian_width, hessian, hessian_rows, magnitude_scaling, tasks
 from prunelimit.data import TensorData
 from prunelimit.io import PrunelimitError, save_json
 from prunelimit.lanczos import slq
@@ -282,18 +282,18 @@ def test_loss_tolerance_override_and_measured():
     from prunelimit.train import per_batch_loss_std
 
     model, data = _tiny(n=64)
-    eps, source = gaussian_width.loss_tolerance(model, data, override=0.25)
+    eps, source = epsilon.loss_tolerance(model, data, override=0.25)
     assert (eps, source) == (0.25, "config theory.epsilon")
-    eps, source = gaussian_width.loss_tolerance(model, data, l1=1e-3, seed=3)
+    eps, source = epsilon.loss_tolerance(model, data, l1=1e-3, seed=3)
     assert eps == per_batch_loss_std(model, data, batch_size=32, l1=1e-3, seed=3)
     assert "batch 32" in source
     with pytest.raises(PrunelimitError, match="epsilon"):
-        gaussian_width.loss_tolerance(model, data, override=-1.0)
+        epsilon.loss_tolerance(model, data, override=-1.0)
     constant = build_model("mlp", (1, 2, 3), 3, hidden=[4]).eval()
     for p in constant.parameters():
         torch.nn.init.zeros_(p)
     with pytest.raises(PrunelimitError, match="epsilon"):  # identical batch losses: ε = 0
-        gaussian_width.loss_tolerance(constant, TensorData(data.x_train, torch.zeros_like(data.y_train), data.x_test,
+        epsilon.loss_tolerance(constant, TensorData(data.x_train, torch.zeros_like(data.y_train), data.x_test,
                                                    data.y_test, 3))
 
 
@@ -303,20 +303,20 @@ def test_epsilon_spread_is_the_loss_std_over_derived_batch_partitions():
     from prunelimit.train import per_batch_loss_std
 
     model, data = _tiny(n=300)  # batches of 128, 128 and 44, as a pass over the training set cuts them
-    values = gaussian_width.epsilon_spread(model, data, l1=1e-3, partitions=5, seed=0)
+    values = epsilon.epsilon_spread(model, data, l1=1e-3, partitions=5, seed=0)
     assert values.shape == (5,) and np.all(values > 0)
     assert len(set(values.tolist())) == 5  # each partition its own shuffle
-    assert np.array_equal(values, gaussian_width.epsilon_spread(model, data, l1=1e-3, partitions=5, seed=0))
-    assert not np.array_equal(values, gaussian_width.epsilon_spread(model, data, l1=1e-3, partitions=5, seed=1))
+    assert np.array_equal(values, epsilon.epsilon_spread(model, data, l1=1e-3, partitions=5, seed=0))
+    assert not np.array_equal(values, epsilon.epsilon_spread(model, data, l1=1e-3, partitions=5, seed=1))
     for i, value in enumerate(values):
         # the partition's seed computed here, independently: SeedSequence([seed, index, tag]) in [2^62, 2^63)
         state = int(np.random.SeedSequence([0, i, zlib.crc32(b"epsilon_partition")]).generate_state(1, np.uint64)[0])
         seed = (state >> 2) | (1 << 62)
-        assert gaussian_width.epsilon_partition_seed(0, i) == seed and seed >= 2**62  # never a run's own seed
+        assert epsilon.epsilon_partition_seed(0, i) == seed and seed >= 2**62  # never a run's own seed
         assert value == per_batch_loss_std(model, data, batch_size=128, l1=1e-3, seed=seed)
     assert values[0] != per_batch_loss_std(model, data, batch_size=128, l1=1e-3, seed=0)  # not the seed-0 pass
     with pytest.raises(PrunelimitError, match="at least 2 batch partitions"):
-        gaussian_width.epsilon_spread(model, data, l1=0.0, partitions=1)
+        epsilon.epsilon_spread(model, data, l1=0.0, partitions=1)
 
 
 def test_epsilon_band_percentiles_and_predictions_at_them():
@@ -368,7 +368,7 @@ def test_hessian_rows_against_dense_autograd_hessian(params):
     dense = _dense_hessian(model, data, params)
     ranking = magnitude_ranking(model)
     levels = ranking.dim  # every threshold weight
-    rows = hessian.hessian_rows(model, data, hessian_settings=hessian_with({"params": params, "chunk_size": 0}),
+    rows = hessian_rows.hessian_rows(model, data, hessian_settings=hessian_with({"params": params, "chunk_size": 0}),
                                theory_settings=theory_with({"row_levels": levels, "zero_row_threshold": 1e-7}),
                                ranking=ranking)
     positions = hessian.operator_positions(model, params)[rows.weight_indices]
@@ -381,16 +381,16 @@ def test_hessian_rows_against_dense_autograd_hessian(params):
 
 
 def test_hessian_rows_roundtrip_and_dimension_check(tmp_path):
-    rows = hessian.HessianRows(np.array([0.0, 0.5]), np.array([3, 1]), np.array([0.0, 0.2]), np.array([0.0, 2.5]),
+    rows = hessian_rows.HessianRows(np.array([0.0, 0.5]), np.array([3, 1]), np.array([0.0, 0.2]), np.array([0.0, 2.5]),
                               1e-7, 10)
     assert rows.zero_fraction == 0.5
     rows.save(tmp_path / "rows.npz")
-    back = hessian.HessianRows.load(tmp_path / "rows.npz", dim=10)
+    back = hessian_rows.HessianRows.load(tmp_path / "rows.npz", dim=10)
     assert np.array_equal(back.l1_norms, rows.l1_norms) and back.zero_fraction == 0.5
     with pytest.raises(PrunelimitError, match="is for 10 weights"):
-        hessian.HessianRows.load(tmp_path / "rows.npz", dim=11)
+        hessian_rows.HessianRows.load(tmp_path / "rows.npz", dim=11)
     with pytest.raises(PrunelimitError, match="missing Hessian-rows file"):
-        hessian.HessianRows.load(tmp_path / "absent.npz")
+        hessian_rows.HessianRows.load(tmp_path / "absent.npz")
 
 
 def test_predict_from_model_with_exact_spectrum_is_json_ready(tmp_path):
@@ -425,7 +425,7 @@ def test_predict_from_model_reports_the_epsilon_band_unless_off():
     out = run(theory_settings=theory)
     band = out["epsilon_band"]
     assert band["partitions"] == 3 and band["batch_size"] == 32  # 64 samples: ε's batch halved to 2 batches
-    assert band["values"] == gaussian_width.epsilon_spread(model, data, l1=1e-3, batch_size=32, partitions=3,
+    assert band["values"] == epsilon.epsilon_spread(model, data, l1=1e-3, batch_size=32, partitions=3,
                                                            seed=2).tolist()
     direct = gaussian_width.predict_from_spectrum(magnitude_ranking(model), from_eigenvalues(eig), band["p90"],
                                                   zero_fraction=out["zero_fraction"])
@@ -598,8 +598,8 @@ def test_slq_plus_f0_matches_the_exact_spectrum_on_a_model_with_zero_hessian_row
     model, data = _dead_inputs_model()
     op = hessian.HessianOperator(model, data.x_train, data.y_train)
     ranking = magnitude_ranking(model)
-    eps, _ = gaussian_width.loss_tolerance(model, data)
-    rows = hessian.hessian_rows(model, data, hessian_settings=hessian_with({"params": "prunable"}),
+    eps, _ = epsilon.loss_tolerance(model, data)
+    rows = hessian_rows.hessian_rows(model, data, hessian_settings=hessian_with({"params": "prunable"}),
                                 theory_settings=theory_with({"row_levels": 50}),
                                ranking=ranking, operator=op)
     assert 0.3 <= rows.zero_fraction <= 56 / 152  # the rows see the dead weights (never more than there are)

@@ -9,9 +9,10 @@
   :class:`~prunelimit.spectrum.Quadrature` every spectral functional is computed from
   (tr f(H) ≈ D · mean over runs of Σ_j τ_j f(θ_j), :meth:`~prunelimit.spectrum.Quadrature.trace_f`).
 
-The operator is usually :class:`prunelimit.hessian.HessianOperator`; anything with ``dim`` and
-``matvec`` will do (:class:`LinearOperator`). An operator that knows its support (zero rows and
-columns outside it) says so through ``on_support()`` (:class:`OnSupport`).
+The operator is usually :class:`prunelimit.hessian.HessianOperator`; for :class:`Lanczos` anything
+with ``dim`` and ``matvec`` will do (:class:`LinearOperator`). :func:`slq` also asks the operator for
+its support (``on_support()``: zero rows and columns outside it, :class:`OnSupport`; None for no
+restriction) and for what to record of it (``describe()``): :class:`SpectralOperator`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .hessian import HessianOperator
 from .io import PrunelimitError
 from .spectrum import Quadrature, SLQResult, with_exact_null_mass
 
@@ -54,6 +54,20 @@ class OnSupport(Protocol):
     def compress(self, v: torch.Tensor) -> torch.Tensor: ...
 
     def matvec(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+class SpectralOperator(LinearOperator, Protocol):
+    """What :func:`slq` needs: a :class:`LinearOperator` that also answers two questions.
+
+    ``on_support()``: the operator on its support alone (:class:`OnSupport`), or None where it has no
+    known support restriction. ``describe()``: the operator's own settings to record beside SLQ's
+    (e.g. :meth:`prunelimit.hessian.HessianOperator.describe`), {} for none; an operator that
+    describes itself counts its products in ``products``, and the run records how many it took.
+    """
+
+    def on_support(self) -> OnSupport | None: ...
+
+    def describe(self) -> dict: ...
 
 
 class Lanczos:
@@ -210,7 +224,7 @@ def basis_placement(setting: torch.device | str | None, op_device: torch.device 
     return torch.device(setting)
 
 
-def slq(op: LinearOperator, n_runs: int, n_iter: int, seed: int = 0, progress: bool = True,
+def slq(op: SpectralOperator, n_runs: int, n_iter: int, seed: int = 0, progress: bool = True,
         basis_device: torch.device | str | None = None, *, max_iter: int | None = None,
         predict: Callable[[Quadrature], float] | None = None, tol: float = 0.005,
         stable_doublings: int = 2) -> SLQResult:
@@ -246,7 +260,7 @@ def slq(op: LinearOperator, n_runs: int, n_iter: int, seed: int = 0, progress: b
         raise PrunelimitError(f"SLQ convergence needs tol > 0 and stable_doublings ≥ 1, got {tol}, {stable_doublings}")
     dim = op.dim
     # an MLP's Hessian is zero off the weights of its active units: Lanczos runs on those (SupportOperator)
-    on_support: OnSupport | None = op.on_support() if callable(getattr(op, "on_support", None)) else None
+    on_support: OnSupport | None = op.on_support()
     if on_support is not None and on_support.dim < 1:
         on_support = None  # nothing on the support: Lanczos on the (zero) operator itself
     null_mass = float(on_support.null_mass) if on_support is not None else 0.0
@@ -302,8 +316,7 @@ def slq(op: LinearOperator, n_runs: int, n_iter: int, seed: int = 0, progress: b
         settings["convergence"] = {"tol": float(tol), "stable_doublings": int(stable_doublings),
                                    "start_iter": int(n_iter), "max_iter": int(cap),
                                    "history": history, "converged": converged, "capped": not all(converged)}
-    if isinstance(op, HessianOperator):
-        settings.update({"params": op.param_set, "chunk_size": op.chunk_size if not op.cached else 0,
-                         "n_samples": op.n, "loss": op.loss,
-                         "products": op.products - products_before})
+    described = op.describe()
+    if described:
+        settings.update({**described, "products": op.products - products_before})
     return SLQResult(vals, wts, alphas, betas, dim, settings, steps)

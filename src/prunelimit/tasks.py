@@ -24,18 +24,17 @@ from torch import nn
 
 from .config import resolve_device
 from .data import load_tensors
+from .epsilon import epsilon_from_metrics, epsilon_spread, loss_tolerance
 from .gaussian_width import (
     FORMULA_MARKS,
     epsilon_band,
-    epsilon_from_metrics,
-    epsilon_spread,
     exact_comparison,
-    loss_tolerance,
     prediction_report,
     slq_report,
     sparsity_predictor,
 )
-from .hessian import HessianOperator, HessianRows, exact_eigenvalues, hessian_rows, spectrum_dimension
+from .hessian import HessianOperator, exact_eigenvalues, spectrum_dimension
+from .hessian_rows import HessianRows, hessian_rows
 from .io import PrunelimitError, load_json, save_json
 from .lanczos import slq
 from .magnitude_scaling import magnitude_scaling, scaled_actual_threshold
