@@ -16,11 +16,14 @@ MODEL_ARGS = {
     "fc5": [{}, {"width": 0.5}, {"width": 0.0037}, {"width": 1.3}],
     "fc12": [{}, {"width": 0.25}, {"width": 0.125}],
     "mlp": [{}, {"hidden": [32, 16]}, {"hidden": [7]}, {"hidden": [5, 4, 3, 2]}],
+    "mlpnet": [{}, {"hidden": [40, 20]}, {"hidden": [7]}, {"hidden": [5, 4, 3]}],
     "alexnet": [{}, {"width": 0.125, "resize": 64}, {"width": 0.3, "resize": 100}],
     "vgg16": [{}, {"width": 0.125}, {"width": 0.0625}, {"width": 0.7}],
     "resnet18": [{}, {"width": 0.125}, {"width": 0.3}],
     "resnet50": [{}, {"width": 0.125}, {"width": 0.2}],
+    "resnet20": [{}, {"width": 0.5}, {"width": 0.25}, {"width": 0.3}, {"width": 0.01}],
 }
+BIAS_FREE = {"mlpnet"}  # every parameter is a prunable weight
 CASES = [(name, args) for name in sorted(MODEL_ARGS) for args in MODEL_ARGS[name]]
 
 
@@ -37,7 +40,10 @@ def test_counts_equal_the_torch_models(name, model_args, shape):
         counts = parameter_count(name, shape, classes, **model_args)
         assert counts.prunable == count_prunable(model), classes
         assert counts.all == count_parameters(model), classes
-        assert counts.prunable < counts.all  # biases or BatchNorm always add parameters
+        if name in BIAS_FREE:
+            assert counts.prunable == counts.all
+        else:
+            assert counts.prunable < counts.all  # biases or BatchNorm always add parameters
 
 
 def test_paper_counts_at_full_width():
@@ -46,15 +52,19 @@ def test_paper_counts_at_full_width():
     assert parameter_count("resnet18", (3, 32, 32), 10).all == 11_173_962
     assert parameter_count("resnet50", (3, 32, 32), 10).all == 23_520_842
     assert parameter_count("mlp", (1, 8, 8), 10, hidden=[32, 16]).prunable == 64 * 32 + 32 * 16 + 16 * 10
+    # the CHITA / WoodFisher benchmark nets (their counts written out in tests/test_models.py)
+    assert parameter_count("mlpnet", (1, 28, 28), 10) == (32_360, 32_360)
+    assert parameter_count("mlpnet", (1, 8, 8), 10) == (3_560, 3_560)
+    assert parameter_count("resnet20", (3, 32, 32), 10) == (270_896, 272_474)
 
 
 def test_unknown_names_are_clear_errors():
     with pytest.raises(ValueError, match="unknown model 'resnet19'"):
         parameter_count("resnet19", (3, 32, 32), 10)
-    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
-        architectures.dataset_shape("mnist")
-    with pytest.raises(PrunelimitError, match="unknown dataset 'mnist'; known datasets: digits, mnist1d"):
-        dataset_shape("mnist")  # prunelimit.data keeps its user-facing error
+    with pytest.raises(ValueError, match="unknown dataset 'svhn'"):
+        architectures.dataset_shape("svhn")
+    with pytest.raises(PrunelimitError, match="unknown dataset 'svhn'; known datasets: digits, mnist1d"):
+        dataset_shape("svhn")  # prunelimit.data keeps its user-facing error
 
 
 @pytest.mark.parametrize("name", DATASETS)

@@ -1,20 +1,22 @@
 """Dataset download and parsing end to end, against small archives in the real formats.
 
-The tests build a cifar-10-python.tar.gz, a cifar-100-python.tar.gz and a tiny-imagenet-200.zip
-with a few images each (same member names, pickle layout and annotation files as the official
-archives) and serve them over HTTP on 127.0.0.1 from a threaded server that supports Range
-requests and can be told to cut a response short.
+The tests build a cifar-10-python.tar.gz, a cifar-100-python.tar.gz, a tiny-imagenet-200.zip and
+MNIST's four gzip'd IDX files with a few images each (same member names, pickle layout, annotation
+files and IDX headers as the official files) and serve them over HTTP on 127.0.0.1 from a threaded
+server that supports Range requests and can be told to cut a response short.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import io
 import json
 import pickle
 import re
 import socket
+import struct
 import tarfile
 import threading
 import zipfile
@@ -28,7 +30,8 @@ from PIL import Image
 
 from pipeline_utils import load_config, snakemake
 from prunelimit.archives import download
-from prunelimit.data import load_tensors, prepare_dataset
+from prunelimit.config import validate_config
+from prunelimit.data import OFFICIAL_SOURCES, dataset_shape, load_tensors, prepare_dataset
 from prunelimit.io import PrunelimitError
 
 # ---------------------------------------------------------------------------------------------
@@ -414,6 +417,134 @@ def test_cifar_archive_missing_a_batch_names_it(server, tmp_path):
     with pytest.raises(PrunelimitError, match="data_batch_4"):
         prepare_dataset("cifar10", tmp_path / "c.npz", {"url": url, "md5": md5}, progress=False)
     assert not (tmp_path / "c.npz").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# MNIST: four gzip'd IDX files under one base URL, each with its own md5
+# ---------------------------------------------------------------------------------------------
+
+MNIST_NAMES = {"x_train": "train-images-idx3-ubyte.gz", "y_train": "train-labels-idx1-ubyte.gz",
+               "x_test": "t10k-images-idx3-ubyte.gz", "y_test": "t10k-labels-idx1-ubyte.gz"}
+
+
+def _idx(array: np.ndarray) -> bytes:
+    """IDX bytes of a uint8 array: magic 0x0000 08 <ndim>, big-endian uint32 dims, the values."""
+    return struct.pack(f">I{array.ndim}I", 0x0800 + array.ndim, *array.shape) + array.astype(np.uint8).tobytes()
+
+
+def make_mnist(n_train: int = 12, n_test: int = 5, seed: int = 4) -> tuple[dict[str, bytes], dict[str, np.ndarray]]:
+    """The four .gz files (by official name) and the arrays they hold."""
+    rng = np.random.default_rng(seed)
+    arrays = {"x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+              "y_train": rng.integers(0, 10, n_train).astype(np.uint8),
+              "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+              "y_test": rng.integers(0, 10, n_test).astype(np.uint8)}
+    return {MNIST_NAMES[k]: gzip.compress(_idx(v), mtime=0) for k, v in arrays.items()}, arrays
+
+
+def _serve_mnist(server, files: dict[str, bytes]) -> dict:
+    """Serve the files under /mnist/; the options a config's datasets.mnist plus per-file md5s give."""
+    md5s = {name: server.add(f"mnist/{name}", body)[1] for name, body in files.items()}
+    return {"url": server.url("mnist/"), "files": md5s}
+
+
+def test_mnist_files_give_the_right_arrays(server, tmp_path):
+    files, expected = make_mnist()
+    options = _serve_mnist(server, files)
+    out = prepare_dataset("mnist", tmp_path / "mnist.npz", options, progress=False)
+    with np.load(out) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        assert x.dtype == np.uint8 and x.shape == (len(expected[f"x_{split}"]), 1, 28, 28)
+        np.testing.assert_array_equal(x[:, 0], expected[f"x_{split}"])
+        assert y.dtype == np.int64 and y.tolist() == expected[f"y_{split}"].tolist()
+    assert int(arrays["num_classes"]) == 10
+    assert (arrays["x_train"].shape[1:], 10) == dataset_shape("mnist")
+    np.testing.assert_allclose(arrays["mean"], [expected["x_train"].mean() / 255], rtol=1e-5)
+    np.testing.assert_allclose(arrays["std"], [(expected["x_train"] / 255).std()], rtol=1e-5)
+    assert [r[0] for r in server.requests] == [f"/mnist/{name}" for name in MNIST_NAMES.values()]
+    assert _files(tmp_path) == sorted(["mnist.npz", *(f"downloads/{name}" for name in MNIST_NAMES.values())])
+    tensors = load_tensors(out)
+    assert tensors.in_shape == (1, 28, 28) and tensors.num_classes == 10
+
+
+def test_mnist_official_source_is_four_files_with_torchvisions_md5s():
+    source = OFFICIAL_SOURCES["mnist"]
+    assert source["url"] == "http://yann.lecun.com/exdb/mnist/"
+    assert list(source["files"]) == list(MNIST_NAMES.values())
+    assert all(re.fullmatch("[0-9a-f]{32}", md5) for md5 in source["files"].values())
+
+
+def test_config_overrides_the_mnist_base_url(server, tmp_path):
+    """datasets.mnist: {url: ...} passes the schema and is the options the dataset rule passes on."""
+    files, expected = make_mnist(n_train=3, n_test=2)
+    served = _serve_mnist(server, files)
+    config = load_config()
+    config["datasets"]["mnist"] = {"url": served["url"].rstrip("/")}  # a base URL without its slash works too
+    validate_config(config)
+    options = config["datasets"]["mnist"]
+    assert options == {"url": served["url"].rstrip("/")}
+    # the official md5s do not match the tiny files: the first one is refused, named by its URL
+    first = MNIST_NAMES["x_train"]
+    with pytest.raises(PrunelimitError, match=f"md5 mismatch for {re.escape(served['url'] + first)}: "
+                                              f"expected {OFFICIAL_SOURCES['mnist']['files'][first]}"):
+        prepare_dataset("mnist", tmp_path / "m.npz", options, progress=False)
+    assert _files(tmp_path) == []
+    out = prepare_dataset("mnist", tmp_path / "m.npz", {**options, "files": served["files"]}, progress=False)
+    with np.load(out) as npz:
+        np.testing.assert_array_equal(npz["y_test"], expected["y_test"])
+
+
+def test_mnist_single_md5_is_refused(tmp_path):
+    with pytest.raises(PrunelimitError, match="datasets.mnist.md5: mnist is 4 files, each checked against its own"):
+        prepare_dataset("mnist", tmp_path / "m.npz", {"url": "http://127.0.0.1:1/", "md5": "0" * 32}, progress=False)
+    assert _files(tmp_path) == []
+
+
+def test_mnist_wrong_md5_names_the_file_and_leaves_no_dataset(server, tmp_path):
+    files, _ = make_mnist()
+    options = _serve_mnist(server, files)
+    culprit = MNIST_NAMES["y_test"]
+    wrong = {**options, "files": {**options["files"], culprit: "0" * 32}}
+    out = tmp_path / "mnist.npz"
+    with pytest.raises(PrunelimitError, match=rf"md5 mismatch for {re.escape(options['url'] + culprit)}: "
+                                              rf"expected {'0' * 32}, got {options['files'][culprit]}"):
+        prepare_dataset("mnist", out, wrong, progress=False)
+    # the three verified files stay cached; the bad one and any .part are gone; no dataset file
+    assert _files(tmp_path) == sorted(f"downloads/{n}" for n in MNIST_NAMES.values() if n != culprit)
+    prepare_dataset("mnist", out, options, progress=False)
+    assert [r[0] for r in server.requests[4:]] == [f"/mnist/{culprit}"]  # only the refused file again
+    assert out.exists()
+
+
+def _truncated(body: bytes) -> bytes:
+    """The same IDX header with the last 100 bytes of the values cut off, gzip'd again."""
+    return gzip.compress(gzip.decompress(body)[:-100], mtime=0)
+
+
+@pytest.mark.parametrize(("key", "damage", "message"), [
+    ("x_train", _truncated, r"truncated, its header announces 12x28x28 = 9408 bytes of images, the file holds 9308"),
+    ("y_test", lambda body: body[: len(body) // 2], r"Compressed file ended"),  # a cut gzip stream
+    ("x_test", lambda body: b"not gzip at all", r"[Nn]ot a gzipped file"),
+    ("y_train", lambda body: gzip.compress(_idx(np.zeros((2, 28, 28), np.uint8))), r"magic number 2051, expected 2049"),
+    ("y_test", lambda body: gzip.compress(_idx(np.zeros(4, np.uint8))), r"4 labels for the 5 images of .*t10k-images"),
+    ("x_test", lambda body: gzip.compress(_idx(np.zeros((5, 8, 8), np.uint8))), r"images are 8x8, not 28x28"),
+    ("y_train", lambda body: gzip.compress(_idx(np.full(12, 10, np.uint8))), r"label 10 is outside \[0, 10\)"),
+    ("x_train", lambda body: gzip.compress(gzip.decompress(body) + b"\0"), r"bytes follow the 9408"),
+], ids=["truncated-idx", "cut-gzip", "not-gzip", "wrong-magic", "label-count", "image-size", "label-range",
+        "trailing-bytes"])
+def test_damaged_mnist_file_is_one_error_naming_it(server, tmp_path, key, damage, message):
+    files, _ = make_mnist()
+    files[MNIST_NAMES[key]] = damage(files[MNIST_NAMES[key]])
+    options = _serve_mnist(server, files)  # md5s of the damaged files: the download succeeds
+    out = tmp_path / "mnist.npz"
+    with pytest.raises(PrunelimitError, match=rf"MNIST file .*{re.escape(MNIST_NAMES[key])}.*{message}") as info:
+        prepare_dataset("mnist", out, options, progress=False)
+    assert "\n" not in str(info.value)
+    assert not out.exists()
+    assert [p for p in _files(tmp_path) if not p.startswith("downloads/")] == []
+    assert not list(tmp_path.rglob("*.part"))
 
 
 def _closed_port() -> int:

@@ -79,3 +79,67 @@ def test_seeded_build_is_reproducible_and_seed_sensitive():
 def test_unknown_model_name_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown model 'resnet19'"):
         build_model("resnet19", (3, 32, 32), 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# The CHITA / WoodFisher / CBS benchmark nets: MLPNet (MNIST) and ResNet20 (CIFAR-10)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("name", ["mlpnet", "resnet20"])
+def test_benchmark_nets_give_one_logit_per_class(name, shape):
+    model = build_model(name, shape, 10, seed=0).eval()
+    out = model(torch.randn(5, *shape))
+    assert out.shape == (5, 10) and torch.isfinite(out).all()
+
+
+def test_mlpnet_is_784_40_20_10_without_biases():
+    model = build_model("mlpnet", (1, 28, 28), 10, seed=0)
+    assert [n for n, _ in model.named_parameters() if "bias" in n] == []
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features, m.bias) for m in linears] == [(784, 40, None), (40, 20, None),
+                                                                           (20, 10, None)]
+    assert count_prunable(model) == count_parameters(model) == 784 * 40 + 40 * 20 + 20 * 10 == 32_360
+    digits = build_model("mlpnet", (1, 8, 8), 10)
+    assert count_prunable(digits) == count_parameters(digits) == 64 * 40 + 40 * 20 + 20 * 10 == 3_560
+
+
+def test_resnet20_parameter_counts_on_cifar10():
+    # He et al. 2016's CIFAR ResNet20 with 1x1 conv + BN shortcuts (option B), written out layer by layer:
+    # convs (3x3 unless said), BatchNorms (weight and bias: 2 per channel), the classifier with its bias.
+    convs = (3 * 16 * 9  # stem
+             + 6 * 16 * 16 * 9  # stage 1: three blocks of two 16->16 convs
+             + 16 * 32 * 9 + 32 * 32 * 9 + 16 * 32  # stage 2, block 1: stride 2, 1x1 shortcut 16->32
+             + 4 * 32 * 32 * 9  # stage 2, blocks 2 and 3
+             + 32 * 64 * 9 + 64 * 64 * 9 + 32 * 64  # stage 3, block 1: stride 2, 1x1 shortcut 32->64
+             + 4 * 64 * 64 * 9)  # stage 3, blocks 2 and 3
+    batchnorms = 2 * (16 + 6 * 16 + (7 * 32) + (7 * 64))  # stem; 6 in stage 1; 6 + shortcut's in stages 2, 3
+    classifier_weights, classifier_bias = 64 * 10, 10
+    assert convs + classifier_weights == 270_896
+    assert convs + classifier_weights + batchnorms + classifier_bias == 272_474  # "about 272k"
+    model = build_model("resnet20", (3, 32, 32), 10)
+    assert count_prunable(model) == 270_896
+    assert count_parameters(model) == 272_474
+    assert all(m.bias is None for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert model.linear.bias is not None
+
+
+def test_resnet20_has_shortcut_convs_exactly_at_the_two_downsampling_blocks():
+    model = build_model("resnet20", (3, 32, 32), 10)
+    blocks = [(f"layers.{s}.{b}", block) for s, stage in enumerate(model.layers) for b, block in enumerate(stage)]
+    assert len(blocks) == 9 and [len(stage) for stage in model.layers] == [3, 3, 3]
+    with_conv = [name for name, block in blocks if any(isinstance(m, nn.Conv2d) for m in block.shortcut.modules())]
+    assert with_conv == ["layers.1.0", "layers.2.0"]
+    for name, block in blocks:
+        assert block.conv1.stride == ((2, 2) if name in with_conv else (1, 1))
+        assert isinstance(block.shortcut, nn.Identity) == (name not in with_conv)
+    assert [stage[0].conv1.out_channels for stage in model.layers] == [16, 32, 64]
+    feats = model.layers(torch.relu(model.bn1(model.conv1(torch.randn(2, 3, 32, 32)))))
+    assert feats.shape == (2, 64, 8, 8)  # 32 -> 16 -> 8
+
+
+def test_resnet20_is_residual_for_smart_ratio():
+    from prunelimit.baselines.smart_ratio import is_residual
+
+    assert is_residual("resnet20") and is_residual("resnet18") and not is_residual("mlpnet")

@@ -33,6 +33,9 @@ ALEXNET_POOLED = 5 * 5  # AdaptiveAvgPool2d((5, 5)): the classifier's input is c
 RESNET_PLANES = (64, 128, 256, 512)
 RESNET18_BLOCKS = (2, 2, 2, 2)
 RESNET50_BLOCKS = (3, 4, 6, 3)
+RESNET20_PLANES = (16, 32, 64)  # He et al. 2016's CIFAR ResNet (the CHITA / WoodFisher benchmark)
+RESNET20_BLOCKS = (3, 3, 3)
+MLPNET_HIDDEN = (40, 20)  # MNIST 784-40-20-10 without biases (CHITA / WoodFisher / CBS benchmark)
 BOTTLENECK_EXPANSION = 4
 
 # Input shape (C, H, W) and class count; 1-D signals are (1, 1, L) and mnist1d's L is an option.
@@ -43,6 +46,7 @@ SYNTHETIC_SHAPES = {
 }
 FIXED_SHAPES = {
     "digits": ((1, 8, 8), 10),
+    "mnist": ((1, 28, 28), 10),
     "cifar10": ((3, 32, 32), 10),
     "cifar100": ((3, 32, 32), 100),
     "tinyimagenet": ((3, 64, 64), 200),
@@ -87,18 +91,18 @@ def conv(in_channels: int, out_channels: int, kernel: int, bias: bool = True) ->
     return Layer("conv", in_channels * out_channels * kernel * kernel, out_channels if bias else 0)
 
 
-def linear(in_features: int, out_features: int) -> Layer:
-    return Layer("linear", in_features * out_features, out_features)
+def linear(in_features: int, out_features: int, bias: bool = True) -> Layer:
+    return Layer("linear", in_features * out_features, out_features if bias else 0)
 
 
 def batchnorm(channels: int) -> Layer:
     return Layer("batchnorm", channels, channels)  # affine weight and bias; running stats are buffers
 
 
-def mlp_layers(in_shape: InShape, num_classes: int, hidden: tuple[int, ...]) -> Iterator[Layer]:
+def mlp_layers(in_shape: InShape, num_classes: int, hidden: tuple[int, ...], bias: bool = True) -> Iterator[Layer]:
     sizes = [math.prod(in_shape), *hidden, num_classes]
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        yield linear(fan_in, fan_out)
+        yield linear(fan_in, fan_out, bias)
 
 
 def fc5_layers(in_shape: InShape, num_classes: int, width: float = 1.0) -> Iterator[Layer]:
@@ -111,6 +115,10 @@ def fc12_layers(in_shape: InShape, num_classes: int, width: float = 1.0) -> Iter
 
 def small_mlp_layers(in_shape: InShape, num_classes: int, hidden=(32, 16)) -> Iterator[Layer]:
     return mlp_layers(in_shape, num_classes, tuple(hidden))
+
+
+def mlpnet_layers(in_shape: InShape, num_classes: int, hidden=MLPNET_HIDDEN) -> Iterator[Layer]:
+    return mlp_layers(in_shape, num_classes, tuple(hidden), bias=False)
 
 
 def alexnet_layers(in_shape: InShape, num_classes: int, width: float = 1.0, resize: int = 224) -> Iterator[Layer]:
@@ -163,17 +171,17 @@ def _bottleneck(in_planes: int, planes: int, stride: int) -> Iterator[Layer]:
 
 
 def _resnet_layers(bottleneck: bool, num_blocks: tuple[int, ...], in_shape: InShape, num_classes: int,
-                   width: float) -> Iterator[Layer]:
+                   width: float, stage_planes: tuple[int, ...] = RESNET_PLANES) -> Iterator[Layer]:
     block, expansion = (_bottleneck, BOTTLENECK_EXPANSION) if bottleneck else (_basic_block, 1)
-    planes = [scaled_channels(p, width) for p in RESNET_PLANES]
+    planes = [scaled_channels(p, width) for p in stage_planes]
     yield conv(in_shape[0], planes[0], 3, bias=False)
     yield batchnorm(planes[0])
     in_planes = planes[0]
-    for stage, (stage_planes, blocks) in enumerate(zip(planes, num_blocks)):
+    for stage, (out_planes, blocks) in enumerate(zip(planes, num_blocks)):
         first_stride = 1 if stage == 0 else 2
         for stride in [first_stride] + [1] * (blocks - 1):
-            yield from block(in_planes, stage_planes, stride)
-            in_planes = stage_planes * expansion
+            yield from block(in_planes, out_planes, stride)
+            in_planes = out_planes * expansion
     yield linear(in_planes, num_classes)
 
 
@@ -185,15 +193,21 @@ def resnet50_layers(in_shape: InShape, num_classes: int, width: float = 1.0) -> 
     return _resnet_layers(True, RESNET50_BLOCKS, in_shape, num_classes, width)
 
 
+def resnet20_layers(in_shape: InShape, num_classes: int, width: float = 1.0) -> Iterator[Layer]:
+    return _resnet_layers(False, RESNET20_BLOCKS, in_shape, num_classes, width, RESNET20_PLANES)
+
+
 # The same names and keyword arguments as prunelimit.models.MODELS.
 LAYERS = {
     "fc5": fc5_layers,
     "fc12": fc12_layers,
     "mlp": small_mlp_layers,
+    "mlpnet": mlpnet_layers,
     "alexnet": alexnet_layers,
     "vgg16": vgg16_layers,
     "resnet18": resnet18_layers,
     "resnet50": resnet50_layers,
+    "resnet20": resnet20_layers,
 }
 
 

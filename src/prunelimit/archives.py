@@ -1,23 +1,28 @@
 """Official dataset archives: their download and the parsers of their formats.
 
 The download is streamed, resumable, md5-verified and atomic. The parsers read CIFAR-10/100's
-python-pickle ``.tar.gz`` (through an allowlisted unpickler: the archive URL is user-configurable)
-and TinyImageNet's ``.zip`` (in memory, sizes checked before anything is inflated or decoded) into
-the arrays prunelimit.data writes as one dataset file.
+python-pickle ``.tar.gz`` (through an allowlisted unpickler: the archive URL is user-configurable),
+TinyImageNet's ``.zip`` (in memory, sizes checked before anything is inflated or decoded) and
+MNIST's four gzip'd IDX files into the arrays prunelimit.data writes as one dataset file.
 """
 
 from __future__ import annotations
 
 import _codecs
+import gzip
 import hashlib
 import http.client
 import io
+import math
 import os
 import pickle
+import struct
 import tarfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -258,3 +263,55 @@ def parse_tinyimagenet(archive: str | os.PathLike) -> dict[str, np.ndarray]:
     return {"x_train": np.stack(x_train), "y_train": np.asarray(y_train, np.int64),
             "x_test": np.stack(x_test), "y_test": np.asarray(y_test, np.int64),
             "num_classes": np.int64(len(wnids))}
+
+
+# IDX (LeCun's MNIST format): big-endian magic 0x00000800 + type code (0x08: unsigned bytes) * 256 +
+# number of dimensions, one big-endian uint32 per dimension, then the values in row-major order.
+IDX_MAGIC = {"images": 2051, "labels": 2049}  # 0x0803: uint8 (N, rows, cols); 0x0801: uint8 (N,)
+MNIST_FILES = {"x_train": "train-images-idx3-ubyte.gz", "y_train": "train-labels-idx1-ubyte.gz",
+               "x_test": "t10k-images-idx3-ubyte.gz", "y_test": "t10k-labels-idx1-ubyte.gz"}
+
+
+def read_idx(path: str | os.PathLike, kind: str) -> np.ndarray:
+    """The uint8 array of a gzip'd IDX file of ``kind`` "images" or "labels"; any defect names the file."""
+    magic = IDX_MAGIC[kind]
+    ndim = magic & 0xFF
+    where = f"corrupt or incomplete MNIST file {path}"
+    try:
+        with gzip.open(path, "rb") as fh:
+            header = fh.read(4 * (1 + ndim))
+            if len(header) < 4 * (1 + ndim):
+                raise PrunelimitError(f"{where}: {len(header)} bytes, shorter than an IDX {kind} header")
+            found, *dims = struct.unpack(f">{1 + ndim}I", header)
+            if found != magic:
+                raise PrunelimitError(f"{where}: magic number {found}, expected {magic} (IDX {kind})")
+            size = math.prod(dims)
+            if size > MAX_MEMBER_BYTES:
+                raise PrunelimitError(f"{where}: its header announces {size} bytes, more than any dataset file "
+                                      f"({MAX_MEMBER_BYTES})")
+            data = fh.read(size)
+            if len(data) < size:
+                raise PrunelimitError(f"{where}: truncated, its header announces {'x'.join(map(str, dims))} = "
+                                      f"{size} bytes of {kind}, the file holds {len(data)}")
+            if fh.read(1):
+                raise PrunelimitError(f"{where}: bytes follow the {size} its header announces")
+    except (OSError, EOFError, zlib.error) as err:  # OSError: gzip.BadGzipFile; EOFError: a cut gzip stream
+        raise PrunelimitError(f"{where}: {err}") from None
+    return np.frombuffer(data, np.uint8).reshape(dims)
+
+
+def parse_mnist(paths: Mapping[str, str | os.PathLike]) -> dict[str, np.ndarray]:
+    """Parse MNIST's four files (``paths`` keyed by their official names, MNIST_FILES) into uint8
+    (N, 1, 28, 28) images and int64 labels: 60,000 training and 10,000 test images in the official set."""
+    arrays: dict[str, np.ndarray] = {"num_classes": np.int64(10)}
+    for split in ("train", "test"):
+        images_path, labels_path = paths[MNIST_FILES[f"x_{split}"]], paths[MNIST_FILES[f"y_{split}"]]
+        x, y = read_idx(images_path, "images"), read_idx(labels_path, "labels")
+        if x.shape[1:] != (28, 28):
+            raise PrunelimitError(f"corrupt MNIST file {images_path}: images are {x.shape[1]}x{x.shape[2]}, not 28x28")
+        if len(y) != len(x):
+            raise PrunelimitError(f"corrupt MNIST file {labels_path}: {len(y)} labels for the {len(x)} images of "
+                                  f"{images_path}")
+        arrays[f"x_{split}"] = x[:, None].copy()  # a writable array, not a view of the file's bytes
+        arrays[f"y_{split}"] = checked_labels(y, f"corrupt MNIST file {labels_path}", 10)
+    return arrays

@@ -11,6 +11,8 @@ Sources:
 - ``cifar10``, ``cifar100``, ``tinyimagenet``: downloaded from the configured URL (streamed,
   resumable, md5-verified, renamed into place when complete) and parsed from their archives
   (prunelimit.archives).
+- ``mnist``: its four gzip'd IDX files, downloaded the same way from the configured base URL, each
+  md5-verified, and parsed by prunelimit.archives.parse_mnist.
 - ``synth_cifar10``, ``synth_cifar100``, ``synth_tinyimagenet``: tiny random data of the paper
   datasets' shapes, for smoke runs of the paper architectures.
 """
@@ -28,10 +30,11 @@ import torch
 
 from . import architectures
 from .architectures import SYNTHETIC_SHAPES
-from .archives import checked_labels, download, parse_cifar, parse_tinyimagenet
+from .archives import checked_labels, download, parse_cifar, parse_mnist, parse_tinyimagenet
 from .io import PrunelimitError, load_npz, save_npz
 
-# Official archives and checksums (the same constants torchvision uses).
+# Official archives and checksums (the same constants torchvision uses). A source is one archive
+# ({"url", "md5"}) or several files under one base URL ({"url": base URL, "files": {file name: md5}}).
 OFFICIAL_SOURCES = {
     "cifar10": {
         "url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
@@ -44,6 +47,19 @@ OFFICIAL_SOURCES = {
     "tinyimagenet": {
         "url": "http://cs231n.stanford.edu/tiny-imagenet-200.zip",
         "md5": "90528d7ca1a48142e341f4ef8d21d0de",
+    },
+    # yann.lecun.com often refuses downloads; torchvision's mirror serves the same files (same md5s):
+    # datasets.mnist.url: https://ossci-datasets.s3.amazonaws.com/mnist/
+    # Normalisation needs no special case: the per-channel mean/std of the training images that
+    # _with_stats stores are the benchmark's (0.1307, 0.3081).
+    "mnist": {
+        "url": "http://yann.lecun.com/exdb/mnist/",
+        "files": {
+            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
     },
 }
 DOWNLOADED = tuple(OFFICIAL_SOURCES)
@@ -190,6 +206,30 @@ def _with_stats(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _download_and_parse(name: str, options: dict, cache: Path, progress: bool) -> dict[str, np.ndarray]:
+    """Download dataset ``name``'s files into ``cache`` and parse them; ``options`` may override the source.
+
+    One archive: ``url`` and ``md5`` (config ``datasets.<name>``). Several files: the base ``url`` (the
+    config's override: a mirror of the same files) and ``files``, file name to md5, replacing those it
+    names; one ``md5`` for several files would be ambiguous and is refused. Every file is downloaded
+    before any is parsed.
+    """
+    official = OFFICIAL_SOURCES[name]
+    if "files" not in official:
+        source = {**official, **{k: v for k, v in options.items() if k in ("url", "md5")}}
+        archive = download(source["url"], cache / Path(source["url"]).name, source["md5"], progress=progress)
+        return parse_tinyimagenet(archive) if name == "tinyimagenet" else parse_cifar(archive, name)
+    if "md5" in options:
+        raise PrunelimitError(f"datasets.{name}.md5: {name} is {len(official['files'])} files, each checked against "
+                              f"its own md5; give only url (a mirror of the official files)")
+    files = {**official["files"], **options.get("files", {})}
+    if unknown := sorted(set(files) - set(official["files"])):
+        raise PrunelimitError(f"datasets.{name}.files: {unknown} are not among its files {list(official['files'])}")
+    base = str(options.get("url", official["url"])).rstrip("/") + "/"
+    paths = {file: download(base + file, cache / file, md5, progress=progress) for file, md5 in files.items()}
+    return parse_mnist(paths)
+
+
 def prepare_dataset(name: str, out: str | os.PathLike, options: dict | None = None,
                     cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
     """Build ``out`` (.npz) for dataset ``name`` from its source; the file appears only when whole."""
@@ -202,10 +242,7 @@ def prepare_dataset(name: str, out: str | os.PathLike, options: dict | None = No
     elif name in SYNTHETIC_SHAPES:
         arrays = make_synthetic(name, **options)
     elif name in DOWNLOADED:
-        source = {**OFFICIAL_SOURCES[name], **{k: v for k, v in options.items() if k in ("url", "md5")}}
-        cache = Path(cache_dir or Path(out).parent / "downloads")
-        archive = download(source["url"], cache / Path(source["url"]).name, source["md5"], progress=progress)
-        arrays = parse_tinyimagenet(archive) if name == "tinyimagenet" else parse_cifar(archive, name)
+        arrays = _download_and_parse(name, options, Path(cache_dir or Path(out).parent / "downloads"), progress)
     else:
         raise PrunelimitError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
     check_arrays(arrays, f"dataset {name}")  # before writing: a bad archive never becomes a dataset file

@@ -24,7 +24,10 @@ from .architectures import (
     ALEXNET_HIDDEN,
     FC5_HIDDEN,
     FC12_HIDDEN,
+    MLPNET_HIDDEN,
     RESNET18_BLOCKS,
+    RESNET20_BLOCKS,
+    RESNET20_PLANES,
     RESNET50_BLOCKS,
     RESNET_PLANES,
     VGG16_CFG,
@@ -59,15 +62,15 @@ class PoolIfLarger(nn.Module):
 
 
 class MLP(nn.Module):
-    """Flatten, then Linear-ReLU blocks, then a linear classifier (all with biases)."""
+    """Flatten, then Linear-ReLU blocks, then a linear classifier (with biases unless ``bias=False``)."""
 
-    def __init__(self, in_shape: InShape, num_classes: int, hidden: tuple[int, ...]):
+    def __init__(self, in_shape: InShape, num_classes: int, hidden: tuple[int, ...], bias: bool = True):
         super().__init__()
         sizes = [math.prod(in_shape), *hidden]
         layers: list[nn.Module] = []
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
-        layers.append(nn.Linear(sizes[-1], num_classes))
+            layers += [nn.Linear(fan_in, fan_out, bias=bias), nn.ReLU()]
+        layers.append(nn.Linear(sizes[-1], num_classes, bias=bias))
         self.linear = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,6 +90,11 @@ def fc12(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
 def mlp(in_shape: InShape, num_classes: int, hidden: list[int] | tuple[int, ...] = (32, 16)) -> nn.Module:
     """A small MLP whose exact Hessian is computable (validation tasks)."""
     return MLP(in_shape, num_classes, tuple(hidden))
+
+
+def mlpnet(in_shape: InShape, num_classes: int, hidden: list[int] | tuple[int, ...] = MLPNET_HIDDEN) -> nn.Module:
+    """MLPNet of the CHITA / WoodFisher / CBS benchmark: MNIST 784-40-20-10, ReLU, no biases at all."""
+    return MLP(in_shape, num_classes, tuple(hidden), bias=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,7 +183,8 @@ def vgg16(in_shape: InShape, num_classes: int, width: float = 1.0, batch_norm: b
 
 
 # ---------------------------------------------------------------------------------------------
-# ResNet18 / ResNet50, CIFAR style (3×3 stem, no max-pool; kuangliu/pytorch-cifar layout)
+# ResNet18 / ResNet50, CIFAR style (3×3 stem, no max-pool; kuangliu/pytorch-cifar layout), and
+# ResNet20 (He et al. 2016's CIFAR net, 16/32/64 planes; 1×1 conv + BN shortcuts, option B)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -223,9 +232,10 @@ def _shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Module:
 
 
 class ResNet(nn.Module):
-    def __init__(self, block: type, num_blocks: tuple[int, ...], in_shape: InShape, num_classes: int, width: float):
+    def __init__(self, block: type, num_blocks: tuple[int, ...], in_shape: InShape, num_classes: int, width: float,
+                 stage_planes: tuple[int, ...] = RESNET_PLANES):
         super().__init__()
-        planes = [_scaled(p, width) for p in RESNET_PLANES]
+        planes = [_scaled(p, width) for p in stage_planes]
         self.in_planes = planes[0]
         self.conv1 = nn.Conv2d(in_shape[0], planes[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes[0])
@@ -255,6 +265,11 @@ def resnet50(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Modu
     return ResNet(Bottleneck, RESNET50_BLOCKS, in_shape, num_classes, width)
 
 
+def resnet20(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
+    """ResNet20 of the CHITA / WoodFisher benchmark: three stages of three BasicBlocks (16, 32, 64 planes)."""
+    return ResNet(BasicBlock, RESNET20_BLOCKS, in_shape, num_classes, width, RESNET20_PLANES)
+
+
 # ---------------------------------------------------------------------------------------------
 # Registry, initialisation, prunable parameters
 # ---------------------------------------------------------------------------------------------
@@ -263,10 +278,12 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "fc5": fc5,
     "fc12": fc12,
     "mlp": mlp,
+    "mlpnet": mlpnet,
     "alexnet": alexnet,
     "vgg16": vgg16,
     "resnet18": resnet18,
     "resnet50": resnet50,
+    "resnet20": resnet20,
 }
 
 

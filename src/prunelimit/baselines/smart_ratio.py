@@ -120,7 +120,7 @@ def smart_ratio_masks(model: nn.Module, sparsity: float, seed: int, *, classifie
 
 
 def is_residual(model_name: str) -> bool:
-    return model_name in RESIDUAL_MODELS
+    return model_name in (*RESIDUAL_MODELS, "resnet20")  # every ResNet of the registry
 
 
 def describe(sizes: Sequence[int], sparsity: float, **kwargs) -> dict:
