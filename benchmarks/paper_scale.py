@@ -111,7 +111,8 @@ from prunelimit.config import (  # noqa: E402
     task_spec,
     validate_config,
 )
-from prunelimit.hessian import ROW_BATCH, HessianOperator  # noqa: E402
+from prunelimit.hessian import HessianOperator  # noqa: E402
+from prunelimit.hessian_rows import ROW_BATCH  # noqa: E402
 from prunelimit.io import atomic_path  # noqa: E402
 from prunelimit.lanczos import BASIS_GPU_SHARE, basis_placement  # noqa: E402
 from prunelimit.models import build_model  # noqa: E402
@@ -179,10 +180,12 @@ CPUS_HOST_BASIS = 8  # jobs whose basis may sit in host memory: the reorthogonal
 
 # Paper data sets: training / test samples (CIFAR: 50,000 / 10,000; TinyImageNet: 500 training images
 # per class x 200 classes, its 10,000 labelled validation images as the test set).
-SAMPLES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000), "tinyimagenet": (100_000, 10_000)}
+SAMPLES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000), "tinyimagenet": (100_000, 10_000),
+           "mnist": (60_000, 10_000)}
 # Bytes of the official archives (prunelimit.data.OFFICIAL_SOURCES: the files torchvision's CIFAR10/100
-# download, and cs231n's tiny-imagenet-200.zip): 163, 161 and 237 MiB.
-ARCHIVE_BYTES = {"cifar10": 170_498_071, "cifar100": 169_001_437, "tinyimagenet": 248_100_043}
+# download, and cs231n's tiny-imagenet-200.zip): 163, 161 and 237 MiB; MNIST's four .gz files together 11 MiB.
+ARCHIVE_BYTES = {"cifar10": 170_498_071, "cifar100": 169_001_437, "tinyimagenet": 248_100_043,
+                 "mnist": 9_912_422 + 28_881 + 1_648_877 + 4_542}
 
 GPU_RULES_WITH_PRODUCTS = ("hessian_rows", "slq", "iterative", "seed_prediction", "regime_prediction",
                            "exact_spectrum", "regime_exact_spectrum")
@@ -716,7 +719,7 @@ def job_work(config: dict, job: Job, f: TaskFacts, settings: Settings) -> Work:
             return _training(f, 2 * epochs, batch) + _forward(f, f.n_train + 2 * f.n_test)
         return _training(f, epochs, batch) + _forward(f, f.n_train + f.n_test)
     if rule == "baseline_imp":
-        imp = settings.baselines.imp
+        imp = settings.baselines.of("imp")
         schedule = round_densities(settings.baselines.sparsities, imp.fraction_per_round)
         rewind = int(imp.rewind_epoch)
         dense = rewind if job.extra["takes_over_dense"] else epochs

@@ -160,7 +160,7 @@ def test_missing_section_is_named(section):
 
 @pytest.mark.parametrize(("section", "key"), [
     ("hessian", "n_iter"), ("hessian", "exact_max_params"), ("theory", "eta"), ("prune", "grid"),
-    ("iterative", "rounds"), ("baselines", "sparsities"), ("baselines", "imp"),
+    ("iterative", "rounds"), ("baselines", "sparsities"), ("baselines", "methods"),
 ])
 def test_missing_key_of_a_section_is_named(section, key):
     config = load_config()
@@ -168,10 +168,10 @@ def test_missing_key_of_a_section_is_named(section, key):
     assert f"at {section}: '{key}' is a required property" in _invalid(config)
 
 
-def test_partial_nested_block_is_named():
+def test_bad_value_in_a_nested_block_is_named():
     config = load_config()
-    del config["baselines"]["rare_gems"]["score_lr"]
-    assert "at baselines.rare_gems: 'score_lr' is a required property" in _invalid(config)
+    config["baselines"]["rare_gems"] = {"score_lr": -1}  # the other keys take the schema's defaults
+    assert "at baselines.rare_gems.score_lr: -1 is less than or equal to the minimum of 0" in _invalid(config)
 
 
 @pytest.mark.parametrize(("key", "yaml_value", "message"), [

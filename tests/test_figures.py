@@ -271,3 +271,20 @@ def test_regime_map_needs_a_positive_shrinkage_and_tolerance_columns(out):
         plot_regime_map(table.assign(l1_shrinkage=0.0), out("r"))
     with pytest.raises(PrunelimitError, match="actual_tol_"):
         plot_regime_map(table.drop(columns=["actual_tol_0", "actual_tol_0.01", "actual_tol_0.02"]), out("r"))
+
+
+def test_lomp_vs_sota_draws_the_seed_means_the_unpruned_models_and_the_prediction(tmp_path):
+    from prunelimit.figures.lomp_vs_sota import plot_lomp_vs_sota
+
+    rows = [{"task": task, "start": start, "seed": seed, "method": m, "sparsity": s,
+             "test_acc": 0.9 - s / 2 + 0.01 * seed + (0.05 if start == "l1" else 0.0)}
+            for task in ("a", "b") for start in ("dense", "l1") for seed in (0, 1) for m in ("mp", "cbs")
+            for s in (0.5, 0.9)]
+    paths = [tmp_path / "f.png", tmp_path / "f.pdf"]
+    drawn = plot_lomp_vs_sota(pd.DataFrame(rows), {"a": 0.8}, {"a": {"dense": [0.95, 0.97], "l1": [0.93]}}, paths)
+    assert all(p.stat().st_size > 0 for p in paths)
+    np.testing.assert_allclose(drawn["a"]["LOMP (MP, L1)"], [100 * (0.9 - 0.25 + 0.005 + 0.05),
+                                                             100 * (0.9 - 0.45 + 0.005 + 0.05)])
+    np.testing.assert_allclose(drawn["b"]["CBS (dense)"], [100 * (0.9 - 0.25 + 0.005), 100 * (0.9 - 0.45 + 0.005)])
+    assert drawn["a"]["predicted"] == 0.8 and "predicted" not in drawn["b"]
+    assert drawn["a"]["dense model, unpruned"] == pytest.approx(96.0) and drawn["a"]["L1 model, unpruned"] == 93.0

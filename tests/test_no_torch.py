@@ -31,7 +31,8 @@ PLOT_RULES = [(rule, script) for rule, env, script in rules_with_env_and_script(
 # What the figure and table scripts use of the library (directly or inside the functions they call).
 TORCH_FREE = ["io", "errors", "tables", "claim", "seeds", "spectrum", "statedict", "sparsity", "runlog", "figures",
               "figures.style", "figures.pruning_curves", "figures.theory_vs_actual", "figures.iterative_pruning",
-              "figures.hessian", "figures.weight_magnitude", "figures.regime_map"]
+              "figures.hessian", "figures.weight_magnitude", "figures.regime_map", "figures.lomp_vs_sota",
+              "methods", "sections", "settings"]
 SMALL = {"alexnet": {"width": 0.125, "resize": 64}, "vgg16": {"width": 0.125},
          "resnet18": {"width": 0.125}, "resnet50": {"width": 0.125}, "fc12": {"width": 0.25}}
 

@@ -295,3 +295,29 @@ def test_bad_inputs_raise(call, match):
     G = torch.zeros(3, 592, dtype=D64)
     with pytest.raises(PrunelimitError, match=match):
         call(model, G)
+
+
+@pytest.mark.parametrize("candidates", [None, 6])
+def test_cbs_n_space_swaps_equal_the_dense_path(candidates):
+    """The Woodbury (N-space) search makes the same swaps as the explicit-inverse one, Q to round-off, and its
+    joint OBS update and Q equal the dense inverse's."""
+    p, n = 40, 9
+    g = gen(11)
+    G, w = torch.randn(n, p, generator=g, dtype=D64), torch.randn(p, generator=g, dtype=D64)
+    wood = oneshot.empirical_fisher_inverse(G, 0.05)
+    assert isinstance(wood, oneshot.WoodburyInverse)
+    dense = oneshot.DenseInverse(wood.dense())
+    swapped = 0
+    for s in (0.5, 0.8):
+        start = oneshot._top(w.abs(), keep_count(p, s))
+        keep_w, hist_w = oneshot.cbs_search(w, wood, start, 30, candidates)
+        keep_d, hist_d = oneshot.cbs_search(w, dense, start, 30, candidates)
+        assert torch.equal(keep_w, keep_d)
+        torch.testing.assert_close(torch.tensor(hist_w), torch.tensor(hist_d), rtol=1e-9, atol=0)
+        swapped += len(hist_w) - 1
+        pruned = torch.nonzero(~keep_w).reshape(-1)
+        torch.testing.assert_close(oneshot.obs_update_exact(w, wood, pruned),
+                                   oneshot.obs_update_exact(w, dense, pruned), rtol=1e-8, atol=1e-12)
+        assert oneshot.cbs_objective(w, wood, pruned) == pytest.approx(oneshot.cbs_objective(w, dense, pruned),
+                                                                       rel=1e-10)
+    assert swapped > 0

@@ -25,7 +25,7 @@ def _error(message: str) -> Exception:
     return PrunelimitError(message)
 
 
-TASK_LIST_SECTIONS = ("iterative", "baselines", "tv_distance", "regime")
+TASK_LIST_SECTIONS = ("iterative", "baselines", "oneshot", "tv_distance", "regime")
 
 # Regime-map variants: the task's L1 recipe with λ multiplied by m, named "l1x<m>" (m as Python's
 # :g formats it, e.g. l1x0, l1x0.03, l1x3), so a model's directory says which point it is.
@@ -72,6 +72,9 @@ def check_task_references(config: dict) -> None:
     if no_l1:
         raise ValueError(f"config key regime.tasks names task(s) {no_l1} without a positive l1 or l1_shrinkage: "
                          f"the regime map scales each task's own L1 strength")
+    unknown = sorted(set(config["oneshot"]["overrides"]) - set(tasks))
+    if unknown:
+        raise ValueError(f"config key oneshot.overrides names unknown task(s) {unknown}; tasks: {tasks}")
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 

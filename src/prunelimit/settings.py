@@ -9,25 +9,14 @@ Torch-free: the workflow and the figure jobs import it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 
-
-class _Section:
-    """A frozen dataclass built from one config section (unknown keys are a schema error upstream)."""
-
-    @classmethod
-    def from_section(cls, section: dict):
-        names = {f.name for f in fields(cls)}
-        missing = sorted(names - set(section))
-        if missing:
-            raise ValueError(f"{cls.__name__}: section lacks {missing}; validate the config first (the schema "
-                             f"supplies every default)")
-        # lists become tuples (hashable, immutable); numbers keep their YAML type, so what a job writes is unchanged
-        return cls(**{k: tuple(section[k]) if isinstance(section[k], list) else section[k] for k in names})
+from .methods import typed_settings
+from .sections import Section
 
 
 @dataclass(frozen=True)
-class HessianSettings(_Section):
+class HessianSettings(Section):
     """The `hessian` section merged with a task's overrides: the spectrum estimate of one model."""
 
     params: str  # "prunable" | "all": the parameters the Hessian is taken over
@@ -49,7 +38,7 @@ class HessianSettings(_Section):
 
 
 @dataclass(frozen=True)
-class TheorySettings(_Section):
+class TheorySettings(Section):
     epsilon: float | None
     epsilon_data: str
     epsilon_partitions: int  # batch partitions of ε's band (0 = no band)
@@ -61,14 +50,14 @@ class TheorySettings(_Section):
 
 
 @dataclass(frozen=True)
-class PruneSettings(_Section):
+class PruneSettings(Section):
     grid: int
     tolerances: tuple[float, ...]
     train_every: int
 
 
 @dataclass(frozen=True)
-class IterativeSettings(_Section):
+class IterativeSettings(Section):
     tasks: tuple[str, ...]
     rounds: int
     retrain_epochs: int
@@ -76,49 +65,58 @@ class IterativeSettings(_Section):
 
 
 @dataclass(frozen=True)
-class ImpSettings(_Section):
-    fraction_per_round: float
-    rewind_epoch: int
-
-
-@dataclass(frozen=True)
-class RareGemsSettings(_Section):
-    prune_every: int
-    score_l2: float
-    score_lr: float
-
-
-@dataclass(frozen=True)
-class SmartRatioSettings(_Section):
-    classifier_ratio: float
-
-
-@dataclass(frozen=True)
-class BaselineSettings(_Section):
+class BaselineSettings(Section):
     tasks: tuple[str, ...]
     methods: tuple[str, ...]
     sparsities: tuple[float, ...]
     seeds: tuple[int, ...]
     epochs: int | None  # None: each task's own epochs
-    imp: ImpSettings
-    rare_gems: RareGemsSettings
-    smart_ratio: SmartRatioSettings
+    options: dict = field(hash=False)  # method name → its typed settings (prunelimit.methods registry)
 
     @classmethod
     def from_section(cls, section: dict) -> BaselineSettings:
-        return super().from_section({**section, "imp": ImpSettings.from_section(section["imp"]),
-                                     "rare_gems": RareGemsSettings.from_section(section["rare_gems"]),
-                                     "smart_ratio": SmartRatioSettings.from_section(section["smart_ratio"])})
+        return super().from_section({**section, "options": typed_settings("baselines", section)})
+
+    def of(self, method: str):
+        """The typed settings of ``method`` (None where it has no block: LOMP)."""
+        return self.options.get(method)
 
 
 @dataclass(frozen=True)
-class RegimeSettings(_Section):
+class OneShotSettings(Section):
+    """LOMP against the optimal-brain-surgeon family: which models, methods, sparsities, and the Fisher's N and
+    blocks (the section's, or a task's override)."""
+
+    tasks: tuple[str, ...]
+    methods: tuple[str, ...]
+    starts: tuple[str, ...]  # "dense" | "l1": the trained models each method prunes
+    sparsities: tuple[float, ...]
+    seeds: tuple[int, ...]
+    samples: int  # N per-sample gradients
+    block_size: int
+    overrides: dict = field(hash=False)  # task → {samples, block_size}
+    options: dict = field(hash=False)  # method name → its typed settings (prunelimit.methods registry)
+
+    @classmethod
+    def from_section(cls, section: dict) -> OneShotSettings:
+        return super().from_section({**section, "options": typed_settings("oneshot", section)})
+
+    def of(self, method: str):
+        return self.options[method]
+
+    def fisher(self, task: str) -> dict:
+        """N and the block size of ``task``'s empirical Fisher: the section's, with the task's override."""
+        return {"samples": int(self.samples), "block_size": int(self.block_size), **self.overrides.get(task, {})}
+
+
+@dataclass(frozen=True)
+class RegimeSettings(Section):
     tasks: tuple[str, ...]
     l1_multipliers: tuple[float, ...]
 
 
 @dataclass(frozen=True)
-class TvDistanceSettings(_Section):
+class TvDistanceSettings(Section):
     tasks: tuple[str, ...]
     seeds: tuple[int, ...]
     bins: int
@@ -133,6 +131,7 @@ class Settings:
     prune: PruneSettings
     iterative: IterativeSettings
     baselines: BaselineSettings
+    oneshot: OneShotSettings
     regime: RegimeSettings
     tv_distance: TvDistanceSettings
 
@@ -142,6 +141,7 @@ class Settings:
                    prune=PruneSettings.from_section(config["prune"]),
                    iterative=IterativeSettings.from_section(config["iterative"]),
                    baselines=BaselineSettings.from_section(config["baselines"]),
+                   oneshot=OneShotSettings.from_section(config["oneshot"]),
                    regime=RegimeSettings.from_section(config["regime"]),
                    tv_distance=TvDistanceSettings.from_section(config["tv_distance"]))
 

@@ -2,15 +2,11 @@
 # (library: prunelimit.baselines; table: prunelimit.tables.lomp_vs_baselines_table).
 import re
 
+from prunelimit.methods import method as registered_method
+from prunelimit.methods import names as method_names
+
 BASELINES = SETTINGS.baselines
 BASELINE_METHODS = list(BASELINES.methods)
-# each method's own settings (LOMP has none)
-METHOD_SETTINGS = {
-    "lomp": None,
-    "imp": BASELINES.imp,
-    "rare_gems": BASELINES.rare_gems,
-    "smart_ratio": BASELINES.smart_ratio,
-}
 # wildcard tag -> sparsity, e.g. "0.5" -> 0.5
 SPARSITY_TAGS = {f"{float(s):g}": float(s) for s in BASELINES.sparsities}
 SEEDS = [int(s) for s in BASELINES.seeds]
@@ -30,7 +26,7 @@ BASELINE_RESULTS = [
     f"{RESULTS}/baselines/{method}/{task}/s{tag}_seed{seed}.json"
     for task in BASELINE_TASKS
     for method in BASELINE_METHODS
-    if method != "lomp"
+    if registered_method(method).runs != "sweep"
     for tag in SPARSITY_TAGS
     for seed in SEEDS
 ]
@@ -46,7 +42,8 @@ rule baseline:
     benchmark:
         f"{RESULTS}/benchmarks/baselines/{{method}}_{{task}}_s{{sparsity}}_seed{{seed}}.tsv"
     wildcard_constraints:
-        method="rare_gems|smart_ratio",
+        # the registry's methods with one job per sparsity and seed (prunelimit.methods)
+        method="|".join(method_names("baselines", runs="per_sparsity")),
     conda:
         "../../envs/torch.yaml"
     resources:
@@ -54,7 +51,7 @@ rule baseline:
     params:
         method=lambda w: w.method,
         spec=lambda w: baseline_spec(w.task),
-        options=lambda w: METHOD_SETTINGS[w.method],
+        options=lambda w: BASELINES.of(w.method),
         device=config["device"],
     script:
         "../../scripts/baseline.py"
@@ -91,7 +88,7 @@ rule baseline_imp:
         takes_over_dense=lambda w: imp_takes_over_dense(w.task, w.seed),
         sparsities=list(SPARSITY_TAGS.values()),
         spec=lambda w: baseline_spec(w.task),
-        options=BASELINES.imp,
+        options=BASELINES.of("imp"),
         device=config["device"],
     script:
         "../../scripts/baseline.py"

@@ -102,6 +102,13 @@ FIGURES = {  # rule fig_<name>: scripts/fig_<name>.py, captioned by workflow/rep
         {},
         table=f"{RESULTS}/tables/regime_map.csv",
     ),
+    "lomp_vs_sota": figure(
+        "LOMP vs MP, WF, CBS, CHITA (one shot)",
+        "appendix table, drawn",
+        {"tasks": ONESHOT_TASKS},
+        results=ONESHOT_RESULTS,
+        prediction=per_task("theory/{task}/prediction.json", ONESHOT_TASKS),
+    ),
 }
 
 

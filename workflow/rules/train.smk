@@ -24,18 +24,22 @@ rule train:
         "../../scripts/train.py"
 
 
-# The L1 model trained again with another seed (weight-distribution stability table).
+# A model trained again with another seed: the L1 model (the claim test, the weight-distribution
+# stability table, the one-shot comparison) and the dense one (the one-shot comparison).
 use rule train as train_reseeded with:
     output:
-        model=f"{RESULTS}/train/{{task}}/l1_seed{{seed}}/model.pt",
-        metrics=f"{RESULTS}/train/{{task}}/l1_seed{{seed}}/metrics.json",
+        model=f"{RESULTS}/train/{{task}}/{{variant}}_seed{{seed}}/model.pt",
+        metrics=f"{RESULTS}/train/{{task}}/{{variant}}_seed{{seed}}/metrics.json",
     log:
-        f"{RESULTS}/logs/train/{{task}}_l1_seed{{seed}}.log",
+        f"{RESULTS}/logs/train/{{task}}_{{variant}}_seed{{seed}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train/{{task}}_l1_seed{{seed}}.tsv"
+        f"{RESULTS}/benchmarks/train/{{task}}_{{variant}}_seed{{seed}}.tsv"
+    wildcard_constraints:
+        variant="dense|l1",
+        seed=r"\d+",
     params:
-        spec=lambda w: task_spec(config, w.task, "l1", seed=int(w.seed)),
-        resume=lambda w: f"{RESULTS}/train/{w.task}/l1_seed{w.seed}.resume.pt",
+        spec=lambda w: task_spec(config, w.task, w.variant, seed=int(w.seed)),
+        resume=lambda w: f"{RESULTS}/train/{w.task}/{w.variant}_seed{w.seed}.resume.pt",
         device=config["device"],
 
 

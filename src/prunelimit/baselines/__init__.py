@@ -21,20 +21,15 @@ from torch import nn
 
 from ..data import TensorData
 from ..io import PrunelimitError
+from ..methods import ImpSettings, method, names
 from ..models import prunable_parameters
 from ..prune import apply_pruning, count_kept, masked_weights_zero
-from ..settings import ImpSettings, RareGemsSettings, SmartRatioSettings
+from ..sections import Section
 from ..sparsity import check_sparsity
 from ..train import TrainConfig, evaluate, initial_model, train
-from . import imp, rare_gems, smart_ratio
+from . import imp, smart_ratio
 
-METHODS = ("lomp", "imp", "rare_gems", "smart_ratio")
-SOURCES = {
-    "lomp": "[code] QiaozheZhang/Global-One-shot-Pruning get_sparse_model: one-shot global magnitude, no retraining",
-    "imp": "[code] facebookresearch/open_lth lottery + sparse_global (rewinding); round schedule [ours]",
-    "rare_gems": "[code] ksreenivasan/pruning_is_enough hc_iter + finetune; exact per-step counts [ours]",
-    "smart_ratio": "[code] JingtongSu/sanity-checking-pruning SmartRatio.py; water-filling overflow [ours]",
-}
+METHODS = tuple(names("baselines"))  # the registry's (prunelimit.methods): name, label, settings, entry point
 
 
 def lomp(model: nn.Module, data: TensorData, sparsity: float) -> dict:
@@ -69,16 +64,13 @@ def run_smart_ratio(spec: dict, data: TensorData, sparsity: float, seed: int, *,
             "classifier_ratio": classifier_ratio, "residual": residual, "masked_weights_zero": zero_ok}
 
 
-MethodSettings = ImpSettings | RareGemsSettings | SmartRatioSettings
-
-
-def _keywords(options: MethodSettings | dict | None) -> dict:
+def _keywords(options: Section | dict | None) -> dict:
     """A method's settings (its config block, typed) as the keyword arguments of its function."""
-    return asdict(options) if isinstance(options, MethodSettings) else dict(options or {})
+    return asdict(options) if isinstance(options, Section) else dict(options or {})
 
 
-def run_baseline(method: str, spec: dict, data: TensorData, sparsity: float, seed: int,
-                 options: MethodSettings | dict | None = None, *, model: nn.Module | None = None,
+def run_baseline(name: str, spec: dict, data: TensorData, sparsity: float, seed: int,
+                 options: Section | dict | None = None, *, model: nn.Module | None = None,
                  progress: bool = False) -> dict:
     """One result of ``method`` on task ``spec`` at ``sparsity`` with ``seed``.
 
@@ -87,21 +79,20 @@ def run_baseline(method: str, spec: dict, data: TensorData, sparsity: float, see
     L1 model for ``lomp``. IMP here runs a trajectory to this sparsity alone; use
     :func:`imp.run_imp` to serve several sparsities from one trajectory.
     """
-    options = _keywords(options)
+    entry, options = method(name), _keywords(options)
+    if entry.comparison != "baselines":
+        raise PrunelimitError(f"{name} is not a baseline method (it is in the {entry.comparison} comparison); "
+                              f"baselines: {', '.join(METHODS)}")
     start = time.perf_counter()
-    if method == "lomp":
+    if entry.runs == "sweep":
         if model is None:
-            raise PrunelimitError("LOMP needs the trained L1 model (pass model=...)")
+            raise PrunelimitError(f"{entry.label} needs the trained L1 model (pass model=...)")
         result = lomp(model, data, sparsity)
-    elif method == "imp":
-        result = imp.run_imp(spec, data, [sparsity], seed, progress=progress, **options)[0]
-    elif method == "rare_gems":
-        result = rare_gems.run_rare_gems(spec, data, sparsity, seed, progress=progress, **options)
-    elif method == "smart_ratio":
-        result = run_smart_ratio(spec, data, sparsity, seed, progress=progress, **options)
+    elif entry.runs == "trajectory":  # one trajectory through this sparsity alone
+        result = entry.run()(spec, data, [sparsity], seed, progress=progress, **options)[0]
     else:
-        raise PrunelimitError(f"unknown baseline method {method!r}; known: {', '.join(METHODS)}")
-    return finish(result, method, spec, seed, options, time.perf_counter() - start)
+        result = entry.run()(spec, data, sparsity, seed, progress=progress, **options)
+    return finish(result, name, spec, seed, options, time.perf_counter() - start)
 
 
 def run_imp_trajectory(spec: dict, data: TensorData, sparsities: list[float], seed: int,
@@ -128,9 +119,9 @@ def training_budget(method: str, epochs: int, options: dict) -> str:
     return f"{epochs}"
 
 
-def finish(result: dict, method: str, spec: dict, seed: int, options: dict, wall_time: float) -> dict:
+def finish(result: dict, name: str, spec: dict, seed: int, options: dict, wall_time: float) -> dict:
     """Add provenance (method, task, seed, options, source, training epochs, time) to a result dict."""
     epochs = int(spec["train"]["epochs"])
-    return {"method": method, "task": spec["task"], "model": spec["model"], "dataset": spec["dataset"],
-            "seed": int(seed), **result, "options": options, "source": SOURCES[method], "train_epochs": epochs,
-            "training": training_budget(method, epochs, options), "wall_time_s": wall_time}
+    return {"method": name, "task": spec["task"], "model": spec["model"], "dataset": spec["dataset"],
+            "seed": int(seed), **result, "options": options, "source": method(name).source, "train_epochs": epochs,
+            "training": training_budget(name, epochs, options), "wall_time_s": wall_time}

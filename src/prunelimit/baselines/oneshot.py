@@ -137,9 +137,13 @@ class WoodburyInverse(DenseInverse):
         self.chol = torch.linalg.cholesky(G @ G.T + n * self.damp * torch.eye(n, dtype=DTYPE))
         # λ_min(F⁻¹) = 1/(damp + λ_max(GᵀG/N)) >= 1/(damp + ‖G‖_F²/N): a floor against round-off in 1 − (…)
         self.floor = 1.0 / (self.damp + float((G * G).sum()) / n)
+        self._diagonal = None
 
-    def diagonal(self) -> torch.Tensor:  # [F⁻¹]_qq = (1 − Σ_n G_nq (K⁻¹G)_nq)/damp
-        return ((1.0 - (self.G * torch.cholesky_solve(self.G, self.chol)).sum(0)) / self.damp).clamp_min(self.floor)
+    def diagonal(self) -> torch.Tensor:  # [F⁻¹]_qq = (1 − Σ_n G_nq (K⁻¹G)_nq)/damp, computed once
+        if self._diagonal is None:
+            self._diagonal = ((1.0 - (self.G * torch.cholesky_solve(self.G, self.chol)).sum(0)) / self.damp
+                              ).clamp_min(self.floor)
+        return self._diagonal.clone()
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:  # F⁻¹v = (v − Gᵀ K⁻¹ G v)/damp, v a vector or p×m
         m = v.reshape(self.p, -1)
@@ -151,6 +155,15 @@ class WoodburyInverse(DenseInverse):
 
     def dense(self) -> torch.Tensor:  # for tests and small blocks only
         return self.block(torch.arange(self.p), torch.arange(self.p))
+
+    def kept_inverse(self, kept: torch.Tensor) -> torch.Tensor:
+        """L⁻¹ (N×N) for L = N·damp·I + G_K G_Kᵀ, K the kept weights: the pruned set's quantities in N-space.
+        [ours, by Woodbury twice] With P the pruned set and K + G_P G_Pᵀ = L, (F⁻¹_PP)⁻¹ = damp·(I + G_Pᵀ L⁻¹ G_P),
+        so Q(P) = ½·damp·(‖w_P‖² + uᵀL⁻¹u) with u = G_P w_P, and the joint OBS update of the kept weights,
+        F_KK⁻¹ F_KP w_P, is G_Kᵀ L⁻¹ u (push-through identity)."""
+        Gk = self.G[:, _idx(kept)]
+        n = self.G.shape[0]
+        return torch.cholesky_inverse(torch.linalg.cholesky(Gk @ Gk.T + n * self.damp * torch.eye(n, dtype=DTYPE)))
 
 
 def empirical_fisher_inverse(G, damp: float, *, woodbury: bool | None = None) -> DenseInverse:
@@ -186,6 +199,13 @@ def obs_update_exact(w, inverse, pruned) -> torch.Tensor:
     """δw = −F⁻¹_{:,P} (F⁻¹_{PP})⁻¹ w_P: OBS for the set P (its Lagrangian with the constraints e_qᵀ(w + δw) = 0,
     q ∈ P, solved jointly); (w + δw)_P = 0 and the quadratic model rises by Q(P) (:func:`cbs_objective`)."""
     w, inv, idx = _vector(w), _inverse(inverse), _idx(pruned)
+    if isinstance(inv, WoodburyInverse) and idx.numel():  # N-space: no |P|×|P| solve (kept_inverse)
+        kept = torch.ones_like(w, dtype=torch.bool)
+        kept[idx] = False
+        delta = torch.zeros_like(w)
+        delta[kept] = inv.G[:, kept].T @ (inv.kept_inverse(kept) @ (inv.G[:, idx] @ w[idx]))
+        delta[idx] = -w[idx]
+        return delta
     u = torch.zeros_like(w)
     if idx.numel():
         u[idx] = _spd_solve(inv.block(idx, idx), w[idx])
@@ -214,7 +234,14 @@ def woodfisher_prune(w, G, sparsity: float, damp: float = DEFAULTS["damp"], *, j
 def cbs_objective(w, inverse, pruned) -> float:
     """Q(P) = ½ w_Pᵀ (F⁻¹_{PP})⁻¹ w_P: the quadratic model's increase when P is removed with the joint OBS update."""
     w, inv, idx = _vector(w), _inverse(inverse), _idx(pruned)
-    return 0.5 * float(w[idx] @ _spd_solve(inv.block(idx, idx), w[idx])) if idx.numel() else 0.0
+    if not idx.numel():
+        return 0.0
+    if isinstance(inv, WoodburyInverse):  # N-space (kept_inverse)
+        kept = torch.ones_like(w, dtype=torch.bool)
+        kept[idx] = False
+        u = inv.G[:, idx] @ w[idx]
+        return 0.5 * inv.damp * float(w[idx] @ w[idx] + u @ (inv.kept_inverse(kept) @ u))
+    return 0.5 * float(w[idx] @ _spd_solve(inv.block(idx, idx), w[idx]))
 
 
 def swap_gains(w, inverse, pruned, candidates) -> torch.Tensor:
@@ -245,23 +272,43 @@ def swap_gain(w, inverse, pruned, i: int, j: int) -> float:
     return float(swap_gains(w, inverse, P, [int(j)])[rows[0], 0])
 
 
+def _candidates(w, inv, keep: torch.Tensor, candidates: int | None) -> torch.Tensor:
+    """The weights a swap may move, fixed for the whole search [ours]: the ``candidates`` pruned weights of largest
+    OBS saliency and the ``candidates`` kept ones of smallest (all of a side when ``None`` or fewer), the two sides
+    of the cut where swaps pay."""
+    saliency = obs_saliency(w, inv)
+    pruned, kept = _idx(~keep), _idx(keep)
+    if candidates is not None and pruned.numel() > candidates:
+        pruned = pruned[torch.argsort(-saliency[pruned], stable=True)[:candidates]]
+    if candidates is not None and kept.numel() > candidates:
+        kept = kept[torch.argsort(saliency[kept], stable=True)[:candidates]]
+    return torch.cat([pruned, kept])
+
+
+def _improves(gain: float, q: float) -> bool:
+    return gain < -1e-12 * max(q, 1e-300)
+
+
 def cbs_search(w, inverse, keep: torch.Tensor, swaps: int, candidates: int | None = None
                ) -> tuple[torch.Tensor, list[float]]:
     """Greedy best-improvement swaps from the keep mask ``keep`` (CBS Alg. 1's swap search): each step makes the
-    pruned ↔ kept swap of most negative gain among all pruned i and the ``candidates`` kept j of lowest saliency
-    (all when ``None``) until none lowers Q or ``swaps`` were made. Returns the mask and Q after each step."""
+    pruned ↔ kept swap of most negative gain among the candidate weights (:func:`_candidates`) until none lowers
+    Q or ``swaps`` were made. Returns the mask and Q after each step. A Woodbury inverse takes the N-space path
+    (:func:`_woodbury_swaps`: the same swaps, no |P|×|P| solve)."""
     w, inv, keep = _vector(w), _inverse(inverse), keep.clone()
-    saliency = obs_saliency(w, inv)
+    swaps, movable = _count(swaps, "swaps", 0), _candidates(w, inv, keep, candidates)
+    if isinstance(inv, WoodburyInverse):
+        return _woodbury_swaps(w, inv, keep, swaps, movable)
     history = [cbs_objective(w, inv, ~keep)]
-    for _ in range(_count(swaps, "swaps", 0)):
-        P, K = _idx(~keep), _idx(keep)
-        if not P.numel() or not K.numel():
+    in_play = torch.zeros_like(keep)
+    in_play[movable] = True
+    for _ in range(swaps):
+        P, K = _idx(~keep), _idx(keep & in_play)
+        if not bool((~keep & in_play).any()) or not K.numel():
             break
-        if candidates is not None and K.numel() > candidates:
-            K = K[torch.argsort(saliency[K], stable=True)[:candidates]]
-        gains = swap_gains(w, inv, P, K)
+        gains = swap_gains(w, inv, P, K).masked_fill(~in_play[P][:, None], float("inf"))
         best = int(torch.argmin(gains))
-        if not float(gains.reshape(-1)[best]) < -1e-12 * max(history[-1], 1e-300):
+        if not _improves(float(gains.reshape(-1)[best]), history[-1]):
             break
         i, j = int(P[best // K.numel()]), int(K[best % K.numel()])
         keep[i], keep[j] = True, False
@@ -270,6 +317,65 @@ def cbs_search(w, inverse, keep: torch.Tensor, swaps: int, candidates: int | Non
             keep[i], keep[j] = False, True
             break
         history.append(q)
+    return keep, history
+
+
+def _woodbury_swaps(w: torch.Tensor, inv: WoodburyInverse, keep: torch.Tensor, swaps: int, movable: torch.Tensor,
+                    refresh: int = 25) -> tuple[torch.Tensor, list[float]]:
+    """:func:`cbs_search` in N-space [ours]. Q(P) = ½·damp·(‖w_P‖² + uᵀL⁻¹u) (:meth:`WoodburyInverse.kept_inverse`);
+    a swap (i back in, j out) changes L by g_i g_iᵀ − g_j g_jᵀ and u by −w_i g_i + w_j g_j, so every candidate
+    pair's Q follows from L⁻¹ by the rank-2 Woodbury identity with S = diag(1, −1) + VᵀL⁻¹V, V = [g_i, g_j]:
+    u'ᵀL'⁻¹u' = u'ᵀL⁻¹u' − xᵀS⁻¹x, x = VᵀL⁻¹u'. L⁻¹, M = L⁻¹G_C (C the candidates) and a = L⁻¹u are updated by
+    the same identity after each swap (O(N·|C|)), and rebuilt from scratch every ``refresh`` swaps."""
+    G, damp = inv.G, inv.damp
+    pruned = ~keep[movable]  # per candidate: in P now
+    Gc, wc = G[:, movable], w[movable]
+
+    def rebuild():
+        linv = inv.kept_inverse(keep)
+        u = G[:, ~keep] @ w[~keep]
+        return linv, linv @ Gc, u, linv @ u
+
+    Linv, M, u, a = rebuild()
+    wp2 = float(w[~keep] @ w[~keep])
+    history = [0.5 * damp * (wp2 + float(u @ a))]
+    for step in range(swaps):
+        rows, cols = _idx(pruned), _idx(~pruned)
+        if not rows.numel() or not cols.numel():
+            break
+        gi, gj, mi, mj = Gc[:, rows], Gc[:, cols], M[:, rows], M[:, cols]
+        alpha, gamma, beta = (gi * mi).sum(0)[:, None], (gj * mj).sum(0)[None, :], gi.T @ mj
+        p, q = (gi.T @ a)[:, None], (gj.T @ a)[None, :]
+        wi, wj = wc[rows][:, None], wc[cols][None, :]
+        quad = (float(u @ a) - 2 * wi * p + 2 * wj * q + wi * wi * alpha + wj * wj * gamma - 2 * wi * wj * beta)
+        x1, x2 = p - wi * alpha + wj * beta, q - wi * beta + wj * gamma
+        det = (1 + alpha) * (gamma - 1) - beta * beta  # < 0: γ_j < 1 for a kept j, so S is never singular
+        quad = quad - ((gamma - 1) * x1 * x1 - 2 * beta * x1 * x2 + (1 + alpha) * x2 * x2) / det
+        gains = 0.5 * damp * (wp2 - wi * wi + wj * wj + quad) - history[-1]
+        best = int(torch.argmin(gains))
+        if not _improves(float(gains.reshape(-1)[best]), history[-1]):
+            break
+        r, c = int(rows[best // cols.numel()]), int(cols[best % cols.numel()])
+        i, j = int(movable[r]), int(movable[c])
+        saved = (Linv, M, u, a, wp2)
+        keep[i], keep[j], pruned[r], pruned[c] = True, False, False, True
+        if (step + 1) % refresh == 0:
+            Linv, M, u, a = rebuild()
+        else:
+            V = G[:, [i, j]]
+            LV = Linv @ V
+            S_inv = torch.linalg.inv(torch.diag(torch.tensor([1.0, -1.0], dtype=DTYPE)) + V.T @ LV)
+            Linv = Linv - LV @ S_inv @ LV.T
+            M = M - LV @ (S_inv @ (V.T @ M))
+            u = u - w[i] * G[:, i] + w[j] * G[:, j]
+            a = Linv @ u
+        wp2 += float(w[j] * w[j] - w[i] * w[i])
+        q_new = 0.5 * damp * (wp2 + float(u @ a))
+        if q_new > history[-1]:  # round-off beat the predicted gain: undo and stop
+            keep[i], keep[j], pruned[r], pruned[c] = False, True, True, False
+            Linv, M, u, a, wp2 = saved
+            break
+        history.append(q_new)
     return keep, history
 
 
@@ -309,10 +415,15 @@ def backsolve(w_bar, X, ridge: float, support) -> torch.Tensor:
     return out
 
 
-def _chita_block(w_bar: torch.Tensor, X: torch.Tensor, keep: int, ridge: float, iters: int
-                 ) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
-    # ∇f's Lipschitz constant, f = chita_objective: λ_max(XᵀX + λ₂I) = σ_max(X)² + λ₂ (IHT's step 1/L, CHITA Sec. 3)
-    L = LIPSCHITZ_MARGIN * (float(torch.linalg.matrix_norm(X, ord=2)) ** 2 + ridge)
+def lipschitz_constant(X: torch.Tensor, ridge: float) -> float:
+    """∇f's Lipschitz constant, f = chita_objective: λ_max(XᵀX + λ₂I) = σ_max(X)² + λ₂ (IHT's step 1/L, CHITA
+    Sec. 3), with LIPSCHITZ_MARGIN."""
+    return LIPSCHITZ_MARGIN * (float(torch.linalg.matrix_norm(X, ord=2)) ** 2 + ridge)
+
+
+def _chita_block(w_bar: torch.Tensor, X: torch.Tensor, keep: int, ridge: float, iters: int,
+                 lipschitz: float | None = None) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+    L = lipschitz_constant(X, ridge) if lipschitz is None else lipschitz
     mask = _top(w_bar.abs(), keep)
     x = torch.where(mask, w_bar, torch.zeros_like(w_bar))  # the k-sparse start: w̄ hard-thresholded (MP)
     history = [chita_objective(x, w_bar, X, ridge)]
@@ -406,14 +517,16 @@ def _settings(method: str, settings: dict) -> dict:
     return {k: checks[k](settings.get(k, DEFAULTS[k])) for k in SETTINGS[method]}
 
 
-def prune_model(model: nn.Module, method: str, sparsity: float, grads=None, **settings) -> OneShotResult:
+def prune_model(model: nn.Module, method: str, sparsity: float, grads=None, cache: dict | None = None,
+                **settings) -> OneShotResult:
     """Prune ``model``'s prunable weights in place with ``method`` (:data:`METHODS`) at ``sparsity``, ``grads``
     being its per-sample gradients (:func:`per_sample_gradients`; magnitude needs none). Settings: :data:`SETTINGS`.
 
     One global selection of the round((1 − s)·D) kept weights: by |w| (magnitude; CBS's and CHITA's start) or by
     the saliency under the block-diagonal Fisher inverse (WoodFisher, as WF prunes globally; CBS with
     ``start="woodfisher"``). CBS's swaps and CHITA's IHT then work within each block at its share of that count
-    [ours: the per-block budgets], and each block gets its update."""
+    [ours: the per-block budgets], and each block gets its update. ``cache``: a dict shared by calls on the same
+    model and ``grads`` (e.g. one per sparsity) keeps the block inverses and Lipschitz constants between them."""
     s, opts = check_open_sparsity(sparsity), _settings(method, settings)
     params = prunable_parameters(model)
     if not params:
@@ -423,7 +536,16 @@ def prune_model(model: nn.Module, method: str, sparsity: float, grads=None, **se
     if method != "magnitude" and grads is None:
         raise PrunelimitError(f"{method} needs grads (per-sample gradients, N × {D})")
     G = None if method == "magnitude" else _gradients(grads, D)
-    inverses = [empirical_fisher_inverse(G[:, a:b], opts["damp"]) for a, b in blocks] if "damp" in opts else []
+    cache = {} if cache is None else cache  # one model and one G: what does not depend on the sparsity, kept
+
+    def cached(key, make):
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
+
+    inverses = [cached(("inverse", a, b, opts["damp"]),
+                       lambda a=a, b=b: empirical_fisher_inverse(G[:, a:b], opts["damp"]))
+                for a, b in blocks] if "damp" in opts else []
     by_saliency = method == "woodfisher" or opts.get("start") == "woodfisher"
     keep = _top(torch.cat([obs_saliency(w[a:b], inv) for (a, b), inv in zip(blocks, inverses)]) if by_saliency
                 else w.abs(), keep_count(D, s))
@@ -438,7 +560,9 @@ def prune_model(model: nn.Module, method: str, sparsity: float, grads=None, **se
             keep[a:b], new_w[a:b] = kb, _apply(wb, obs_update_exact(wb, inverses[n], ~kb), kb)
         elif method == "chita" and 0 < int(kb.sum()) < b - a:  # a block kept whole or pruned whole: nothing to solve
             X = G[:, a:b] / math.sqrt(G.shape[0])
-            new_w[a:b], keep[a:b], history[n] = _chita_block(wb, X, int(kb.sum()), opts["ridge"], opts["iters"])
+            lipschitz = cached(("lipschitz", a, b, opts["ridge"]), lambda X=X: lipschitz_constant(X, opts["ridge"]))
+            new_w[a:b], keep[a:b], history[n] = _chita_block(wb, X, int(kb.sum()), opts["ridge"], opts["iters"],
+                                                             lipschitz)
     new_w, masks, i = torch.where(keep, new_w, torch.zeros_like(new_w)), {}, 0
     with torch.no_grad():
         for name, p in params:

@@ -1,0 +1,21 @@
+"""Rule `fig_lomp_vs_sota`: one-shot accuracy against sparsity for every method and starting model, the
+predicted limit of the L1 model marked."""
+
+import pandas as pd
+
+from prunelimit.figures.lomp_vs_sota import plot_lomp_vs_sota
+from prunelimit.io import load_json
+from prunelimit.runlog import rule_context
+
+with rule_context(snakemake.log[0]) as log:
+    runs = [load_json(path) for path in snakemake.input.results]
+    results = pd.DataFrame([row for run in runs for row in run["rows"]])
+    unpruned = {}  # task → start → each model's accuracy before pruning, one per seed
+    for run in runs:
+        unpruned.setdefault(run["task"], {}).setdefault(run["start"], []).append(run["unpruned_test_acc"])
+    predicted = {task: load_json(path)["predicted_sparsity"]
+                 for task, path in zip(snakemake.params.tasks, snakemake.input.prediction, strict=True)}
+    drawn = plot_lomp_vs_sota(results, predicted, unpruned, snakemake.output)
+    for task, series in drawn.items():
+        log.info("%s: predicted limit %s; %s", task, series.get("predicted"),
+                 {k: [round(v, 1) for v in vals] for k, vals in series.items() if k != "predicted"})

@@ -1,0 +1,71 @@
+# LOMP against the optimal-brain-surgeon family (the paper's appendix table): every one-shot method of the
+# registry (prunelimit.methods, comparison "oneshot") on each task's dense and L1 models, each training seed
+# (library: prunelimit.baselines.oneshot_compare; table: prunelimit.tables.lomp_vs_sota_table).
+
+ONESHOT = SETTINGS.oneshot
+ONESHOT_TASKS = list(ONESHOT.tasks)
+ONESHOT_SEEDS = [int(s) for s in ONESHOT.seeds]
+ONESHOT_STARTS = list(ONESHOT.starts)
+ONESHOT_RESULTS = expand(
+    f"{RESULTS}/oneshot/{{task}}/{{start}}_seed{{seed}}.json",
+    task=ONESHOT_TASKS,
+    start=ONESHOT_STARTS,
+    seed=ONESHOT_SEEDS,
+)
+
+
+def oneshot_model(w):
+    """The trained model a one-shot job prunes: the train rule's for the task's own seed, else the
+    reseeded one (train_reseeded: l1_seed<n>, dense_seed<n>)."""
+    seed = int(w.seed)
+    variant = w.start if seed == task_seed(w.task) else f"{w.start}_seed{seed}"
+    return trained(w.task, variant)
+
+
+rule oneshot:
+    input:
+        unpack(lambda w: {"data": dataset_of(w), **oneshot_model(w)}),
+    output:
+        f"{RESULTS}/oneshot/{{task}}/{{start}}_seed{{seed}}.json",
+    log:
+        f"{RESULTS}/logs/oneshot/{{task}}_{{start}}_seed{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/oneshot/{{task}}_{{start}}_seed{{seed}}.tsv"
+    wildcard_constraints:
+        start="dense|l1",
+        seed=r"\d+",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        methods={name: ONESHOT.of(name) for name in ONESHOT.methods},
+        sparsities=list(ONESHOT.sparsities),
+        fisher=lambda w: ONESHOT.fisher(w.task),
+        device=config["device"],
+    script:
+        "../../scripts/oneshot.py"
+
+
+rule table_lomp_vs_sota:
+    input:
+        results=ONESHOT_RESULTS,
+    output:
+        **table_outputs("lomp_vs_sota"),
+    log:
+        f"{RESULTS}/logs/tables/lomp_vs_sota.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tables/lomp_vs_sota.tsv"
+    localrule: True
+    conda:
+        "../../envs/plot.yaml"
+    params:
+        methods=list(ONESHOT.methods),
+        starts=ONESHOT_STARTS,
+        model_dataset={
+            t: (config["tasks"][t]["model"], config["tasks"][t]["dataset"])
+            for t in ONESHOT_TASKS
+        },
+        title=table_title("lomp_vs_sota"),
+    script:
+        "../../scripts/table_lomp_vs_sota.py"
