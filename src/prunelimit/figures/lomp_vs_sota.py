@@ -19,9 +19,10 @@ METHOD_COLOR = {"mp": "C0", "wf": "C1", "cbs": "C2", "chita": "C4"}
 def plot_lomp_vs_sota(results: pd.DataFrame, predicted: Mapping[str, float],
                       unpruned: Mapping[str, Mapping[str, list[float]]], paths: Iterable[str | os.PathLike]) -> dict:
     """Per task: test accuracy (%) of each (method, start) at each sparsity, mean over the training seeds with
-    their sd as error bars; the unpruned models' accuracy (``unpruned``: task → start → one per seed) dotted; the predicted limit (``predicted``: task → the L1
-    model's predicted sparsity) a vertical line. Returns ``{task: {column: [mean accuracy per sparsity]}}``
-    read back from the drawn lines, with ``"predicted"`` the line's x."""
+    their sd as error bars; the unpruned models' accuracy (``unpruned``: task → start → one per seed) dotted;
+    the predicted limit (``predicted``: task → the L1 model's predicted sparsity) a vertical line. Returns
+    ``{task: {column: [mean accuracy per sparsity]}}`` read back from the drawn lines, with ``"predicted"`` the
+    line's x and each unpruned model's line its y."""
     style.apply_style()
     tasks = list(dict.fromkeys(results["task"]))
     fig, panels = style.task_panels(tasks, panel=(3.6, 2.8))
