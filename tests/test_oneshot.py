@@ -255,7 +255,7 @@ def test_prune_model_keeps_exactly_the_requested_count(method, block_size):
         assert len(result.blocks) == (1 if block_size >= dim else 4)  # 512 → 3 chunks of ≤ 200, then 80
         now = [m.bias for m in pruned.modules() if isinstance(m, nn.Linear)]
         assert all(torch.equal(a, b) for a, b in zip(biases, now))
-        if method == "magnitude":
+        if method == "mp":
             want = magnitude_masks(model, s)
             assert all(torch.equal(result.masks[k].cpu(), want[k].cpu()) for k in want)
 
@@ -267,25 +267,25 @@ def test_make_blocks():
 
 
 @pytest.mark.parametrize(("call", "match"), [
-    (lambda m, G: oneshot.prune_model(m, "woodfisher", 0.0, G), "sparsity"),
-    (lambda m, G: oneshot.prune_model(m, "woodfisher", 1.0, G), "sparsity"),
+    (lambda m, G: oneshot.prune_model(m, "wf", 0.0, G), "sparsity"),
+    (lambda m, G: oneshot.prune_model(m, "wf", 1.0, G), "sparsity"),
     (lambda m, G: oneshot.prune_model(m, "cbs", float("nan"), G), "sparsity"),
     (lambda m, G: oneshot.magnitude_prune(torch.ones(4), 1.5), "sparsity"),
-    (lambda m, G: oneshot.prune_model(m, "woodfisher", 0.5, G[:0]), "N >= 1"),
-    (lambda m, G: oneshot.prune_model(m, "woodfisher", 0.5, G[:, :10]), "columns"),
-    (lambda m, G: oneshot.prune_model(m, "woodfisher", 0.5, None), "grads"),
+    (lambda m, G: oneshot.prune_model(m, "wf", 0.5, G[:0]), "N >= 1"),
+    (lambda m, G: oneshot.prune_model(m, "wf", 0.5, G[:, :10]), "columns"),
+    (lambda m, G: oneshot.prune_model(m, "wf", 0.5, None), "grads"),
     (lambda m, G: oneshot.per_sample_gradients(m, torch.zeros(4, 1, 8, 8), torch.zeros(4).long(), 0), "n "),
     (lambda m, G: oneshot.per_sample_gradients(m, torch.zeros(4, 1, 8, 8), torch.zeros(4).long(), 3, 2), "batch"),
-    (lambda m, G: oneshot.prune_model(m, "magnitude", 0.5, block_size=0), "block_size"),
-    (lambda m, G: oneshot.prune_model(m, "magnitude", 0.5, block_size=2.5), "block_size"),
-    (lambda m, G: oneshot.prune_model(m, "woodfisher", 0.5, G, damp=0.0), "damp"),
+    (lambda m, G: oneshot.prune_model(m, "mp", 0.5, block_size=0), "block_size"),
+    (lambda m, G: oneshot.prune_model(m, "mp", 0.5, block_size=2.5), "block_size"),
+    (lambda m, G: oneshot.prune_model(m, "wf", 0.5, G, damp=0.0), "damp"),
     (lambda m, G: oneshot.prune_model(m, "chita", 0.5, G, ridge=-1.0), "ridge"),
     (lambda m, G: oneshot.prune_model(m, "chita", 0.5, G, iters=0), "iters"),
     (lambda m, G: oneshot.prune_model(m, "cbs", 0.5, G, swaps=-1), "swaps"),
     (lambda m, G: oneshot.prune_model(m, "cbs", 0.5, G, start="random"), "start"),
     (lambda m, G: oneshot.prune_model(m, "cbs", 0.5, G, ridge=1.0), "ridge"),
     (lambda m, G: oneshot.prune_model(m, "obd", 0.5, G), "method"),
-    (lambda m, G: oneshot.prune_model(nn.Sequential(nn.ReLU()), "magnitude", 0.5), "prunable"),
+    (lambda m, G: oneshot.prune_model(nn.Sequential(nn.ReLU()), "mp", 0.5), "prunable"),
     (lambda m, G: oneshot.per_sample_gradients(nn.Sequential(nn.ReLU()), torch.zeros(2, 3), torch.zeros(2).long(),
                                                1), "prunable"),
     (lambda m, G: oneshot.empirical_fisher_inverse(G, -1.0), "damp"),

@@ -27,10 +27,10 @@ from ..models import prunable_parameters
 from ..sparsity import keep_count
 
 DTYPE = torch.float64
-METHODS = ("magnitude", "woodfisher", "cbs", "chita")
+METHODS = ("mp", "wf", "cbs", "chita")  # the names of the method registry (prunelimit.methods)
 DEFAULTS = {"block_size": 4096, "damp": 1e-4, "joint": False, "swaps": 100, "candidates": 256, "start": "magnitude",
             "ridge": 1e-3, "iters": 100}
-SETTINGS = {"magnitude": ("block_size",), "woodfisher": ("block_size", "damp", "joint"),
+SETTINGS = {"mp": ("block_size",), "wf": ("block_size", "damp", "joint"),
             "cbs": ("block_size", "damp", "swaps", "candidates", "start"), "chita": ("block_size", "ridge", "iters")}
 LIPSCHITZ_MARGIN = 1.05  # [ours, per the issue] IHT step 1/(1.05·L): a 5% margin over the exact Lipschitz constant
 
@@ -533,9 +533,9 @@ def prune_model(model: nn.Module, method: str, sparsity: float, grads=None, cach
         raise PrunelimitError(f"model {type(model).__name__} has no prunable (conv or linear) weights")
     w = torch.cat([p.detach().reshape(-1) for _, p in params]).to(DTYPE).cpu()
     D, blocks = w.numel(), make_blocks([p.numel() for _, p in params], opts["block_size"])
-    if method != "magnitude" and grads is None:
+    if method != "mp" and grads is None:
         raise PrunelimitError(f"{method} needs grads (per-sample gradients, N × {D})")
-    G = None if method == "magnitude" else _gradients(grads, D)
+    G = None if method == "mp" else _gradients(grads, D)
     cache = {} if cache is None else cache  # one model and one G: what does not depend on the sparsity, kept
 
     def cached(key, make):
@@ -546,13 +546,13 @@ def prune_model(model: nn.Module, method: str, sparsity: float, grads=None, cach
     inverses = [cached(("inverse", a, b, opts["damp"]),
                        lambda a=a, b=b: empirical_fisher_inverse(G[:, a:b], opts["damp"]))
                 for a, b in blocks] if "damp" in opts else []
-    by_saliency = method == "woodfisher" or opts.get("start") == "woodfisher"
+    by_saliency = method == "wf" or opts.get("start") == "woodfisher"
     keep = _top(torch.cat([obs_saliency(w[a:b], inv) for (a, b), inv in zip(blocks, inverses)]) if by_saliency
                 else w.abs(), keep_count(D, s))
     new_w, history = torch.where(keep, w, torch.zeros_like(w)), {}
     for n, (a, b) in enumerate(blocks):
         wb, kb = w[a:b], keep[a:b]
-        if method == "woodfisher":
+        if method == "wf":
             new_w[a:b] = _apply(wb, (obs_update_exact if opts["joint"] else woodfisher_update)(wb, inverses[n], ~kb),
                                 kb)
         elif method == "cbs":

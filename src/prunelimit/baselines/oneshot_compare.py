@@ -25,12 +25,8 @@ from ..models import count_prunable
 from ..sections import Section
 from ..seeds import derived_seed
 from ..train import evaluate
-from .oneshot import METHODS as ONESHOT_KERNELS
-from .oneshot import check_open_sparsity, prune_model
+from .oneshot import check_open_sparsity
 
-# registry name → prune_model's method name
-KERNEL = {"mp": "magnitude", "wf": "woodfisher", "cbs": "cbs", "chita": "chita"}
-assert set(KERNEL.values()) <= set(ONESHOT_KERNELS)
 BYTES = 8  # float64 gradients and inverses
 
 
@@ -97,8 +93,9 @@ def compare_oneshot(model: nn.Module, data: TensorData, *, methods: dict[str, Se
         for s in targets:
             pruned = copy.deepcopy(model)
             start = time.perf_counter()
-            result = prune_model(pruned, KERNEL[name], s, grads if name != "mp" else None, cache=cache,
-                                 **kernel_options)
+            # the registry's entry point: (model, name, sparsity, grads, cache=, **settings) → OneShotResult
+            result = method(name).run()(pruned, name, s, grads if name != "mp" else None, cache=cache,
+                                        **kernel_options)
             wall = time.perf_counter() - start
             test_loss, test_acc = evaluate(pruned, data.x_test, data.y_test)
             train_loss, train_acc = evaluate(pruned, data.x_train, data.y_train)
