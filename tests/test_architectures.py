@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from prunelimit import architectures
-from prunelimit.architectures import SYNTHETIC_SHAPES, parameter_count
-from prunelimit.data import DATASETS, dataset_shape, make_digits, make_mnist1d, make_synthetic
+from prunelimit.architectures import parameter_count
+from prunelimit.data import DATASETS, make_digits, make_mnist1d, make_synthetic
+from prunelimit.datasets import SYNTHETIC as SYNTHETIC_SHAPES
+from prunelimit.datasets import dataset_shape
 from prunelimit.io import PrunelimitError
 from prunelimit.models import MODELS, build_model, count_parameters, count_prunable
 

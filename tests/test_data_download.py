@@ -31,7 +31,8 @@ from PIL import Image
 from pipeline_utils import load_config, snakemake
 from prunelimit.archives import download
 from prunelimit.config import validate_config
-from prunelimit.data import OFFICIAL_SOURCES, dataset_shape, load_tensors, prepare_dataset
+from prunelimit.data import load_tensors, prepare_dataset
+from prunelimit.datasets import OFFICIAL_SOURCES, dataset_shape
 from prunelimit.io import PrunelimitError
 
 # ---------------------------------------------------------------------------------------------

@@ -49,21 +49,21 @@ def test_table_flags_a_value_beyond_its_tolerance():
 
 def test_hvp_chunks_of_the_two_smallest_architectures_on_the_cpu(tmp_path):
     tasks = _two_smallest_paper_tasks()
-    assert tasks == ["fc5_cifar10", "fc12_cifar10"]
+    assert tasks == ["mlpnet_mnist", "resnet20_cifar10"]
     rows = gpu_check.check_hvp_chunks("cpu", tasks=tasks, samples=1, plan_path=tmp_path / "absent.csv")
     assert [r.check for r in rows] == [f"hvp chunk {t} (1 samples): s" for t in tasks] + ["plan"]
     assert all(r.ok is None for r in rows)  # no plan: informational only
     assert all(0 < r.value < 60 for r in rows[:2])
     assert rows[-1].value == "missing" and "plan missing" in rows[-1].note
 
-    # against a plan: generous for fc5, impossible for fc12 (a 1-sample chunk projected to 50000 samples)
+    # against a plan: generous for MLPNet, impossible for ResNet20 (a 1-sample chunk projected to its training set)
     plan = tmp_path / "plan.csv"
-    plan.write_text("task,model,hvp_s,hvp_flops\nfc5_cifar10,fc5,1e9,1e12\nfc12_cifar10,fc12,1e-6,1e12\n")
+    plan.write_text("task,model,hvp_s,hvp_flops\nmlpnet_mnist,mlpnet,1e9,1e12\nresnet20_cifar10,resnet20,1e-6,1e12\n")
     rows = gpu_check.check_hvp_chunks("cpu", tasks=tasks, samples=1, plan_path=plan)
-    fc5, fc12, status = rows
-    assert fc5.ok is True and fc5.value < 1 and "per 50000 samples" in fc5.note and "TFLOP/s" in fc5.note
-    assert fc12.ok is False and fc12.value > gpu_check.PLAN_SLOWDOWN_LIMIT
-    assert "the plan's efficiency assumption is too optimistic" in fc12.note
+    mlpnet, resnet20, status = rows
+    assert mlpnet.ok is True and mlpnet.value < 1 and "per 60000 samples" in mlpnet.note and "TFLOP/s" in mlpnet.note
+    assert resnet20.ok is False and resnet20.value > gpu_check.PLAN_SLOWDOWN_LIMIT
+    assert "the plan's efficiency assumption is too optimistic" in resnet20.note
     assert status.value == "read" and "'hvp_s'" in status.note and "2 of 2" in status.note
 
 

@@ -1,4 +1,4 @@
-"""Layer shapes of the model registry and the datasets' input shapes, without torch.
+"""Layer shapes of the model registry and the datasets' input shapes (prunelimit.datasets), without torch.
 
 The workflow decides at parse time which tasks are small enough for the exact Hessian spectrum
 (D ≤ hessian.exact_max_params). Importing torch to build the models costs seconds on every
@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from . import datasets
 from .errors import PrunelimitError
 
 InShape = tuple[int, int, int]
@@ -38,30 +39,12 @@ RESNET20_BLOCKS = (3, 3, 3)
 MLPNET_HIDDEN = (40, 20)  # MNIST 784-40-20-10 without biases (CHITA / WoodFisher / CBS benchmark)
 BOTTLENECK_EXPANSION = 4
 
-# Input shape (C, H, W) and class count; 1-D signals are (1, 1, L) and mnist1d's L is an option.
-SYNTHETIC_SHAPES = {
-    "synth_cifar10": ((3, 32, 32), 10),
-    "synth_cifar100": ((3, 32, 32), 100),
-    "synth_tinyimagenet": ((3, 64, 64), 200),
-}
-FIXED_SHAPES = {
-    "digits": ((1, 8, 8), 10),
-    "mnist": ((1, 28, 28), 10),
-    "cifar10": ((3, 32, 32), 10),
-    "cifar100": ((3, 32, 32), 100),
-    "tinyimagenet": ((3, 64, 64), 200),
-    **SYNTHETIC_SHAPES,
-}
-MNIST1D_DEFAULT_LENGTH = 40
-
-
 def dataset_shape(name: str, options: dict | None = None) -> tuple[InShape, int]:
-    """Input shape (C, H, W) and class count of dataset ``name`` without building it."""
-    if name == "mnist1d":
-        return (1, 1, int((options or {}).get("length", MNIST1D_DEFAULT_LENGTH))), 10
-    if name not in FIXED_SHAPES:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(['mnist1d', *FIXED_SHAPES])}")
-    return FIXED_SHAPES[name]
+    """Input shape (C, H, W) and class count of dataset ``name`` without building it: the registry's
+    (prunelimit.datasets), here for the workflow's parse; an unknown name is a ValueError."""
+    if name not in datasets.REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(datasets.NAMES)}")
+    return datasets.dataset_shape(name, options)
 
 
 def scaled_channels(channels: int, width: float) -> int:

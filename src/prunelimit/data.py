@@ -4,7 +4,7 @@ Prepared files (``results/<preset>/data/<dataset>.npz``) hold ``x_train, y_train
 y_test`` with images as ``(N, C, H, W)`` uint8 (1-D signals as float32 ``(N, 1, 1, L)``),
 plus ``mean``/``std`` per channel and ``num_classes``.
 
-Sources:
+Sources (one entry each in the dataset registry, prunelimit.datasets):
 - ``digits``: scikit-learn's bundled 8×8 digits, seeded stratified split (no network).
 - ``mnist1d``: MNIST-1D (Greydanus 2020, "Scaling down deep learning", arXiv 2011.14439), generated
   offline by the ``mnist1d`` package's ``make_dataset`` (its download path is never called).
@@ -28,52 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import architectures
-from .architectures import SYNTHETIC_SHAPES
-from .archives import checked_labels, download, parse_cifar, parse_mnist, parse_tinyimagenet
+from . import datasets
+from .archives import checked_labels, download
 from .io import PrunelimitError, load_npz, save_npz
 
-# Official archives and checksums (the same constants torchvision uses). A source is one archive
-# ({"url", "md5"}) or several files under one base URL ({"url": base URL, "files": {file name: md5}}).
-OFFICIAL_SOURCES = {
-    "cifar10": {
-        "url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-        "md5": "c58f30108f718f92721af3b95e74349a",
-    },
-    "cifar100": {
-        "url": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-        "md5": "eb9058c3a382ffc7106e4002c42a8d85",
-    },
-    "tinyimagenet": {
-        "url": "http://cs231n.stanford.edu/tiny-imagenet-200.zip",
-        "md5": "90528d7ca1a48142e341f4ef8d21d0de",
-    },
-    # yann.lecun.com often refuses downloads; torchvision's mirror serves the same files (same md5s):
-    # datasets.mnist.url: https://ossci-datasets.s3.amazonaws.com/mnist/
-    # Normalisation needs no special case: the per-channel mean/std of the training images that
-    # _with_stats stores are the benchmark's (0.1307, 0.3081).
-    "mnist": {
-        "url": "http://yann.lecun.com/exdb/mnist/",
-        "files": {
-            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-        },
-    },
-}
-DOWNLOADED = tuple(OFFICIAL_SOURCES)
-DATASETS = ("digits", "mnist1d", *DOWNLOADED, *SYNTHETIC_SHAPES)
-
-
-def dataset_shape(name: str, options: dict | None = None) -> tuple[tuple[int, int, int], int]:
-    """Input shape (C, H, W) and class count of dataset ``name`` without building it.
-
-    The table is in prunelimit.architectures, which the workflow reads without importing torch.
-    """
-    if name not in DATASETS:
-        raise PrunelimitError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
-    return architectures.dataset_shape(name, options)
+DATASETS = datasets.NAMES  # (the cli's --data names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,7 +91,7 @@ def make_mnist1d(n_train: int = 4000, n_test: int = 1000, length: int = 40, seed
 
 def make_synthetic(name: str, n_train: int = 64, n_test: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
     """Random uint8 images with the shape and class count of a paper dataset (smoke runs only)."""
-    shape, classes = SYNTHETIC_SHAPES[name]
+    shape, classes = datasets.dataset_shape(name)
     rng = np.random.default_rng(seed)
     return {"x_train": rng.integers(0, 256, (n_train, *shape), dtype=np.uint8),
             "y_train": rng.integers(0, classes, n_train).astype(np.int64),
@@ -206,19 +165,18 @@ def _with_stats(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _download_and_parse(name: str, options: dict, cache: Path, progress: bool) -> dict[str, np.ndarray]:
-    """Download dataset ``name``'s files into ``cache`` and parse them; ``options`` may override the source.
+def _download_and_parse(entry: datasets.Dataset, options: dict, cache: Path, progress: bool) -> dict[str, np.ndarray]:
+    """Download dataset ``entry``'s files into ``cache`` and parse them; ``options`` may override the source.
 
     One archive: ``url`` and ``md5`` (config ``datasets.<name>``). Several files: the base ``url`` (the
     config's override: a mirror of the same files) and ``files``, file name to md5, replacing those it
     names; one ``md5`` for several files would be ambiguous and is refused. Every file is downloaded
     before any is parsed.
     """
-    official = OFFICIAL_SOURCES[name]
+    name, official, parse = entry.name, entry.source, entry.build()
     if "files" not in official:
         source = {**official, **{k: v for k, v in options.items() if k in ("url", "md5")}}
-        archive = download(source["url"], cache / Path(source["url"]).name, source["md5"], progress=progress)
-        return parse_tinyimagenet(archive) if name == "tinyimagenet" else parse_cifar(archive, name)
+        return parse(download(source["url"], cache / Path(source["url"]).name, source["md5"], progress=progress))
     if "md5" in options:
         raise PrunelimitError(f"datasets.{name}.md5: {name} is {len(official['files'])} files, each checked against "
                               f"its own md5; give only url (a mirror of the official files)")
@@ -227,24 +185,18 @@ def _download_and_parse(name: str, options: dict, cache: Path, progress: bool) -
         raise PrunelimitError(f"datasets.{name}.files: {unknown} are not among its files {list(official['files'])}")
     base = str(options.get("url", official["url"])).rstrip("/") + "/"
     paths = {file: download(base + file, cache / file, md5, progress=progress) for file, md5 in files.items()}
-    return parse_mnist(paths)
+    return parse(paths)
 
 
 def prepare_dataset(name: str, out: str | os.PathLike, options: dict | None = None,
                     cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
     """Build ``out`` (.npz) for dataset ``name`` from its source; the file appears only when whole."""
     options = dict(options or {})
-    # the generators' own defaults serve options left out (the pipeline's config gives them all)
-    if name == "digits":
-        arrays = make_digits(**options)
-    elif name == "mnist1d":
-        arrays = make_mnist1d(**options)
-    elif name in SYNTHETIC_SHAPES:
-        arrays = make_synthetic(name, **options)
-    elif name in DOWNLOADED:
-        arrays = _download_and_parse(name, options, Path(cache_dir or Path(out).parent / "downloads"), progress)
-    else:
-        raise PrunelimitError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    entry = datasets.dataset(name)
+    if entry.downloaded:
+        arrays = _download_and_parse(entry, options, Path(cache_dir or Path(out).parent / "downloads"), progress)
+    else:  # the generators' own defaults serve options left out (the pipeline's config gives them all)
+        arrays = entry.build()(**options)
     check_arrays(arrays, f"dataset {name}")  # before writing: a bad archive never becomes a dataset file
     save_npz(out, **_with_stats(arrays))
     return Path(out)

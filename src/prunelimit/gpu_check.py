@@ -51,6 +51,7 @@ from pathlib import Path
 import torch
 
 from .config import resolve_device
+from .datasets import dataset as registered_dataset
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (the package is installed editable from it)
 SMOKE_PRESET = ROOT / "workflow" / "presets" / "smoke.yaml"
@@ -61,9 +62,6 @@ SMOKE_TIMEOUT_S = 450  # the smoke run's limit: the whole check stays within 10 
 AGREEMENT_TOL = 1e-8
 LANCZOS_STEPS = 64
 PLAN_SLOWDOWN_LIMIT = 3.0
-
-# Training-set sizes of the paper datasets: one Hessian-vector product runs over all of them.
-PAPER_TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "tinyimagenet": 100_000}
 
 # plan.csv columns read, first match wins (benchmarks/paper_scale.py writes the plan). The projected
 # seconds of one Hessian-vector product over the training set; a column whose name says "chunk" is
@@ -278,6 +276,12 @@ class ChunkSpec:
     n_train: int | None  # samples of one product over the training set (None: unknown dataset)
 
 
+def _train_size(name: str) -> int | None:
+    """The official training-set size of a downloaded dataset (the registry's), None for the others."""
+    samples = registered_dataset(name).samples
+    return samples[0] if samples else None
+
+
 def paper_chunks(preset: str | os.PathLike = PAPER_PRESET, tasks: list[str] | None = None) -> list[ChunkSpec]:
     """The chunk of each task of ``preset`` (all of them, or those named in ``tasks``, in that order)."""
     import yaml
@@ -300,7 +304,7 @@ def paper_chunks(preset: str | os.PathLike = PAPER_PRESET, tasks: list[str] | No
         in_shape, classes = dataset_shape(entry["dataset"], config["datasets"].get(entry["dataset"]))
         specs.append(ChunkSpec(task, entry["model"], entry["dataset"], dict(entry["model_args"]), tuple(in_shape),
                                int(classes), hessian.params, int(hessian.chunk_size),
-                               PAPER_TRAIN_SIZES.get(entry["dataset"])))
+                               _train_size(entry["dataset"])))
     return specs
 
 
