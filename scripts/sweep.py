@@ -12,8 +12,7 @@ with rule_context(snakemake.log[0], snakemake.threads) as log:
     data = load_tensors(snakemake.input.data, device)
     model, meta = load_trained(snakemake.input.model, snakemake.input.metrics, device)
     settings = snakemake.params.prune
-    curve, actual = sweep_and_threshold(model, data, grid=settings.grid, tolerances=settings.tolerances,
-                                        train_every=settings.train_every, progress=True)
+    curve, actual = sweep_and_threshold(model, data, settings, train_every=settings.train_every, progress=True)
     actual.update(task=meta["task"], variant=meta["variant"], model_test_acc=meta["test_acc"])
     save_rows_csv(curve, snakemake.output.curve, CURVE_COLUMNS)
     save_json(actual, snakemake.output.actual)

@@ -114,7 +114,7 @@ def test_smart_ratio_run_trains_under_mask():
 
 
 @pytest.mark.parametrize("targets, fraction", [([0.5], 0.2), ([0.5, 0.8, 0.9], 0.2), ([0.3, 0.95], 0.5),
-                                               ([0.9], 0.2)])
+                                               ([0.9], 0.2), ([1 - 0.8**3], 0.2)])  # an exact power: 3 rounds
 def test_imp_rounds_compose_exactly_to_each_target(targets, fraction):
     schedule = imp.round_densities(targets, fraction)
     densities = [1.0] + [d for d, _ in schedule]
@@ -129,12 +129,6 @@ def test_imp_rounds_compose_exactly_to_each_target(targets, fraction):
     bounds = [1.0] + [1 - t for t in sorted(targets)]
     assert len(schedule) == sum(math.ceil(math.log(b / a) / math.log(1 - fraction) - 1e-9)
                                 for a, b in zip(bounds, bounds[1:]))
-
-
-def test_imp_paper_rounds():
-    assert imp.rounds_for(0.5, 0.2) == 4  # 0.8^3 = 0.512 > 0.5 ≥ 0.8^4
-    assert imp.rounds_for(0.9, 0.2) == 11
-    assert imp.rounds_for(1 - 0.8**3, 0.2) == 3  # an exact power of 0.8 needs no extra round
 
 
 def test_train_start_epoch_continues_the_schedule():
@@ -320,5 +314,5 @@ def test_table_cells_are_mean_sd_over_seeds_and_state_the_training():
 
 
 def test_unknown_method_is_named():
-    with pytest.raises(PrunelimitError, match="unknown baseline method 'snip'"):
+    with pytest.raises(PrunelimitError, match="unknown pruning method 'snip'; known: lomp, rare_gems, imp"):
         run_baseline("snip", tiny_spec(), blobs(), 0.5, 0)

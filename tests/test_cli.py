@@ -199,12 +199,12 @@ def _rejected(result, message):
 
 BAD_DATA = {  # case: (data file, expected message)
     "label-negative": (lambda data: data(labels=np.r_[-1, np.arange(39) % 10]),
-                       "--data: y_train holds label -1; class labels are 0, 1, 2, ..."),
+                       "--data: y_train: label -1 is outside [0, 10)"),  # the classes as the labels give them
     "no-samples": (lambda data: data(n=0, labels=np.zeros(0, np.int64)), "holds no samples"),
     "float-labels": (lambda data: data(labels=(np.arange(40) % 10) + 0.7),
-                     "--data: y_train must hold integer class labels, got torch.float64"),
+                     "--data: y_train: labels must be integers, got float64"),
     "inf-inputs": (lambda data: data(x=np.where(np.arange(40 * 64).reshape(40, 1, 8, 8) == 7, np.inf, 0.0)),
-                   "--data: x_train holds 1 inf values; inputs must be finite"),
+                   "--data: x_train holds 1 inf values"),
     "label-above-classifier": (lambda data: data(labels=np.r_[12, np.arange(39) % 10]),
                                "--data: labels go up to 12, but the checkpoint's classifier linear.2.weight has 10 "
                                "outputs (classes 0..9)"),
@@ -217,6 +217,41 @@ def test_bad_data_is_one_line_exit_2(registry_files, capsys, case):
     tmp_path, data = registry_files
     make, message = BAD_DATA[case]
     _rejected(_predict(capsys, tmp_path, make(data)), message)
+
+
+def test_data_file_inputs_of_any_rank_checked_as_the_pipelines(tmp_path):
+    """A user's file may hold flat (N, F) inputs; prunelimit.data.check_arrays checks them all the same."""
+    import torch
+
+    from prunelimit.cli import load_data
+    from prunelimit.io import PrunelimitError
+
+    x, y = np.arange(40 * 64, dtype=np.float32).reshape(40, 64), np.arange(40) % 10
+    files = {"flat": {"x_test": x[:8], "y_test": y[:8]}, "half": {"x_test": x[:8]},
+             "shapes": {"x_test": x[:8, :32], "y_test": y[:8]}}
+    for name, test in files.items():
+        np.savez(tmp_path / f"{name}.npz", x_train=x, y_train=y, **test)
+    data = load_data(str(tmp_path / "flat.npz"), str(tmp_path), torch.device("cpu"))
+    assert data.x_train.shape == (40, 64) and data.x_test.shape == (8, 64) and data.num_classes == 10
+    with pytest.raises(PrunelimitError, match="only one of x_test and y_test"):
+        load_data(str(tmp_path / "half.npz"), str(tmp_path), torch.device("cpu"))
+    with pytest.raises(PrunelimitError, match="--data: x_test samples are"):
+        load_data(str(tmp_path / "shapes.npz"), str(tmp_path), torch.device("cpu"))
+
+
+def test_verify_measures_as_the_config_prune_section_with_grid_over_it(tmp_path):
+    from pipeline_utils import load_config, write_config
+    from prunelimit.cli import build_parser, verify_settings
+    from prunelimit.settings import ThresholdSettings
+
+    base = ["predict", "--model", "mlp", "--checkpoint", "m.pt", "--data", "d.npz"]
+    parse = build_parser().parse_args
+    assert verify_settings(parse(base)) == ThresholdSettings(grid=1000, tolerances=(0.0, 0.005, 0.01, 0.02))
+    config = load_config()
+    config["prune"] = {**config["prune"], "grid": 50, "tolerances": [0, 0.03]}
+    path = str(write_config(tmp_path / "config.yaml", config))
+    assert verify_settings(parse([*base, "--config", path])) == ThresholdSettings(grid=50, tolerances=(0, 0.03))
+    assert verify_settings(parse([*base, "--config", path, "--grid", "20"])) == ThresholdSettings(20, (0, 0.03))
 
 
 @pytest.mark.parametrize(("model_args", "message"), [

@@ -16,7 +16,7 @@ from prunelimit.data import TensorData, load_tensors, prepare_dataset
 from prunelimit.gaussian_width import predict_from_spectrum, width_kernel
 from prunelimit.hessian import HessianOperator, exact_eigenvalues, exact_hessian
 from prunelimit.io import PrunelimitError, save_json
-from prunelimit.lanczos import lanczos, slq
+from prunelimit.lanczos import Lanczos, slq
 from prunelimit.models import build_model, count_prunable, prunable_parameters
 from prunelimit.settings import HessianSettings
 from prunelimit.sparsity import MagnitudeRanking
@@ -329,7 +329,9 @@ def test_lanczos_top_ritz_values_match_top_eigenvalues(nets, references):
     model, x, y = nets["mlp"]
     op = HessianOperator(model, x, y)
     v0 = torch.randn(op.dim, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    alphas, betas, Q = lanczos(op, 150, v0, return_basis=True)
+    run = Lanczos(op, v0, 150)
+    assert run.extend(150) == 150
+    alphas, betas, Q = run.alphas, run.betas, run.basis[:150]
     assert len(alphas) == 150 and len(betas) == 149
     eye = torch.eye(len(alphas), dtype=torch.float64)
     assert torch.linalg.matrix_norm(Q @ Q.t() - eye) < 1e-10  # full reorthogonalisation keeps Q orthonormal
@@ -362,8 +364,9 @@ class Diagonal:
 
 def test_lanczos_stops_on_breakdown_with_exact_ritz_values():
     diag = torch.tensor([3.0, 3.0, -1.0, 0.5, 0.5, 0.5, 3.0, -1.0], dtype=torch.float64)
-    alphas, betas = lanczos(Diagonal(diag), 8, torch.ones(8, dtype=torch.float64))
-    assert len(alphas) == 3  # three distinct eigenvalues
+    run = Lanczos(Diagonal(diag), torch.ones(8, dtype=torch.float64), 8)
+    assert run.extend(8) == 3 and run.broke_down  # three distinct eigenvalues
+    alphas, betas = run.alphas, run.betas
     theta = np.linalg.eigvalsh(np.diag(alphas) + np.diag(betas, 1) + np.diag(betas, -1))
     np.testing.assert_allclose(theta, [-1.0, 0.5, 3.0], atol=1e-12)
     result = slq(Diagonal(diag), n_runs=2, n_iter=6, progress=False)
@@ -485,7 +488,7 @@ def test_bad_arguments_name_the_culprit(nets):
     with pytest.raises(PrunelimitError, match="matmat"):
         op.matmat(torch.zeros(op.dim, dtype=torch.float64))
     with pytest.raises(PrunelimitError, match="zero"):
-        lanczos(op, 5, torch.zeros(op.dim, dtype=torch.float64))
+        Lanczos(op, torch.zeros(op.dim, dtype=torch.float64), 5)
     with pytest.raises(PrunelimitError, match="n_runs"):
         slq(op, n_runs=0, n_iter=5, progress=False)
     with pytest.raises(ValueError, match="lacks"):  # settings come whole (the schema fills defaults)
@@ -536,7 +539,9 @@ def test_exact_spectrum_is_planned_only_for_small_tasks(tmp_path):
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.MULTILINE))
     from prunelimit.config import main_study_tasks
 
-    assert jobs["slq"] == str(len(main_study_tasks(config)))  # the regime map's tasks are its own rules'
+    # the main study's tasks and the one-shot comparison's (its figure marks their predictions); the regime
+    # map's tasks are its own rules'
+    assert jobs["slq"] == str(len(main_study_tasks(config)) + len(config["oneshot"]["tasks"]))
     assert jobs["exact_spectrum"] == "3"
     assert "hessian/fc5_digits/exact.npz" in proc.stdout and "hessian/vgg_digits/exact.npz" not in proc.stdout
 

@@ -32,6 +32,7 @@ from prunelimit.prune import (
     thresholds_from_curve,
     tolerance_threshold,
 )
+from prunelimit.settings import PruneSettings, ThresholdSettings
 from prunelimit.train import TrainConfig, evaluate, train
 
 
@@ -223,8 +224,10 @@ def test_sweep_and_threshold_matches_pruned_copies_on_every_grid_point():
     data = blobs(seed=1)
     model = build_model("mlp", (1, 4, 4), 3, seed=1, hidden=[16, 8])
     train(model, data, TrainConfig(epochs=4, batch_size=32, lr=0.05), progress=False)
-    curve, actual = sweep_and_threshold(model, data, grid=50, train_every=10)
+    curve, actual = sweep_and_threshold(model, data, ThresholdSettings(grid=50, tolerances=(0.0, 0.01)),
+                                        train_every=10)
     assert len(curve) == 50 and curve[-1]["sparsity"] == 0.98
+    assert list(actual["tolerance_sparsity"]) == ["0", "0.01"]  # the settings' tolerances, none of their own
     for row in curve[::7]:
         pruned = copy.deepcopy(model)
         apply = magnitude_masks(pruned, row["sparsity"])
@@ -236,6 +239,13 @@ def test_sweep_and_threshold_matches_pruned_copies_on_every_grid_point():
     accs = [r["test_acc"] for r in curve]
     assert actual["official_sparsity"] == brute_force_official([r["sparsity"] for r in curve], accs)
     assert actual["dense_test_acc"] == evaluate(model, data.x_test, data.y_test)[1]
+
+
+def test_threshold_settings_on_another_grid_keep_the_criteria():
+    """The magnitude-scaling experiment's settings: the prune section's tolerances on theory.scaling_grid."""
+    prune = PruneSettings.from_section({"grid": 1000, "tolerances": [0, 0.005], "train_every": 5})
+    assert isinstance(prune, ThresholdSettings)  # the sweep rule hands the prune section over as it is
+    assert prune.with_grid(200) == ThresholdSettings(grid=200, tolerances=(0, 0.005))
 
 
 def test_iterative_prune_follows_predictions_and_keeps_pruned_weights_zero():

@@ -11,13 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline_utils import hessian_with, theory_with
+from pipeline_utils import hessian_with, load_config, theory_with
 from prunelimit import epsilon, gaussian_width, hessian, hessian_rows, magnitude_scaling, tasks
 from prunelimit.data import TensorData
 from prunelimit.io import PrunelimitError, save_json
 from prunelimit.lanczos import slq
 from prunelimit.models import build_model, prunable_parameters
 from prunelimit.prune import magnitude_ranking
+from prunelimit.settings import PruneSettings
 from prunelimit.sparsity import MagnitudeRanking, keep_count
 from prunelimit.spectrum import Quadrature, SLQResult, absolute_spectrum, from_eigenvalues, save_exact
 
@@ -38,8 +39,7 @@ def test_equal_eigenvalues_ball_closed_form(radius):
     expected = 1.0 / (1.0 + radius**2 * lam / (2 * eps))
     width = gaussian_width.gaussian_width_sq(from_eigenvalues(np.full(dim, lam)), radius, eps)
     assert width == pytest.approx(expected, 1e-12)
-    r_sq = gaussian_width.ellipsoid_radii_sq(np.full(3, -lam), eps)  # sign does not matter: |λ|
-    assert np.allclose(r_sq, 2 * eps / lam)
+    r_sq = np.full(3, 2 * eps / lam)  # the ball's squared radius r² = 2ε/λ
     assert np.allclose(gaussian_width.projected_ellipsoid_axes(r_sq, radius) ** 2, expected)
 
 
@@ -465,6 +465,9 @@ TCFG = theory_with({"epsilon": None, "epsilon_data": "train_loader", "eta": 0.05
         "scales": [1, 2], "scaling_grid": 20})
 
 
+PCFG = PruneSettings.from_section(load_config()["prune"])  # the sweep rule's criteria; the grid is TCFG's
+
+
 def _paths(d):
     return {"model_path": d / "model.pt", "metrics_path": d / "metrics.json", "data_path": d / "data.npz"}
 
@@ -487,7 +490,8 @@ def test_rule_functions_write_rows_prediction_with_exact_and_scaling(task_files)
     assert len(exact["gw2_over_D"]) == len(saved["curves"]["R_grid"])
     assert saved["provenance"]["spectrum_file"].endswith("slq.npz")
     scaling = tasks.scaling_task(**_paths(d), slq_path=d / "slq.npz", prediction_path=d / "prediction.json",
-                                  out_path=d / "scaling.json", hessian_settings=HCFG, theory_settings=TCFG)
+                                  out_path=d / "scaling.json", hessian_settings=HCFG, theory_settings=TCFG,
+                                  prune_settings=PCFG)
     rows_out = json.loads((d / "scaling.json").read_text())["scales"]
     assert [r["scale"] for r in rows_out] == [1.0, 2.0]
     assert rows_out[0]["predicted_sparsity"] == pytest.approx(saved["predicted_sparsity"])

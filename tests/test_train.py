@@ -199,9 +199,9 @@ def test_l1_shrinkage_target_sets_lambda_so_the_run_reaches_it(digits, tmp_path)
     by_hand = per_epoch * (0.025 + 0.05 + 0.05 * 5)  # two warm-up epochs at lr/2 and lr, then five at lr
     assert lr_sum(cfg, len(digits.x_train)) == pytest.approx(by_hand)
     assert resolve_l1(cfg, len(digits.x_train)).l1 == pytest.approx(0.02 / by_hand)
-    assert resolve_l1(TrainConfig(l1=1e-3), 100).l1 == 1e-3  # no target: λ as given
+    assert resolve_l1(TrainConfig(epochs=7, l1=1e-3), 100).l1 == 1e-3  # no target: λ as given
     with pytest.raises(Exception, match="not both"):
-        resolve_l1(TrainConfig(l1=1e-3, l1_shrinkage=0.02), 100)
+        resolve_l1(TrainConfig(epochs=7, l1=1e-3, l1_shrinkage=0.02), 100)
     spec = {"task": "t", "variant": "l1", "model": "mlp", "dataset": "digits", "model_args": {"hidden": [8]},
             "train": {"epochs": 7, "lr": 0.05, "warmup_epochs": 2, "l1_shrinkage": 0.02}}
     m = train_task(spec, digits, tmp_path / "m.pt", tmp_path / "m.json", progress=False)
@@ -306,3 +306,13 @@ def test_recalibrate_batchnorm_sets_the_statistics_of_the_current_weights():
     batch_vars = torch.stack([z[i:i + 16].transpose(0, 1).flatten(1).var(dim=1) for i in range(0, 64, 16)])
     assert torch.allclose(norm.running_var, batch_vars.mean(0), rtol=1e-4)
     assert not recalibrate_batchnorm(torch.nn.Linear(3, 2), x, 16)  # no BatchNorm: nothing to do
+
+
+def test_train_config_has_no_epochs_of_its_own():
+    """Every preset sets its own epochs; the library has none to contradict them: a recipe without them stops."""
+    from prunelimit.io import PrunelimitError
+
+    with pytest.raises(PrunelimitError, match="lack epochs"):
+        TrainConfig.from_dict({"lr": 0.05})
+    with pytest.raises(TypeError, match="epochs"):
+        TrainConfig(lr=0.05)

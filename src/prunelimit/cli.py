@@ -10,6 +10,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -20,11 +21,11 @@ from torch import nn
 
 from .checkpoint import load_state_dict, read_state_dict, torch_load_error
 from .config import resolve_device
-from .data import DATASETS, TensorData, load_tensors, prepare_dataset
+from .data import DATASETS, TensorData, check_arrays, load_tensors, prepare_dataset
 from .io import PrunelimitError
 from .models import MODELS, build_model, prunable_parameters
-from .prune import sweep_and_threshold
-from .settings import HessianSettings, TheorySettings
+from .prune import OFFICIAL_GRID, TOLERANCES, sweep_and_threshold
+from .settings import HessianSettings, PruneSettings, TheorySettings, ThresholdSettings
 from .tasks import predict_from_model
 
 DATA_FORMAT = """\
@@ -157,42 +158,44 @@ def load_data(source: str, data_dir: str, device: torch.device):
         except Exception as err:  # noqa: BLE001 - e.g. a list of strings in a .pt file
             raise PrunelimitError(f"--data: {name} in {source} is not a numeric array ({err})") from None
 
-    def inputs(name):
+    def inputs(name):  # any real dtype and rank ≥ 2 (wider than a prepared dataset's), as float like the pipeline's
         x = tensor(name)
         if x.dtype == torch.bool or x.is_complex() or x.dim() < 2:
             raise PrunelimitError(f"--data: {name} must be real-valued inputs of shape (N, ...), got {x.dtype} "
                                   f"{tuple(x.shape)}")
-        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-        nan, inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
-        if nan or inf:  # named apart: an overflowed input is not a missing one
-            kinds = ", ".join(f"{n} {kind}" for n, kind in ((nan, "NaN"), (inf, "inf")) if n)
-            raise PrunelimitError(f"--data: {name} holds {kinds} values; inputs must be finite")
-        return x
+        return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
-    def labels(name, n):
-        y = tensor(name)
-        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:  # .long() would truncate 2.7 to 2
-            raise PrunelimitError(f"--data: {name} must hold integer class labels, got {y.dtype}")
-        if y.dim() != 1 or y.shape[0] != n:
-            raise PrunelimitError(f"--data: x_{name[2:]} has {n} samples but {name} has shape {tuple(y.shape)}; "
-                                  "need one label per sample")
-        if n and int(y.min()) < 0:
-            raise PrunelimitError(f"--data: {name} holds label {int(y.min())}; class labels are 0, 1, 2, ...")
-        return y.long()
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise PrunelimitError(f"--data: {source} holds only one of x_test and y_test; give both or neither")
+    x_train, y_train = inputs("x_train"), tensor("y_train")
+    x_test, y_test = (inputs("x_test"), tensor("y_test")) if "x_test" in arrays else (x_train[:0], y_train[:0])
+    labels = [y.numpy() for y in (y_train, y_test)]
+    num_classes = max([int(y.max()) + 1 for y in labels if y.size and np.issubdtype(y.dtype, np.integer)] + [1])
+    # the dataset checks of the pipeline (prunelimit.data.check_arrays): finite inputs, test samples shaped as
+    # train's, one integer label in [0, num_classes) per sample; without a test split, train stands in for it
+    x_check, y_check = (x_test, labels[1]) if "x_test" in arrays else (x_train, labels[0])
+    check_arrays({"x_train": _nchw(x_train), "y_train": labels[0], "x_test": _nchw(x_check), "y_test": y_check,
+                  "num_classes": np.int64(num_classes)}, "--data")
+    return TensorData(x_train, y_train.long(), x_test, y_test.long(), num_classes).to(device)
 
-    x_train = inputs("x_train")
-    if len(x_train) == 0:
-        raise PrunelimitError(f"--data: x_train in {source} holds no samples")
-    y_train = labels("y_train", len(x_train))
-    x_test = inputs("x_test") if "x_test" in arrays else x_train[:0]
-    y_test = labels("y_test", len(x_test)) if "y_test" in arrays else y_train[:0]
-    if x_test.shape[1:] != x_train.shape[1:] and len(x_test):
-        raise PrunelimitError(f"--data: x_test samples are {tuple(x_test.shape[1:])}, x_train's "
-                              f"{tuple(x_train.shape[1:])}")
-    if len(x_test) != len(y_test):
-        raise PrunelimitError(f"--data: x_test has {len(x_test)} samples but y_test has {len(y_test)}")
-    num_classes = int(max(y_train.max().item(), y_test.max().item() if len(y_test) else 0)) + 1
-    return TensorData(x_train, y_train, x_test, y_test, num_classes).to(device)
+
+def _nchw(x: torch.Tensor) -> np.ndarray:
+    """Inputs (N, ...) as the (N, C, H, W) array check_arrays takes: missing axes 1, axes beyond W folded into W."""
+    a = x.detach().numpy()
+    return a.reshape(*a.shape[:3], math.prod(a.shape[3:])) if a.ndim > 4 else a.reshape(*a.shape, *(1,) * (4 - a.ndim))
+
+
+def read_config(path: str | Path) -> dict:
+    """A pipeline config, validated (the schema's defaults filled in) as the workflow reads it."""
+    import yaml
+
+    from .config import validate_config
+
+    if not Path(path).exists():
+        raise PrunelimitError(f"--config: no such file {path}")
+    config = yaml.safe_load(Path(path).read_text())
+    validate_config(config)
+    return config
 
 
 def check_model_fits_data(model: nn.Module, data) -> None:
@@ -212,12 +215,21 @@ def check_model_fits_data(model: nn.Module, data) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def verify_settings(args: argparse.Namespace) -> ThresholdSettings:
+    """How ``--verify`` measures the actual threshold: the prune section of ``--config`` (the sweep rule's
+    settings), else the official grid and our tolerances; ``--grid``, when given, replaces the grid only."""
+    settings = (PruneSettings.from_section(read_config(args.config)["prune"]) if args.config is not None
+                else ThresholdSettings(grid=OFFICIAL_GRID, tolerances=TOLERANCES))
+    return settings.with_grid(args.grid if args.grid is not None else settings.grid)
+
+
 def predict(args: argparse.Namespace) -> dict:
 
     timings: dict[str, float] = {}
     model_args = parse_model_args(args.model_args)  # before any slow step
     if args.epsilon_partitions == 1 or args.epsilon_partitions < 0:
         raise PrunelimitError(f"--epsilon-partitions must be 0 (no band) or at least 2, got {args.epsilon_partitions}")
+    threshold_settings = verify_settings(args)  # before any slow step: a bad --config stops here
     t = time.perf_counter()
     device = resolve_device(args.device)
     data = load_data(args.data, args.data_dir, device)
@@ -245,7 +257,8 @@ def predict(args: argparse.Namespace) -> dict:
     # ε is the override or the spread over the data as given (no training loader here); no scaling runs
     theory_settings = TheorySettings(
         epsilon=args.epsilon, epsilon_data="clean", epsilon_partitions=args.epsilon_partitions, eta=args.eta,
-        zero_row_threshold=args.zero_row_threshold, row_levels=args.row_levels, scales=(1.0,), scaling_grid=args.grid)
+        zero_row_threshold=args.zero_row_threshold, row_levels=args.row_levels, scales=(1.0,),
+        scaling_grid=threshold_settings.grid)
     progress = not args.no_progress
     t = time.perf_counter()
     result = predict_from_model(model, data, hessian_settings=hessian_settings, theory_settings=theory_settings,
@@ -271,7 +284,7 @@ def predict(args: argparse.Namespace) -> dict:
         if len(data.x_test) == 0:
             raise PrunelimitError("--verify needs x_test and y_test in the data")
         t = time.perf_counter()
-        _, actual = sweep_and_threshold(model, data, grid=args.grid, progress=progress)
+        _, actual = sweep_and_threshold(model, data, threshold_settings, progress=progress)
         timings["verify"] = time.perf_counter() - t
         summary["actual_sparsity"] = actual["actual_sparsity"]
         summary["actual_criterion"] = actual["actual_criterion"]
@@ -355,9 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="compute device (default: auto)")
     p.add_argument("--verify", action="store_true",
                    help="also run the one-shot pruning sweep and print the actual threshold")
-    p.add_argument("--grid", type=int, default=1000,
-                   help="with --verify: sparsity steps of the sweep; 1000 = the official 0.1%% grid (default: "
-                        "%(default)s)")
+    p.add_argument("--config", default=None,
+                   help="with --verify: a pipeline config whose prune section (grid, accuracy tolerances) the sweep "
+                        "uses, as the pipeline's sweep rule does (default: none: the official grid, tolerances "
+                        f"{', '.join(f'{t:g}' for t in TOLERANCES)})")
+    p.add_argument("--grid", type=int, default=None,
+                   help=f"with --verify: sparsity steps of the sweep; {OFFICIAL_GRID} = the official 0.1%% grid "
+                        f"(default: --config's prune.grid, else {OFFICIAL_GRID})")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_epoch_scan_parser(sub)
@@ -403,17 +420,13 @@ def epoch_scan_command(args: argparse.Namespace) -> int:
     import datetime
 
     import pandas as pd
-    import yaml
 
-    from .config import task_spec, validate_config
+    from .config import task_spec
     from .epoch_scan import COLUMNS, decision_markdown, decision_text, scan_epochs
     from .io import atomic_path
 
     config_path = Path(args.config)
-    if not config_path.exists():
-        raise PrunelimitError(f"--config: no such file {config_path}")
-    config = yaml.safe_load(config_path.read_text())
-    validate_config(config)
+    config = read_config(config_path)
     if args.task not in config["tasks"]:
         raise PrunelimitError(f"--task {args.task!r} is not a task of {config_path}: {', '.join(config['tasks'])}")
     if args.threads < 1 or min(args.candidates) < 1:

@@ -93,17 +93,6 @@ def check_epsilon(epsilon: float, source: str) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def ellipsoid_radii_sq(eigenvalues: np.ndarray, epsilon: float) -> np.ndarray:
-    """Squared semi-axes r_i² = 2ε/|λ_i| of the quadratic model's sublevel set [paper]; ∞ at λ = 0.
-
-    L(w* + x) − L(w*) ≈ ½ xᵀHx ≤ ε  ⇔  Σ_i x_i² |λ_i| / (2ε) ≤ 1 in the eigenbasis (the gradient
-    term is dropped at a trained point; negative curvature enters by magnitude [code]).
-    """
-    lam = np.abs(np.asarray(eigenvalues, np.float64))
-    with np.errstate(divide="ignore"):
-        return 2.0 * check_epsilon(epsilon, "the caller") / lam
-
-
 def width_kernel(eigenvalues: np.ndarray, radius: float, epsilon: float) -> np.ndarray:
     """f_R(λ) = r²/(R² + r²) = 1/(1 + R²|λ|/(2ε)): one direction's share of w²(R) [code ``cal_gw``]."""
     return 1.0 / (1.0 + radius * radius * np.abs(eigenvalues) / (2.0 * epsilon))

@@ -1,6 +1,6 @@
 """Lanczos tridiagonalisation and stochastic Lanczos quadrature (SLQ) of a symmetric operator.
 
-- :class:`Lanczos` / :func:`lanczos`: Lanczos tridiagonalisation with full reorthogonalisation,
+- :class:`Lanczos`: Lanczos tridiagonalisation with full reorthogonalisation,
   its basis in one preallocated matrix, extendable step by step.
 - :func:`slq`: stochastic Lanczos quadrature (Ubaru, Chen & Saad 2017, "Fast estimation of
   tr(f(A)) via stochastic Lanczos quadrature"; PyHessian's ``density``, Yao et al. 2020):
@@ -31,7 +31,7 @@ from .spectrum import Quadrature, SLQResult, with_exact_null_mass
 
 
 class LinearOperator(Protocol):
-    """What :func:`lanczos` needs: a dimension and a product with a flat vector."""
+    """What :class:`Lanczos` needs: a dimension and a product with a flat vector."""
 
     dim: int
 
@@ -161,17 +161,6 @@ class Lanczos:
             elif j + 1 < self.max_steps:
                 self._pending = (beta, w)
         return self.steps
-
-
-def lanczos(op: LinearOperator, n_iter: int, v0: torch.Tensor, *, basis: torch.Tensor | None = None,
-            on_step: Callable[[], None] | None = None,
-            return_basis: bool = False) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, torch.Tensor]:
-    """``n_iter`` steps of :class:`Lanczos` from ``v0``: (alphas, betas[, basis rows used])."""
-    run = Lanczos(op, v0, n_iter, basis)
-    m = run.extend(n_iter, on_step)
-    if return_basis:
-        return run.alphas, run.betas, run.basis[:m]
-    return run.alphas, run.betas
 
 
 def tridiagonal_ritz(alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ from .gaussian_width import predict_from_spectrum
 from .io import PrunelimitError
 from .models import prunable_parameters
 from .prune import sweep_and_threshold
+from .settings import ThresholdSettings
 from .sparsity import MagnitudeRanking
 from .spectrum import Quadrature
 
@@ -39,12 +40,13 @@ def scaled_model(model: nn.Module, scale: float) -> nn.Module:
     return scaled
 
 
-def scaled_actual_threshold(model: nn.Module, data, scale: float, *, grid: int) -> dict:
+def scaled_actual_threshold(model: nn.Module, data, scale: float, settings: ThresholdSettings) -> dict:
     """The actual threshold of the scaled model: prune's in-place sweep on ``scale``·w* (test set only).
 
-    Reference accuracy is the scaled unpruned model's (the sweep's sparsity-0 point).
+    Reference accuracy is the scaled unpruned model's (the sweep's sparsity-0 point). ``settings``: the
+    prune section's criteria on the experiment's grid (``theory.scaling_grid``; :func:`prunelimit.tasks.scaling_task`).
     """
-    curve, found = sweep_and_threshold(scaled_model(model, scale), data, grid=grid)
+    curve, found = sweep_and_threshold(scaled_model(model, scale), data, settings)
     return {"actual_sparsity": found["actual_sparsity"], "actual_criterion": found["actual_criterion"],
             "dense_test_acc": found["dense_test_acc"],
             "curve": [{"sparsity": r["sparsity"], "test_acc": r["test_acc"]} for r in curve]}

@@ -30,6 +30,7 @@ from .data import TensorData
 from .io import PrunelimitError, atomic_path
 from .models import prunable_parameters, prunable_vector
 from .seeds import derived_seed  # noqa: F401  (re-exported: masks and scores draw from derived streams)
+from .settings import ThresholdSettings
 from .sparsity import MagnitudeRanking, check_sparsity, keep_count
 from .train import Masks, TrainConfig, apply_masks, evaluate, train
 
@@ -216,14 +217,14 @@ def thresholds_from_curve(curve: Sequence[dict], tolerances: Sequence[float] = T
     }
 
 
-def sweep_and_threshold(model: nn.Module, data: TensorData, *, grid: int = OFFICIAL_GRID,
-                        tolerances: Sequence[float] = TOLERANCES, train_every: int = 0,
+def sweep_and_threshold(model: nn.Module, data: TensorData, settings: ThresholdSettings, *, train_every: int = 0,
                         progress: bool = False) -> tuple[list[dict], dict]:
-    """The sweep over the ``grid``-point sparsity grid (evaluated in place) and its actual thresholds."""
+    """The sweep over the ``settings.grid``-point sparsity grid (evaluated in place) and its actual thresholds
+    (the official criterion, and ``settings.tolerances``)."""
     pruner = InPlacePruner(model)
-    curve = one_shot_sweep(model, data, threshold_grid(grid), train_every=train_every, pruner=pruner,
+    curve = one_shot_sweep(model, data, threshold_grid(settings.grid), train_every=train_every, pruner=pruner,
                            progress=progress)
-    actual = thresholds_from_curve(curve, tolerances)
+    actual = thresholds_from_curve(curve, settings.tolerances)
     actual["n_prunable"] = pruner.ranking.dim
     return curve, actual
 

@@ -50,9 +50,22 @@ class TheorySettings(Section):
 
 
 @dataclass(frozen=True)
-class PruneSettings(Section):
+class ThresholdSettings(Section):
+    """How an actual pruning threshold is measured (prunelimit.prune.sweep_and_threshold): the sweep's grid of
+    sparsities i/grid and the accuracy drops the threshold is also reported at. One object for every caller: the
+    sweep rule (the prune section), the magnitude-scaling experiment (the prune section on theory.scaling_grid,
+    :meth:`with_grid`) and ``prunelimit predict --verify`` (the prune section of ``--config``, ``--grid`` over it)."""
+
     grid: int
     tolerances: tuple[float, ...]
+
+    def with_grid(self, grid: int) -> ThresholdSettings:
+        """The same criteria on another grid."""
+        return ThresholdSettings(grid=int(grid), tolerances=self.tolerances)
+
+
+@dataclass(frozen=True)
+class PruneSettings(ThresholdSettings):
     train_every: int
 
 

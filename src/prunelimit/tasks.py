@@ -39,7 +39,7 @@ from .io import PrunelimitError, load_json, save_json
 from .lanczos import slq
 from .magnitude_scaling import magnitude_scaling, scaled_actual_threshold
 from .prune import magnitude_ranking
-from .settings import HessianSettings, TheorySettings
+from .settings import HessianSettings, TheorySettings, ThresholdSettings
 from .spectrum import Quadrature, SLQResult, from_eigenvalues, load_exact, save_exact
 from .train import epsilon_batch_size, load_trained
 
@@ -288,9 +288,12 @@ def theory_task(*, model_path, metrics_path, data_path, slq_path, rows_path, out
 
 
 def scaling_task(*, model_path, metrics_path, data_path, slq_path, prediction_path, out_path,
-                 hessian_settings: HessianSettings,
-                 theory_settings: TheorySettings, device: str = "cpu") -> dict:
-    """Rule ``magnitude_scaling``: predicted (and, by prune's sweep, actual) threshold per weight scale."""
+                 hessian_settings: HessianSettings, theory_settings: TheorySettings,
+                 prune_settings: ThresholdSettings, device: str = "cpu") -> dict:
+    """Rule ``magnitude_scaling``: predicted (and, by prune's sweep, actual) threshold per weight scale.
+
+    The actual threshold is measured as the sweep rule measures it (``prune_settings``' criteria) on the
+    experiment's own grid, ``theory.scaling_grid``."""
     model, _, data = _load_task(model_path, metrics_path, data_path, device)
     pred = load_json(prediction_path)
     spectrum = load_spectrum(slq_path, kind="slq", model=model, hessian_settings=hessian_settings)
@@ -298,8 +301,10 @@ def scaling_task(*, model_path, metrics_path, data_path, slq_path, prediction_pa
     if pred.get("D") != ranking.dim:
         raise PrunelimitError(f"{prediction_path} is for D = {pred.get('D')} weights, the model has {ranking.dim}")
 
+    threshold_settings = prune_settings.with_grid(theory_settings.scaling_grid)
+
     def actual(c: float) -> dict:
-        return scaled_actual_threshold(model, data, c, grid=int(theory_settings.scaling_grid))
+        return scaled_actual_threshold(model, data, c, threshold_settings)
 
     out = magnitude_scaling(ranking, spectrum, pred["epsilon"], list(theory_settings.scales),
                             zero_fraction=pred["zero_fraction"], eta=float(theory_settings.eta),
@@ -311,6 +316,6 @@ def scaling_task(*, model_path, metrics_path, data_path, slq_path, prediction_pa
                 "provenance": {"formulas": {k: FORMULA_MARKS[k] for k in ("gaussian_width", "prediction")},
                                "actual": "[code] official criterion on the scaled model's own sweep (test accuracy)",
                                "prediction_file": str(prediction_path), "spectrum_file": str(slq_path),
-                               "scaling_grid": int(theory_settings.scaling_grid)}})
+                               "scaling_grid": threshold_settings.grid}})
     save_json(out, out_path)
     return out

@@ -39,7 +39,12 @@ Masks = dict[str, torch.Tensor]
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
+    """One training run's recipe. The pipeline gives every field from its config (``train_defaults`` with the
+    task's overrides, complete by the schema: prunelimit.config.task_spec), so no default here is the
+    pipeline's; those below are the official recipe's, for direct callers. ``epochs`` has none: each task
+    sets its own (config.yaml's L1 regime rule), and a default would contradict every preset's."""
+
+    epochs: int
     batch_size: int = 128  # official code: 128 for every task
     lr: float = 0.01  # peak learning rate after warm-up
     momentum: float = 0.9
@@ -65,6 +70,8 @@ class TrainConfig:
         unknown = set(d) - known
         if unknown:
             raise PrunelimitError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(known)}")
+        if "epochs" not in d:
+            raise PrunelimitError("training options lack epochs (the task's recipe sets it)")
         return cls(**d)
 
 

@@ -81,5 +81,6 @@ rule magnitude_scaling:
         gpu=1,
     params:
         **THEORY_PARAMS,
+        prune=SETTINGS.prune,
     script:
         "../../scripts/magnitude_scaling.py"

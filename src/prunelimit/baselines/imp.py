@@ -59,11 +59,6 @@ def round_densities(targets: Sequence[float], fraction: float) -> list[tuple[flo
     return schedule
 
 
-def rounds_for(sparsity: float, fraction: float) -> int:
-    """Rounds IMP takes to reach ``sparsity`` alone: ⌈log(1 − s) / log(1 − f)⌉."""
-    return len(round_densities([sparsity], fraction))
-
-
 def run_imp(spec: dict, data: TensorData, sparsities: Sequence[float], seed: int, *, fraction_per_round: float = 0.2,
             rewind_epoch: int = 0, trained_dense: tuple[dict, dict] | None = None,
             progress: bool = False) -> list[dict]:
