@@ -17,5 +17,5 @@ with rule_context(snakemake.log[0]) as log:
                  for task, path in zip(snakemake.params.tasks, snakemake.input.prediction, strict=True)}
     drawn = plot_lomp_vs_sota(results, predicted, unpruned, snakemake.output)
     for task, series in drawn.items():
-        log.info("%s: predicted limit %s; %s", task, series.get("predicted"),
-                 {k: [round(v, 1) for v in vals] for k, vals in series.items() if k != "predicted"})
+        log.info("%s: %s", task, {k: [round(v, 1) for v in vals] if isinstance(vals, list) else round(vals, 3)
+                                  for k, vals in series.items()})

@@ -95,14 +95,19 @@ def test_paper_preset_builds_the_full_dag(paper_dry_run):
     out = paper_dry_run.stdout + paper_dry_run.stderr
     assert paper_dry_run.returncode == 0, out[-4000:]
     paper = load_config("workflow/presets/paper.yaml")
-    assert len(paper["tasks"]) == 8
+    main_study = [t for t, spec in paper["tasks"].items() if spec.get("in_main_study", True)]
+    assert len(main_study) == 8 and len(paper["tasks"]) == 10  # + the one-shot comparison's MLPNet and ResNet20
     # every task is trained dense and with L1 and no mini task leaks into the paper DAG
     # ... plus the regime map's FC5 retrained at each L1 multiplier, through the same train rule,
     # except m = 0 and m = 1: the dense and L1 models already trained
     train_jobs = [line for line in out.splitlines() if line.strip().startswith("train ")]
     regime = paper["regime"]
     assert regime["tasks"] == ["fc5_cifar10"] and len(regime["l1_multipliers"]) >= 6
-    assert train_jobs and int(train_jobs[0].split()[-1]) == 16 + len(set(regime["l1_multipliers"]) - {0, 1})
+    assert train_jobs and int(train_jobs[0].split()[-1]) == 2 * 10 + len(set(regime["l1_multipliers"]) - {0, 1})
+    # the one-shot comparison plans its three paper tasks: 2 starting models x 3 seeds each
+    oneshot_jobs = [line for line in out.splitlines() if line.strip().startswith("oneshot ")]
+    assert paper["oneshot"]["tasks"] == ["mlpnet_mnist", "resnet20_cifar10", "resnet50_cifar100"]
+    assert oneshot_jobs and int(oneshot_jobs[0].split()[-1]) == 3 * 2 * 3 and "table_lomp_vs_sota" in out
     assert "table_regime_map" in out and "regime_prediction" in out  # job counts by rule (--quiet rules)
     assert "fc5_digits" not in out
 
@@ -167,7 +172,9 @@ def test_a_regime_only_task_stays_out_of_the_main_study():
     config = load_config()
     main = main_study_tasks(config)
     assert "mlp_wide_digits" not in main and "mlp_wide_digits" in config["regime"]["tasks"]
-    assert main == [t for t in config["tasks"] if t != "mlp_wide_digits"]
+    oneshot_only = {"mlpnet_digits", "resnet20_digits"}
+    assert oneshot_only <= set(config["oneshot"]["tasks"]) and not oneshot_only & set(main)
+    assert main == [t for t in config["tasks"] if t not in {"mlp_wide_digits", *oneshot_only}]
 
 
 def test_validation_fills_the_schema_defaults_and_no_more():

@@ -236,14 +236,18 @@ def test_every_preset_is_valid(preset):
     validate_config(load_config(preset), SCHEMA)
 
 
-def test_required_lists_match_the_properties_of_every_required_section():
-    """A key added to (or renamed in) a section must join its `required` list, or its absence would
-    again surface as a KeyError inside a rule."""
+def test_every_key_of_a_section_is_required_or_has_a_default():
+    """A key added to (or renamed in) a section must join its `required` list or get a default, or its
+    absence would again surface as a KeyError inside a rule."""
     schema = yaml.safe_load(SCHEMA.read_text())
-    blocks = {name: schema["properties"][name] for name in ("hessian", "theory", "prune", "iterative", "baselines")}
-    blocks.update({f"baselines.{m}": blocks["baselines"]["properties"][m] for m in ("imp", "rare_gems", "smart_ratio")})
+    blocks = {name: schema["properties"][name]
+              for name in ("hessian", "theory", "prune", "iterative", "baselines", "oneshot")}
+    for section in ("baselines", "oneshot"):
+        blocks.update({f"{section}.{m}": block for m, block in blocks[section]["properties"].items()
+                       if block.get("type") == "object" and "properties" in block})
     for name, block in blocks.items():
-        assert set(block["required"]) == set(block["properties"]), name
+        defaulted = {key for key, prop in block["properties"].items() if "default" in prop}
+        assert set(block.get("required", [])) | defaulted == set(block["properties"]), name
 
 
 # ---------------------------------------------------------------------------------------------

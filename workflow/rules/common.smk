@@ -135,6 +135,14 @@ def claim_files(name, tasks=TASKS):
     return [claim_file(t, s, name) for t in tasks for s in claim_seeds(t)]
 
 
+def oneshot_model(w):
+    """The trained model a one-shot job (oneshot.smk) prunes: the train rule's for the task's own seed,
+    else the reseeded one (train_reseeded: l1_seed<n>, dense_seed<n>)."""
+    seed = int(w.seed)
+    variant = w.start if seed == task_seed(w.task) else f"{w.start}_seed{seed}"
+    return trained(w.task, variant)
+
+
 def claim_seed_params(tasks=TASKS):
     """The (task, seed) of each file of :func:`claim_files`, as two parallel lists."""
     pairs = [(t, s) for t in tasks for s in claim_seeds(t)]

@@ -14,14 +14,6 @@ ONESHOT_RESULTS = expand(
 )
 
 
-def oneshot_model(w):
-    """The trained model a one-shot job prunes: the train rule's for the task's own seed, else the
-    reseeded one (train_reseeded: l1_seed<n>, dense_seed<n>)."""
-    seed = int(w.seed)
-    variant = w.start if seed == task_seed(w.task) else f"{w.start}_seed{seed}"
-    return trained(w.task, variant)
-
-
 rule oneshot:
     input:
         unpack(lambda w: {"data": dataset_of(w), **oneshot_model(w)}),
