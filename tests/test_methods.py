@@ -16,7 +16,7 @@ import yaml
 from prunelimit import methods
 from prunelimit.baselines import run_baseline
 from prunelimit.baselines.oneshot_compare import check_fisher_size, compare_oneshot, gradient_sample
-from prunelimit.config import validate_config
+from prunelimit.config import load_schema, validate_config
 from prunelimit.data import TensorData
 from prunelimit.io import PrunelimitError
 from prunelimit.models import build_model, prunable_vector
@@ -31,8 +31,20 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.mark.parametrize("comparison", methods.COMPARISONS)
 def test_schema_method_enum_is_the_registry(comparison):
-    enum = SCHEMA["properties"][comparison]["properties"]["methods"]["items"]["enum"]
+    assert "enum" not in SCHEMA["properties"][comparison]["properties"]["methods"]["items"]  # one place: the registry
+    enum = load_schema()["properties"][comparison]["properties"]["methods"]["items"]["enum"]
     assert enum == methods.names(comparison)
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config[comparison]["methods"] = [*methods.names(comparison)[:1], "snip"]
+    with pytest.raises(PrunelimitError, match=f"at {comparison}.methods.1: 'snip' is not one of"):
+        validate_config(config)
+
+
+def test_schema_model_enum_is_the_registry():
+    from prunelimit.architectures import LAYERS
+
+    assert "enum" not in SCHEMA["$defs"]["task"]["properties"]["model"]
+    assert load_schema()["$defs"]["task"]["properties"]["model"]["enum"] == list(LAYERS)
 
 
 @pytest.mark.parametrize("name", list(methods.REGISTRY))

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from .architectures import check_model_args, dataset_shape, parameter_count
+from . import datasets, methods
+from .architectures import LAYERS, check_model_args, dataset_shape, parameter_count
 from .errors import PrunelimitError
 
 if TYPE_CHECKING:
@@ -94,6 +95,18 @@ def nonfinite_numbers(obj, path=()) -> list[str]:
     return []
 
 
+def load_schema(schema: str | os.PathLike = SCHEMA) -> dict:
+    """The config schema with the registries' names as its enums: datasets (prunelimit.datasets), models
+    (prunelimit.architectures.LAYERS) and each comparison's methods (prunelimit.methods). The schema file lists
+    none of them, so a new dataset, model or method is one registry entry, not also a schema edit."""
+    doc = yaml.safe_load(Path(schema).read_text())
+    doc["$defs"]["dataset_name"]["enum"] = list(datasets.NAMES)
+    doc["$defs"]["task"]["properties"]["model"]["enum"] = list(LAYERS)
+    for comparison in methods.COMPARISONS:
+        doc["properties"][comparison]["properties"]["methods"]["items"]["enum"] = methods.names(comparison)
+    return doc
+
+
 def validate_config(config: dict, schema: str | os.PathLike = SCHEMA) -> None:
     """Check a pipeline config against the schema, in one line naming every bad key or value.
 
@@ -103,7 +116,7 @@ def validate_config(config: dict, schema: str | os.PathLike = SCHEMA) -> None:
     """
     import jsonschema  # here, not at the top: only the workflow validates, and jobs import this module
 
-    schema_doc = yaml.safe_load(Path(schema).read_text())
+    schema_doc = load_schema(schema)
     validator = jsonschema.Draft202012Validator(schema_doc)
     problems = []
     for err in sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]):
