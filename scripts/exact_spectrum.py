@@ -1,7 +1,7 @@
 """Rule `exact_spectrum`: every eigenvalue of a small model's Hessian (dense, float64 eigensolver)."""
 
 from prunelimit.runlog import rule_context
-from prunelimit.tasks import exact_spectrum_task
+from prunelimit.stages import exact_spectrum_task
 
 with rule_context(snakemake.log[0], snakemake.threads) as log:
     inp = snakemake.input

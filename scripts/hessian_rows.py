@@ -1,7 +1,7 @@
 """Rule `hessian_rows`: Hessian-row L1 norms at the pruning-threshold weights, and f₀."""
 
 from prunelimit.runlog import rule_context
-from prunelimit.tasks import rows_task
+from prunelimit.stages import rows_task
 
 with rule_context(snakemake.log[0], snakemake.threads) as log:
     rows = rows_task(model_path=snakemake.input.model, metrics_path=snakemake.input.metrics,

@@ -4,7 +4,7 @@ from prunelimit.config import resolve_device
 from prunelimit.data import load_tensors
 from prunelimit.prune import iterative_prune, retrain_config, save_rows_csv
 from prunelimit.runlog import rule_context
-from prunelimit.tasks import predict_from_model
+from prunelimit.stages import predict_from_model
 from prunelimit.train import load_trained
 
 with rule_context(snakemake.log[0], snakemake.threads) as log:

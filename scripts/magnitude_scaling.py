@@ -1,7 +1,7 @@
 """Rule `magnitude_scaling`: predicted and actual pruning threshold for weights scaled by c = 1…5."""
 
 from prunelimit.runlog import rule_context
-from prunelimit.tasks import scaling_task
+from prunelimit.stages import scaling_task
 
 with rule_context(snakemake.log[0], snakemake.threads) as log:
     inp = snakemake.input

@@ -7,7 +7,7 @@ job (Python and torch, ~1.5 s) cost about as much as a point's rows and predicti
 
 from prunelimit.figures.hessian import plot_hessian_spectrum
 from prunelimit.runlog import rule_context
-from prunelimit.tasks import rows_task, slq_task, theory_task
+from prunelimit.stages import rows_task, slq_task, theory_task
 
 with rule_context(snakemake.log[0], snakemake.threads) as log:
     inp, out, params = snakemake.input, snakemake.output, snakemake.params

@@ -2,7 +2,7 @@
 
 from prunelimit.figures.hessian import plot_hessian_spectrum
 from prunelimit.runlog import rule_context
-from prunelimit.tasks import slq_task
+from prunelimit.stages import slq_task
 
 with rule_context(snakemake.log[0], snakemake.threads) as log:
     settings = snakemake.params.hessian

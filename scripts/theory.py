@@ -1,7 +1,7 @@
 """Rule `theory`: predicted pruning threshold, kinematic bounds and curves of one task."""
 
 from prunelimit.runlog import rule_context
-from prunelimit.tasks import theory_task
+from prunelimit.stages import theory_task
 
 with rule_context(snakemake.log[0], snakemake.threads) as log:
     inp = snakemake.input

@@ -283,7 +283,7 @@ def test_two_runs_from_scratch_give_identical_weights_spectra_and_predictions(tm
     from prunelimit.cli import main
     from prunelimit.data import TensorData
     from prunelimit.models import build_model
-    from prunelimit.tasks import spectrum_of_trained
+    from prunelimit.stages import spectrum_of_trained
     from prunelimit.train import TrainConfig, train
 
     data_file = prepare_dataset("digits", tmp_path / "digits.npz", progress=False)

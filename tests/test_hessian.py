@@ -21,7 +21,7 @@ from prunelimit.models import build_model, count_prunable, prunable_parameters
 from prunelimit.settings import HessianSettings
 from prunelimit.sparsity import MagnitudeRanking
 from prunelimit.spectrum import SLQResult, from_eigenvalues, load_exact, save_exact
-from prunelimit.tasks import exact_spectrum_of_trained, spectrum_of_trained
+from prunelimit.stages import exact_spectrum_of_trained, spectrum_of_trained
 from prunelimit.train import TrainConfig, load_trained, train
 
 N_SAMPLES = 300  # a subset of digits keeps every dense Hessian small and fast

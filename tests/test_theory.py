@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline_utils import hessian_with, load_config, theory_with
-from prunelimit import epsilon, gaussian_width, hessian, hessian_rows, magnitude_scaling, tasks
+from prunelimit import epsilon, gaussian_width, hessian, hessian_rows, magnitude_scaling, stages
 from prunelimit.data import TensorData
 from prunelimit.io import PrunelimitError, save_json
 from prunelimit.lanczos import slq
@@ -396,7 +396,7 @@ def test_hessian_rows_roundtrip_and_dimension_check(tmp_path):
 def test_predict_from_model_with_exact_spectrum_is_json_ready(tmp_path):
     model, data = _tiny(n=64)
     eig = torch.linalg.eigvalsh(_dense_hessian(model, data, "prunable")).numpy()
-    out = tasks.predict_from_model(model, data, hessian_settings=hessian_with({"params": "prunable", "n_bins": 2000,
+    out = stages.predict_from_model(model, data, hessian_settings=hessian_with({"params": "prunable", "n_bins": 2000,
                                                                               "sigma2": 1e-5}),
                                     theory_settings=theory_with({"epsilon": None, "eta": 0.05, "row_levels": 10,
                                                                 "scales": [1, 2]}),
@@ -419,7 +419,7 @@ def test_predict_from_model_reports_the_epsilon_band_unless_off():
     theory = theory_with({"epsilon": None, "epsilon_partitions": 3, "row_levels": 4})
 
     def run(**kw):
-        return tasks.predict_from_model(model, data, hessian_settings=h, spectrum=from_eigenvalues(eig),
+        return stages.predict_from_model(model, data, hessian_settings=h, spectrum=from_eigenvalues(eig),
                                         l1=1e-3, seed=2, **kw)
 
     out = run(theory_settings=theory)
@@ -454,7 +454,7 @@ def task_files(tmp_path):
              std=np.ones(1, np.float32), num_classes=np.int64(3))
     op = hessian.HessianOperator(model, data.x_train, data.y_train)
     slq(op, 3, 12, seed=0, progress=False).save(tmp_path / "slq.npz")
-    eig, settings = tasks.exact_spectrum_of_trained(model, data, hessian_with({"params": "prunable"}))
+    eig, settings = stages.exact_spectrum_of_trained(model, data, hessian_with({"params": "prunable"}))
     save_exact(tmp_path / "exact.npz", eig, settings)
     return tmp_path, model
 
@@ -474,9 +474,9 @@ def _paths(d):
 
 def test_rule_functions_write_rows_prediction_with_exact_and_scaling(task_files):
     d, model = task_files
-    rows = tasks.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_settings=HCFG, theory_settings=TCFG)
+    rows = stages.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_settings=HCFG, theory_settings=TCFG)
     assert len(rows.l1_norms) == 6 and (d / "rows.npz").exists()
-    out = tasks.theory_task(**_paths(d), slq_path=d / "slq.npz", rows_path=d / "rows.npz",
+    out = stages.theory_task(**_paths(d), slq_path=d / "slq.npz", rows_path=d / "rows.npz",
                              exact_path=d / "exact.npz", out_path=d / "prediction.json", hessian_settings=HCFG,
                              theory_settings=TCFG)
     saved = json.loads((d / "prediction.json").read_text())
@@ -489,7 +489,7 @@ def test_rule_functions_write_rows_prediction_with_exact_and_scaling(task_files)
     assert exact["n_eigenvalues"] == saved["D"]
     assert len(exact["gw2_over_D"]) == len(saved["curves"]["R_grid"])
     assert saved["provenance"]["spectrum_file"].endswith("slq.npz")
-    scaling = tasks.scaling_task(**_paths(d), slq_path=d / "slq.npz", prediction_path=d / "prediction.json",
+    scaling = stages.scaling_task(**_paths(d), slq_path=d / "slq.npz", prediction_path=d / "prediction.json",
                                   out_path=d / "scaling.json", hessian_settings=HCFG, theory_settings=TCFG,
                                   prune_settings=PCFG)
     rows_out = json.loads((d / "scaling.json").read_text())["scales"]
@@ -508,36 +508,36 @@ def test_rule_functions_write_rows_prediction_with_exact_and_scaling(task_files)
 def test_missing_or_inconsistent_spectrum_file_stops(task_files):
     d, model = task_files
     with pytest.raises(PrunelimitError, match="missing SLQ result file"):
-        tasks.load_spectrum(d / "absent.npz", kind="slq", model=model, hessian_settings=HCFG)
+        stages.load_spectrum(d / "absent.npz", kind="slq", model=model, hessian_settings=HCFG)
     with pytest.raises(PrunelimitError, match="missing exact spectrum file"):
-        tasks.load_spectrum(d / "absent.npz", kind="exact", model=model, hessian_settings=HCFG)
+        stages.load_spectrum(d / "absent.npz", kind="exact", model=model, hessian_settings=HCFG)
     (d / "garbage.npz").write_bytes(b"not an npz")
     with pytest.raises(PrunelimitError, match="garbage.npz"):
-        tasks.load_spectrum(d / "garbage.npz", kind="slq", model=model, hessian_settings=HCFG)
+        stages.load_spectrum(d / "garbage.npz", kind="slq", model=model, hessian_settings=HCFG)
     res = SLQResult.load(d / "slq.npz")
     wrong_dim = SLQResult(res.ritz_values, res.ritz_weights, res.alphas, res.betas, res.dim + 1,
                                   {**res.settings, "dim": res.dim + 1}, res.steps)
     wrong_dim.save(d / "other.npz")
     with pytest.raises(PrunelimitError, match=r"other.npz is over 37 parameters, but the model has 36"):
-        tasks.load_spectrum(d / "other.npz", kind="slq", model=model, hessian_settings=HCFG)
+        stages.load_spectrum(d / "other.npz", kind="slq", model=model, hessian_settings=HCFG)
     with pytest.raises(PrunelimitError, match="params='prunable'"):
-        tasks.load_spectrum(d / "slq.npz", kind="slq", model=model, hessian_settings=replace(HCFG, params="all"))
+        stages.load_spectrum(d / "slq.npz", kind="slq", model=model, hessian_settings=replace(HCFG, params="all"))
     save_exact(d / "short.npz", np.ones(5), {})
     with pytest.raises(PrunelimitError, match="short.npz is over 5 parameters"):
-        tasks.load_spectrum(d / "short.npz", kind="exact", model=model, hessian_settings=HCFG)
-    tasks.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_settings=HCFG, theory_settings=TCFG)
+        stages.load_spectrum(d / "short.npz", kind="exact", model=model, hessian_settings=HCFG)
+    stages.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_settings=HCFG, theory_settings=TCFG)
     with pytest.raises(PrunelimitError, match="missing SLQ result file"):
-        tasks.theory_task(**_paths(d), slq_path=d / "absent.npz", rows_path=d / "rows.npz",
+        stages.theory_task(**_paths(d), slq_path=d / "absent.npz", rows_path=d / "rows.npz",
                            out_path=d / "p.json", hessian_settings=HCFG, theory_settings=TCFG)
     assert not (d / "p.json").exists()
 
 
 def test_non_positive_epsilon_in_config_stops_the_theory_rule(task_files):
     d, _ = task_files
-    tasks.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_settings=HCFG, theory_settings=TCFG)
+    stages.rows_task(**_paths(d), out_path=d / "rows.npz", hessian_settings=HCFG, theory_settings=TCFG)
     for bad in (0.0, -0.5):
         with pytest.raises(PrunelimitError, match="epsilon from config theory.epsilon must be finite and > 0"):
-            tasks.theory_task(**_paths(d), slq_path=d / "slq.npz", rows_path=d / "rows.npz", out_path=d / "p.json",
+            stages.theory_task(**_paths(d), slq_path=d / "slq.npz", rows_path=d / "rows.npz", out_path=d / "p.json",
                                hessian_settings=HCFG, theory_settings=replace(TCFG, epsilon=bad))
     assert not (d / "p.json").exists()
 

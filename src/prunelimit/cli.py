@@ -1,6 +1,6 @@
 """``prunelimit``: command-line tools. ``prunelimit predict`` predicts the pruning limit of a model.
 
-The prediction runs through :func:`prunelimit.tasks.predict_from_model`, the same function the
+The prediction runs through :func:`prunelimit.stages.predict_from_model`, the same function the
 pipeline's theory rule calls, so a checkpoint gets the same answer here and in the pipeline.
 """
 
@@ -26,7 +26,7 @@ from .io import PrunelimitError
 from .models import MODELS, build_model, prunable_parameters
 from .prune import OFFICIAL_GRID, TOLERANCES, sweep_and_threshold
 from .settings import HessianSettings, PruneSettings, TheorySettings, ThresholdSettings
-from .tasks import predict_from_model
+from .stages import predict_from_model
 
 DATA_FORMAT = """\
 data files: a .npz (numpy) or .pt (torch.save of a dict) holding

@@ -27,7 +27,7 @@ Pieces, in the order the prediction uses them:
    [ours, docs/method.md]: s = (w²(R(s)) − a_η√D)/D and s = (w²(R(s)) + 1 + a_η√D)/D,
    a_η = √(8 log(4/η)) (Amelunxen, Lotz, McCoy & Tropp 2014, approximate kinematic formula).
 
-From a trained model to the prediction: :func:`prunelimit.tasks.predict_from_model`.
+From a trained model to the prediction: :func:`prunelimit.stages.predict_from_model`.
 Conventions: ``sparsity`` s = fraction of prunable weights removed, ``density`` = 1 − s kept.
 """
 

@@ -44,7 +44,7 @@ def scaled_actual_threshold(model: nn.Module, data, scale: float, settings: Thre
     """The actual threshold of the scaled model: prune's in-place sweep on ``scale``·w* (test set only).
 
     Reference accuracy is the scaled unpruned model's (the sweep's sparsity-0 point). ``settings``: the
-    prune section's criteria on the experiment's grid (``theory.scaling_grid``; :func:`prunelimit.tasks.scaling_task`).
+    prune section's criteria on the experiment's grid (``theory.scaling_grid``; :func:`prunelimit.stages.scaling_task`).
     """
     curve, found = sweep_and_threshold(scaled_model(model, scale), data, settings)
     return {"actual_sparsity": found["actual_sparsity"], "actual_criterion": found["actual_criterion"],

@@ -1,4 +1,5 @@
-"""Entry points: from a trained model, or from the files a rule reads, to the files a rule writes.
+"""The curvature and theory stages' entry points: from a trained model, or from the files a rule reads, to
+the files it writes.
 
 - :func:`predict_from_model`: trained model → predicted pruning threshold, kinematic bounds and
   curves; the one code path of the pipeline's theory rule, ``prunelimit predict`` and iterative
@@ -6,7 +7,7 @@
 - :func:`operator_of_trained`, :func:`spectrum_of_trained`, :func:`exact_spectrum_of_trained`:
   the training-loss Hessian of a trained model as ``hessian:`` configures it, its SLQ spectrum
   and its exact one.
-- The rules' tasks, files in and files out (the scripts in ``scripts/`` call these):
+- The rules' entries, files in and files out (the scripts in ``scripts/`` call these):
   :func:`rows_task`, :func:`slq_task`, :func:`exact_spectrum_task`, :func:`theory_task`,
   :func:`scaling_task`; spectrum files are read through :func:`load_spectrum`, which checks them
   against the model.
