@@ -1,10 +1,35 @@
-# Hessian spectrum of each task's trained L1 model: SLQ always, the exact spectrum for small models
-# (src/prunelimit/hessian.py).
+# Hessian of each task's trained L1 model: its rows at the pruning levels (the zero-eigenvalue fraction f0,
+# which SLQ's null mass is topped up to and the theory reads), the SLQ spectrum always, the exact spectrum
+# for small models (src/prunelimit/hessian.py, hessian_rows.py, lanczos.py; entry points in stages.py).
+
+
+rule hessian_rows:
+    input:
+        unpack(lambda w: trained(w.task)),
+        data=dataset_of,
+    output:
+        f"{RESULTS}/hessian/{{task}}/hessian_rows.npz",
+    log:
+        f"{RESULTS}/logs/hessian/{{task}}_hessian_rows.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/hessian/{{task}}_hessian_rows.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        theory=SETTINGS.theory,  # row levels and the zero-row threshold
+        hessian=lambda w: SETTINGS.hessian(w.task),
+        device=config["device"],
+    script:
+        "../../scripts/hessian_rows.py"
+
+
 rule slq:
     input:
         unpack(lambda w: trained(w.task)),
         data=dataset_of,
-        rows=f"{RESULTS}/theory/{{task}}/hessian_rows.npz",
+        rows=f"{RESULTS}/hessian/{{task}}/hessian_rows.npz",
     output:
         slq=f"{RESULTS}/hessian/{{task}}/slq.npz",
         plot=report(

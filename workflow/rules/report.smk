@@ -71,7 +71,7 @@ FIGURES = {  # rule fig_<name>: scripts/fig_<name>.py, captioned by workflow/rep
         "Hessian row L1 norms",
         "Fig. 6",
         {"tasks": TASKS},
-        rows=per_task("theory/{task}/hessian_rows.npz"),
+        rows=per_task("hessian/{task}/hessian_rows.npz"),
     ),
     "magnitude_scaling": figure(
         "weight-magnitude scaling",

@@ -1,5 +1,5 @@
-# Theory: Hessian rows (zero-eigenvalue fraction f0), the predicted pruning threshold with its
-# kinematic bounds, and the weight-magnitude scaling experiment (src/prunelimit/gaussian_width.py, magnitude_scaling.py; entry points in tasks.py).
+# Theory: the predicted pruning threshold with its kinematic bounds, and the weight-magnitude scaling
+# experiment (src/prunelimit/gaussian_width.py, epsilon.py, magnitude_scaling.py; entry points in stages.py).
 
 # the settings of the three theory rules (and their regime-map copies)
 THEORY_PARAMS = {
@@ -9,34 +9,12 @@ THEORY_PARAMS = {
 }
 
 
-rule hessian_rows:
-    input:
-        unpack(lambda w: trained(w.task)),
-        data=dataset_of,
-    output:
-        f"{RESULTS}/theory/{{task}}/hessian_rows.npz",
-    log:
-        f"{RESULTS}/logs/theory/{{task}}_hessian_rows.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/theory/{{task}}_hessian_rows.tsv"
-    conda:
-        "../../envs/torch.yaml"
-    resources:
-        gpu=1,
-    params:
-        theory=SETTINGS.theory,  # row levels and the zero-row threshold
-        hessian=lambda w: SETTINGS.hessian(w.task),
-        device=config["device"],
-    script:
-        "../../scripts/hessian_rows.py"
-
-
 rule theory:
     input:
         unpack(lambda w: trained(w.task)),
         data=dataset_of,
         slq=f"{RESULTS}/hessian/{{task}}/slq.npz",
-        rows=f"{RESULTS}/theory/{{task}}/hessian_rows.npz",
+        rows=f"{RESULTS}/hessian/{{task}}/hessian_rows.npz",
         # the exact spectrum where the hessian rules make one (small models): shows the SLQ error
         exact=lambda w: (
             f"{RESULTS}/hessian/{w.task}/exact.npz" if w.task in EXACT_TASKS else []
