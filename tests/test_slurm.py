@@ -30,7 +30,7 @@ from pipeline_utils import ROOT, snakemake, workflow_rules
 
 PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
 GPU_RULES = ("train", "train_reseeded", "slq", "exact_spectrum", "hessian_rows", "theory", "magnitude_scaling", "sweep",
-             "iterative", "baseline", "baseline_imp")
+             "iterative", "baseline", "baseline_imp", "oneshot")
 CPU_RULES = ("dataset",)
 # Flags for a cluster without an accounting database (see the slurm profile's comments):
 # poll with squeue, and start polling 2 s after submission instead of 40 s.
