@@ -223,7 +223,7 @@ def test_data_file_inputs_of_any_rank_checked_as_the_pipelines(tmp_path):
     """A user's file may hold flat (N, F) inputs; prunelimit.data.check_arrays checks them all the same."""
     import torch
 
-    from prunelimit.cli import load_data
+    from prunelimit.cli_inputs import load_data
     from prunelimit.io import PrunelimitError
 
     x, y = np.arange(40 * 64, dtype=np.float32).reshape(40, 64), np.arange(40) % 10

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pipeline_utils import load_config
-from prunelimit import gpu_check
+from prunelimit import gpu_check, hvp_plan
 from prunelimit.architectures import dataset_shape, parameter_count
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -68,25 +68,25 @@ def test_hvp_chunks_of_the_two_smallest_architectures_on_the_cpu(tmp_path):
 
 
 def test_plan_matched_on_model_and_dataset_when_it_has_no_task_column(tmp_path):
-    specs = gpu_check.paper_chunks(tasks=["resnet18_cifar100", "resnet18_tinyimagenet", "vgg16_cifar10"])
+    specs = hvp_plan.paper_chunks(tasks=["resnet18_cifar100", "resnet18_tinyimagenet", "vgg16_cifar10"])
     assert [s.in_shape for s in specs] == [(3, 32, 32), (3, 64, 64), (3, 32, 32)]
     assert [s.num_classes for s in specs] == [100, 200, 10]
     plan = tmp_path / "plan.csv"
     plan.write_text("architecture,dataset,hvp_seconds,n_train\nresnet18,cifar100,10,50000\n"
                     "resnet18,tinyimagenet,40,100000\n")
-    entries, status = gpu_check.read_plan(plan, specs)
+    entries, status = hvp_plan.read_plan(plan, specs)
     assert {t: (e.seconds, e.samples) for t, e in entries.items()} == {
         "resnet18_cifar100": (10.0, 50000), "resnet18_tinyimagenet": (40.0, 100000)}
     assert "2 of 3 tasks planned" in status
-    entries, status = gpu_check.read_plan(plan.with_name("other.csv"), specs)
+    entries, status = hvp_plan.read_plan(plan.with_name("other.csv"), specs)
     assert entries == {} and "plan missing" in status
 
 
 def test_a_chunk_that_does_not_fit_fails_even_within_the_plans_time():
-    spec = gpu_check.paper_chunks(tasks=["resnet50_cifar100"])[0]
+    spec = hvp_plan.paper_chunks(tasks=["resnet50_cifar100"])[0]
     halved = gpu_check.ChunkTiming(seconds=1.0, samples=spec.chunk_size // 4, asked=spec.chunk_size, dim=1,
                                    peak_bytes=70 * 2**30)
-    plan = gpu_check.PlanEntry(seconds=1e6, samples=50_000, flops=None, column="hvp_s")
+    plan = hvp_plan.PlanEntry(seconds=1e6, samples=50_000, flops=None, column="hvp_s")
     row = gpu_check.chunk_row(spec, halved, plan)
     assert row.ok is False and f"out of memory at {spec.chunk_size} samples" in row.note and "70.0 GiB" in row.note
     fits = gpu_check.ChunkTiming(seconds=1.0, samples=spec.chunk_size, asked=spec.chunk_size, dim=1, peak_bytes=None)
@@ -104,7 +104,7 @@ def test_a_chunk_out_of_memory_is_halved_until_it_fits_and_a_crash_is_a_failed_r
             super().__init__(model, x, y, **kwargs)
 
     monkeypatch.setattr(prunelimit.hessian, "HessianOperator", SmallMemory)
-    spec = gpu_check.paper_chunks(tasks=["fc5_cifar10"])[0]
+    spec = hvp_plan.paper_chunks(tasks=["fc5_cifar10"])[0]
     timing = gpu_check.time_hvp_chunk(spec, "cpu", samples=8)  # 8 and 4 do not fit
     assert (timing.samples, timing.asked) == (2, 8) and timing.seconds > 0
     row = gpu_check.chunk_row(spec, timing, None)

@@ -13,7 +13,7 @@ import yaml
 
 import prunelimit.lanczos as lanczos_module
 from pipeline_utils import ROOT, hessian_with, load_benchmark
-from prunelimit import gpu_check
+from prunelimit import hvp_plan
 from prunelimit.hessian import HessianOperator
 from prunelimit.lanczos import BASIS_GPU_SHARE, basis_placement, slq
 from prunelimit.models import build_model
@@ -134,7 +134,7 @@ def test_quick_plan_covers_every_job_and_reads_back_for_check_gpu(quick_plan):
     text = (out / "plan.md").read_text()
     assert "## Per task" in text and "**total**" in text and "host memory" in text
     # make check-gpu reads the plan's projected product per task
-    plan, status = gpu_check.read_plan(out / "plan.csv", gpu_check.paper_chunks())
+    plan, status = hvp_plan.read_plan(out / "plan.csv", hvp_plan.paper_chunks())
     assert "10 of 10 tasks planned" in status and "'hvp_s'" in status
     assert all(e.seconds > 0 and e.samples in (50_000, 60_000, 100_000) and e.flops > 0 for e in plan.values())
 
