@@ -1,7 +1,7 @@
-"""Tests of prunelimit.baselines.oneshot: the Woodbury inverse of the empirical Fisher, the OBS updates, WoodFisher,
-CBS's swap gains, CHITA's IHT and backsolve, and exact counts through prune_model. Each checks against an
-independent computation: torch.linalg.inv / lstsq, a quadratic loss with a known Hessian, Q recomputed from scratch,
-autograd one sample at a time, prunelimit.prune's magnitude masks."""
+"""Tests of prunelimit.baselines.oneshot and its fisher, cbs and chita modules: the Woodbury inverse of the
+empirical Fisher, the OBS updates, WoodFisher, CBS's swap gains, CHITA's IHT and backsolve, and exact counts through
+prune_model. Each checks against an independent computation: torch.linalg.inv / lstsq, a quadratic loss with a known
+Hessian, Q recomputed from scratch, autograd one sample at a time, prunelimit.prune's magnitude masks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prunelimit.baselines import oneshot
+from prunelimit.baselines import cbs, chita, fisher, oneshot
 from prunelimit.io import PrunelimitError
 from prunelimit.models import build_model, prunable_parameters
 from prunelimit.prune import magnitude_masks
@@ -43,8 +43,8 @@ def test_woodbury_inverse_matches_dense_inverse():
     n, p, damp = 5, 20, 0.3
     G = torch.randn(n, p, generator=g, dtype=D64)
     exact = torch.linalg.inv(damp * torch.eye(p, dtype=D64) + G.T @ G / n)
-    inv = oneshot.empirical_fisher_inverse(G, damp)
-    assert isinstance(inv, oneshot.WoodburyInverse)  # N < p: no p×p solve
+    inv = fisher.empirical_fisher_inverse(G, damp)
+    assert isinstance(inv, fisher.WoodburyInverse)  # N < p: no p×p solve
     torch.testing.assert_close(inv.dense(), exact, rtol=1e-10, atol=0)
     torch.testing.assert_close(inv.diagonal(), exact.diagonal(), rtol=1e-10, atol=0)
     v, m = torch.randn(p, generator=g, dtype=D64), torch.randn(p, 3, generator=g, dtype=D64)
@@ -52,8 +52,8 @@ def test_woodbury_inverse_matches_dense_inverse():
     torch.testing.assert_close(inv.matvec(m), exact @ m, rtol=1e-10, atol=1e-14)
     rows, cols = torch.tensor([3, 0, 17]), torch.tensor([0, 5, 17, 2])
     torch.testing.assert_close(inv.block(rows, cols), exact[rows][:, cols], rtol=1e-10, atol=1e-14)
-    dense = oneshot.empirical_fisher_inverse(G, damp, woodbury=False)  # the explicit path agrees too
-    assert not isinstance(dense, oneshot.WoodburyInverse)
+    dense = fisher.empirical_fisher_inverse(G, damp, woodbury=False)  # the explicit path agrees too
+    assert not isinstance(dense, fisher.WoodburyInverse)
     torch.testing.assert_close(dense.dense(), exact, rtol=1e-10, atol=0)
 
 
@@ -61,15 +61,15 @@ def test_single_weight_obs_update_zeroes_it_with_the_closed_form_loss():
     p = 10
     H, w = spd(p, 1), torch.randn(p, generator=gen(1), dtype=D64)
     Hinv, loss = torch.linalg.inv(H), quad_loss(H, w)  # w is the minimiser: L(w) = 0, ∇L(w) = 0
-    saliency = oneshot.obs_saliency(w, Hinv)
+    saliency = fisher.obs_saliency(w, Hinv)
     for q in range(p):
-        delta = oneshot.woodfisher_update(w, Hinv, [q])
+        delta = fisher.woodfisher_update(w, Hinv, [q])
         assert abs(float(w[q] + delta[q])) < 1e-12
         closed = float(w[q] ** 2 / (2 * Hinv[q, q]))
         assert loss(w + delta) == pytest.approx(closed, rel=1e-10)
         assert float(saliency[q]) == pytest.approx(closed, rel=1e-12)
-        torch.testing.assert_close(oneshot.obs_update_exact(w, Hinv, [q]), delta, rtol=1e-10, atol=1e-13)
-        assert oneshot.cbs_objective(w, Hinv, [q]) == pytest.approx(closed, rel=1e-10)
+        torch.testing.assert_close(fisher.obs_update_exact(w, Hinv, [q]), delta, rtol=1e-10, atol=1e-13)
+        assert cbs.cbs_objective(w, Hinv, [q]) == pytest.approx(closed, rel=1e-10)
 
 
 def test_joint_obs_update_zeroes_the_set_at_the_least_loss():
@@ -77,10 +77,10 @@ def test_joint_obs_update_zeroes_the_set_at_the_least_loss():
     H, w = spd(p, 2), torch.randn(p, generator=gen(2), dtype=D64)
     Hinv, loss = torch.linalg.inv(H), quad_loss(H, w)
     pruned = torch.tensor([1, 4, 5, 9])
-    delta = oneshot.obs_update_exact(w, Hinv, pruned)
+    delta = fisher.obs_update_exact(w, Hinv, pruned)
     new = w + delta
     assert float(new[pruned].abs().max()) < 1e-12
-    assert loss(new) == pytest.approx(oneshot.cbs_objective(w, Hinv, pruned), rel=1e-10)
+    assert loss(new) == pytest.approx(cbs.cbs_objective(w, Hinv, pruned), rel=1e-10)
     kept = torch.tensor([i for i in range(p) if i not in pruned.tolist()])
     zeroed = new.clone()
     zeroed[pruned] = 0.0
@@ -93,7 +93,7 @@ def test_joint_obs_update_zeroes_the_set_at_the_least_loss():
     no_update[pruned] = 0.0
     assert loss(zeroed) <= loss(no_update)
     # WoodFisher's summed single updates zero the set only approximately, the joint one exactly
-    summed = w + oneshot.woodfisher_update(w, Hinv, pruned)
+    summed = w + fisher.woodfisher_update(w, Hinv, pruned)
     assert float(summed[pruned].abs().max()) > 1e-6
 
 
@@ -106,8 +106,8 @@ def test_woodfisher_beats_magnitude_with_a_diagonal_hessian(seed):
     w = torch.randn(p, generator=g, dtype=D64)
     loss = quad_loss(H, w)
     for s in SPARSITIES:
-        mp, _ = oneshot.magnitude_prune(w, s)
-        wf, keep = oneshot.woodfisher_prune(w, None, s, inverse=torch.linalg.inv(H))
+        mp, _ = fisher.magnitude_prune(w, s)
+        wf, keep = fisher.woodfisher_prune(w, None, s, inverse=torch.linalg.inv(H))
         assert loss(wf) <= loss(mp) + 1e-12
         assert int(keep.sum()) == keep_count(p, s)
 
@@ -124,9 +124,9 @@ def test_woodfisher_no_worse_than_magnitude_with_the_exact_hessian():
     w = torch.randn(p, generator=g, dtype=D64)
     Hinv, loss = torch.linalg.inv(H), quad_loss(H, w)
     for s in SPARSITIES:
-        mp, mp_keep = oneshot.magnitude_prune(w, s)
-        wf, keep = oneshot.woodfisher_prune(w, None, s, inverse=Hinv)
-        joint, joint_keep = oneshot.woodfisher_prune(w, None, s, inverse=Hinv, joint=True)
+        mp, mp_keep = fisher.magnitude_prune(w, s)
+        wf, keep = fisher.woodfisher_prune(w, None, s, inverse=Hinv)
+        joint, joint_keep = fisher.woodfisher_prune(w, None, s, inverse=Hinv, joint=True)
         assert torch.equal(keep, joint_keep)
         assert bool((wf[~keep] == 0).all()) and int(keep.sum()) == int(mp_keep.sum()) == keep_count(p, s)
         assert loss(wf) <= loss(mp)
@@ -135,11 +135,11 @@ def test_woodfisher_no_worse_than_magnitude_with_the_exact_hessian():
 
 def test_magnitude_prune_exact_count_and_ties():
     w = torch.tensor([0.5, -1.0, 0.5, 2.0, -0.5, 0.1], dtype=D64)
-    pruned, keep = oneshot.magnitude_prune(w, 0.5)  # keep 3: 2.0, -1.0 and the first 0.5
+    pruned, keep = fisher.magnitude_prune(w, 0.5)  # keep 3: 2.0, -1.0 and the first 0.5
     assert keep.tolist() == [True, True, False, True, False, False]
     assert pruned.tolist() == [0.5, -1.0, 0.0, 2.0, 0.0, 0.0]
     for s in (0.05, 0.25, 0.5, 0.75, 0.95):
-        assert int(oneshot.magnitude_prune(w, s)[1].sum()) == keep_count(6, s)
+        assert int(fisher.magnitude_prune(w, s)[1].sum()) == keep_count(6, s)
 
 
 @pytest.mark.parametrize(("n", "support_size", "ridge"), [(4, 9, 0.2), (12, 6, 0.2), (12, 6, 0.0)])
@@ -148,7 +148,7 @@ def test_chita_backsolve_matches_lstsq(n, support_size, ridge):
     g = gen(4)
     X, w_bar = torch.randn(n, p, generator=g, dtype=D64), torch.randn(p, generator=g, dtype=D64)
     support = torch.randperm(p, generator=g)[:support_size]
-    got = oneshot.backsolve(w_bar, X, ridge, support)
+    got = chita.backsolve(w_bar, X, ridge, support)
     # min ‖X w̄ − X_S v‖² + λ‖v − w̄_S‖² (+ λ‖w̄_off‖², a constant) as one stacked least-squares problem
     root = ridge ** 0.5
     a = torch.cat([X[:, support], root * torch.eye(support_size, dtype=D64)])
@@ -165,15 +165,15 @@ def test_chita_iht_objective_never_increases():
     g = gen(5)
     G, w = torch.randn(n, p, generator=g, dtype=D64), torch.randn(p, generator=g, dtype=D64)
     for s in SPARSITIES:
-        new, keep, history = oneshot.chita_prune(w, G, s, ridge=0.05, iters=60)
+        new, keep, history = chita.chita_prune(w, G, s, ridge=0.05, iters=60)
         assert len(history) >= 3
         steps = torch.tensor(history, dtype=D64)
         assert bool((steps[1:] <= steps[:-1] + 1e-12 * steps[0]).all()), history
         assert int(keep.sum()) == keep_count(p, s) and bool((new[~keep] == 0).all())
         X = G / n ** 0.5
-        assert oneshot.chita_objective(new, w, X, 0.05) == pytest.approx(history[-1], rel=1e-12)
-        mp, _ = oneshot.magnitude_prune(w, s)
-        assert history[0] == pytest.approx(oneshot.chita_objective(mp, w, X, 0.05), rel=1e-12)
+        assert chita.chita_objective(new, w, X, 0.05) == pytest.approx(history[-1], rel=1e-12)
+        mp, _ = fisher.magnitude_prune(w, s)
+        assert history[0] == pytest.approx(chita.chita_objective(mp, w, X, 0.05), rel=1e-12)
 
 
 @pytest.mark.parametrize("woodbury", [False, True])
@@ -181,7 +181,7 @@ def test_cbs_swap_gain_matches_brute_force(woodbury):
     p, n = 10, 6
     g = gen(6)
     G, w = torch.randn(n, p, generator=g, dtype=D64), torch.randn(p, generator=g, dtype=D64)
-    inv = oneshot.empirical_fisher_inverse(G, 0.2, woodbury=woodbury)
+    inv = fisher.empirical_fisher_inverse(G, 0.2, woodbury=woodbury)
     dense = inv.dense()
     pruned = [0, 3, 4, 8]
     kept = [q for q in range(p) if q not in pruned]
@@ -191,16 +191,16 @@ def test_cbs_swap_gain_matches_brute_force(woodbury):
         return 0.5 * float(w[P] @ torch.linalg.inv(dense[P][:, P]) @ w[P])
 
     base = q_of(pruned)
-    assert oneshot.cbs_objective(w, inv, pruned) == pytest.approx(base, rel=1e-10)
-    gains = oneshot.swap_gains(w, inv, pruned, kept)
+    assert cbs.cbs_objective(w, inv, pruned) == pytest.approx(base, rel=1e-10)
+    gains = cbs.swap_gains(w, inv, pruned, kept)
     for (r, i), (c, j) in itertools.product(enumerate(pruned), enumerate(kept)):
         brute = q_of([q for q in pruned if q != i] + [j]) - base
         assert float(gains[r, c]) == pytest.approx(brute, rel=1e-8, abs=1e-11)
     for i, j in [(0, 1), (3, 9), (8, 2), (4, 7)]:
         brute = q_of([q for q in pruned if q != i] + [j]) - base
-        assert oneshot.swap_gain(w, inv, pruned, i, j) == pytest.approx(brute, rel=1e-8, abs=1e-11)
+        assert cbs.swap_gain(w, inv, pruned, i, j) == pytest.approx(brute, rel=1e-8, abs=1e-11)
     with pytest.raises(PrunelimitError, match="swap"):
-        oneshot.swap_gain(w, inv, pruned, 1, 2)
+        cbs.swap_gain(w, inv, pruned, 1, 2)
 
 
 @pytest.mark.parametrize("start", ["magnitude", "woodfisher"])
@@ -208,14 +208,14 @@ def test_cbs_lowers_q_from_its_start(start):
     p, n = 30, 8
     g = gen(7)
     G, w = torch.randn(n, p, generator=g, dtype=D64), torch.randn(p, generator=g, dtype=D64)
-    inv = oneshot.empirical_fisher_inverse(G, 0.1)
+    inv = fisher.empirical_fisher_inverse(G, 0.1)
     for s in SPARSITIES:
-        new, keep, history = oneshot.cbs_prune(w, G, s, 0.1, swaps=50, candidates=None, start=start)
-        score = w.abs() if start == "magnitude" else oneshot.obs_saliency(w, inv)
+        new, keep, history = cbs.cbs_prune(w, G, s, 0.1, swaps=50, candidates=None, start=start)
+        score = w.abs() if start == "magnitude" else fisher.obs_saliency(w, inv)
         start_pruned = torch.argsort(-score, stable=True)[keep_count(p, s):]
-        assert history[0] == pytest.approx(oneshot.cbs_objective(w, inv, start_pruned), rel=1e-12)
+        assert history[0] == pytest.approx(cbs.cbs_objective(w, inv, start_pruned), rel=1e-12)
         assert history[-1] <= history[0] and all(b <= a for a, b in zip(history, history[1:]))
-        assert history[-1] == pytest.approx(oneshot.cbs_objective(w, inv, torch.nonzero(~keep)), rel=1e-12)
+        assert history[-1] == pytest.approx(cbs.cbs_objective(w, inv, torch.nonzero(~keep)), rel=1e-12)
         assert int(keep.sum()) == keep_count(p, s) and bool((new[~keep] == 0).all())
     assert len(history) > 1  # at 0.9 at least one swap helped on this draw
 
@@ -270,7 +270,7 @@ def test_make_blocks():
     (lambda m, G: oneshot.prune_model(m, "wf", 0.0, G), "sparsity"),
     (lambda m, G: oneshot.prune_model(m, "wf", 1.0, G), "sparsity"),
     (lambda m, G: oneshot.prune_model(m, "cbs", float("nan"), G), "sparsity"),
-    (lambda m, G: oneshot.magnitude_prune(torch.ones(4), 1.5), "sparsity"),
+    (lambda m, G: fisher.magnitude_prune(torch.ones(4), 1.5), "sparsity"),
     (lambda m, G: oneshot.prune_model(m, "wf", 0.5, G[:0]), "N >= 1"),
     (lambda m, G: oneshot.prune_model(m, "wf", 0.5, G[:, :10]), "columns"),
     (lambda m, G: oneshot.prune_model(m, "wf", 0.5, None), "grads"),
@@ -288,7 +288,7 @@ def test_make_blocks():
     (lambda m, G: oneshot.prune_model(nn.Sequential(nn.ReLU()), "mp", 0.5), "prunable"),
     (lambda m, G: oneshot.per_sample_gradients(nn.Sequential(nn.ReLU()), torch.zeros(2, 3), torch.zeros(2).long(),
                                                1), "prunable"),
-    (lambda m, G: oneshot.empirical_fisher_inverse(G, -1.0), "damp"),
+    (lambda m, G: fisher.empirical_fisher_inverse(G, -1.0), "damp"),
 ])
 def test_bad_inputs_raise(call, match):
     model = build_model("mlp", (1, 8, 8), 10, seed=0, hidden=[8])
@@ -304,20 +304,20 @@ def test_cbs_n_space_swaps_equal_the_dense_path(candidates):
     p, n = 40, 9
     g = gen(11)
     G, w = torch.randn(n, p, generator=g, dtype=D64), torch.randn(p, generator=g, dtype=D64)
-    wood = oneshot.empirical_fisher_inverse(G, 0.05)
-    assert isinstance(wood, oneshot.WoodburyInverse)
-    dense = oneshot.DenseInverse(wood.dense())
+    wood = fisher.empirical_fisher_inverse(G, 0.05)
+    assert isinstance(wood, fisher.WoodburyInverse)
+    dense = fisher.DenseInverse(wood.dense())
     swapped = 0
     for s in (0.5, 0.8):
-        start = oneshot._top(w.abs(), keep_count(p, s))
-        keep_w, hist_w = oneshot.cbs_search(w, wood, start, 30, candidates)
-        keep_d, hist_d = oneshot.cbs_search(w, dense, start, 30, candidates)
+        start = fisher._top(w.abs(), keep_count(p, s))
+        keep_w, hist_w = cbs.cbs_search(w, wood, start, 30, candidates)
+        keep_d, hist_d = cbs.cbs_search(w, dense, start, 30, candidates)
         assert torch.equal(keep_w, keep_d)
         torch.testing.assert_close(torch.tensor(hist_w), torch.tensor(hist_d), rtol=1e-9, atol=0)
         swapped += len(hist_w) - 1
         pruned = torch.nonzero(~keep_w).reshape(-1)
-        torch.testing.assert_close(oneshot.obs_update_exact(w, wood, pruned),
-                                   oneshot.obs_update_exact(w, dense, pruned), rtol=1e-8, atol=1e-12)
-        assert oneshot.cbs_objective(w, wood, pruned) == pytest.approx(oneshot.cbs_objective(w, dense, pruned),
+        torch.testing.assert_close(fisher.obs_update_exact(w, wood, pruned),
+                                   fisher.obs_update_exact(w, dense, pruned), rtol=1e-8, atol=1e-12)
+        assert cbs.cbs_objective(w, wood, pruned) == pytest.approx(cbs.cbs_objective(w, dense, pruned),
                                                                        rel=1e-10)
     assert swapped > 0

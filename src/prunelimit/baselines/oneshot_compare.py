@@ -25,7 +25,7 @@ from ..models import count_prunable
 from ..sections import Section
 from ..seeds import derived_seed
 from ..train import evaluate
-from .oneshot import check_open_sparsity
+from .fisher import check_open_sparsity
 
 BYTES = 8  # float64 gradients and inverses
 
