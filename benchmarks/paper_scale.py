@@ -75,10 +75,11 @@ flags read at run time pick each peak.
 GPU memory of a job: CUDA_RESERVE_BYTES + weights and buffers + the data set + the job's own (training:
 gradients, momentum, the data-gradient masks, ACTIVATION_FACTOR·B·A_step; products: the chunk and, where
 ``basis_placement`` keeps it there, the basis; sweeps: 1024·A_eval + 16·D for the pruner's copies; oneshot:
-per_sample_gradients' peak, max(4·N·D + 64·ACTIVATION_FACTOR·A_step, 16·N·D): the chunks done and one chunk's
-graph, then the per-layer gradients, their concatenation and its float64 copy before ``.cpu()``; 16.2 bytes
-per N·D by ru_maxrss on CPU). Host memory: HOST_BASE_BYTES + HOST_LOAD_FACTOR × the float32 data set (loading
-it) + 2·P·4 (the checkpoint read) + the basis where it lives there; oneshot adds 8·N·D (float64 gradients) +
+per_sample_gradients' peak, one chunk of 64 at a time (each chunk goes to the host as it is done):
+64·ACTIVATION_FACTOR·A_step + 16·64·D (its per-layer gradients, their concatenation and its float64 copy;
+16.2 bytes per N·D by ru_maxrss on CPU for the whole-matrix version). Host memory: HOST_BASE_BYTES +
+HOST_LOAD_FACTOR × the float32 data set (loading it) + 2·P·4 (the checkpoint read) + the basis where it lives
+there; oneshot adds 8·N·D (float64 gradients) +
 N·D (their finiteness mask) + 2·N·b·8 (a block's column copies; 1.2·N·b·8 measured on MLPNet) +
 (B + 3)·min(N, b)²·8 (every block's cached Cholesky factor and one block's Woodbury factors) + 4·D·8.
 The basis goes where :func:`prunelimit.lanczos.basis_placement` (the code's own rule for
@@ -808,9 +809,8 @@ def gpu_memory(job: Job, f: TaskFacts, config: dict) -> float:
     evaluation = EVAL_BATCH * a.eval_held + 16 * f.dim  # the pruner's sorted copy and order
     if job.rule == "magnitude_scaling":
         evaluation += f.model_bytes  # the scaled copy
-    if job.rule == "oneshot":  # the N per-sample gradients on the GPU (module docstring), or the evaluation
-        nd = job.extra["samples"] * a.prunable
-        evaluation = max(evaluation, 16 * nd, 4 * nd + GRAD_CHUNK * ACTIVATION_FACTOR * a.step_saved)
+    if job.rule == "oneshot":  # one chunk of per-sample gradients on the GPU (module docstring), or the evaluation
+        evaluation = max(evaluation, GRAD_CHUNK * (ACTIVATION_FACTOR * a.step_saved + 16 * a.prunable))
     return base + max(train_bytes, products, evaluation)
 
 
@@ -1051,7 +1051,7 @@ def render_markdown(rows, facts, needs, meta: dict, config: dict) -> str:
             f"- One-shot (oneshot): the Fisher algebra in float64 on the host at {HOST_FLOP_RATE:.0e} FLOP/s, "
             f"plus {HOST_SWAP_S * 1e3:g} ms a CBS swap and {HOST_IHT_S * 1e3:g} ms a CHITA IHT step at their caps "
             "(uncalibrated; module docstring for the formulas); the per-sample gradients at the training step's "
-            "FLOPs and 16 bytes per N x D weights of GPU memory.",
+            "FLOPs, 64 samples at a time on the GPU (16 bytes per sample and weight), N x D float64 on the host.",
             f"- Job counts: {meta.get('dag_check', 'from the preset (snakemake -n not compared with --quick)')}.",
             "- Not modelled: the download, checkpoint writes, the CPU arithmetic of the prediction (seconds), "
             "queueing."]
