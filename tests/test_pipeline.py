@@ -11,6 +11,7 @@ import pytest
 from pipeline_utils import ROOT, load_benchmark, load_config, snakemake
 from prunelimit.config import main_study_tasks, task_spec
 from prunelimit.settings import HessianSettings
+from prunelimit.sparsity import keep_count
 
 
 def test_mini_pipeline_builds_every_final_target(mini_run):
@@ -179,3 +180,24 @@ def test_smoke_preset_runs_every_paper_architecture(tmp_path):
     assert {t["dataset"] for t in config["tasks"].values()} == {"synth_cifar10", "synth_cifar100", "synth_tinyimagenet"}
     table = pd.read_csv(tmp_path / "results" / "smoke" / "tables" / "training.csv")
     assert len(table) == 2 * len(config["tasks"])
+
+
+def test_lomp_vs_sota_table_has_every_method_start_and_sparsity(mini_run):
+    """The one-shot comparison end to end: every configured method from both starting models at every sparsity
+    of every one-shot task, each pruned model at exactly its sparsity."""
+    results = mini_run.workdir / "results" / "mini"
+    table = pd.read_csv(results / "tables" / "lomp_vs_sota.csv", dtype=str)
+    oneshot = mini_run.config["oneshot"]
+    columns = [c for c in table.columns if c.endswith("(dense)") or c.endswith("(l1)") or c.startswith("LOMP")]
+    assert len(columns) == len(oneshot["methods"]) * len(oneshot["starts"]) and "LOMP (MP, L1)" in columns
+    for task in oneshot["tasks"]:
+        rows = table.loc[table["task"] == task]
+        assert list(rows["sparsity_%"])[:len(oneshot["sparsities"])] == [f"{100 * s:g}" for s in oneshot["sparsities"]]
+        assert rows.iloc[0][columns].str.endswith(f"({len(oneshot['seeds'])})").all()
+        for start in oneshot["starts"]:
+            for seed in oneshot["seeds"]:
+                run = json.loads((results / "oneshot" / task / f"{start}_seed{seed}.json").read_text())
+                assert {(r["method"], r["sparsity"]) for r in run["rows"]} == {
+                    (m, s) for m in oneshot["methods"] for s in oneshot["sparsities"]}
+                assert all(r["kept"] == keep_count(r["n_prunable"], r["sparsity"]) for r in run["rows"])
+    assert (results / "figures" / "lomp_vs_sota.png").stat().st_size > 0
