@@ -176,3 +176,13 @@ def test_lomp_vs_sota_table_cells_and_published_columns():
     with pytest.raises(PrunelimitError, match="lack keys"):
         lomp_vs_sota_table([{"task": "t"}], {}, ["mp"], ["l1"])
     assert isinstance(table, pd.DataFrame)
+
+
+def test_chita_plus_plus_runs_from_the_config_with_its_gradients_recomputed():
+    data, model = blobs(), build_model("mlp", (1, 4, 4), 3, seed=0, hidden=[12, 6])
+    oneshot = settings(methods=["chita"], chita={"iters": 10, "stages": 2})
+    assert oneshot.of("chita").stages == 2
+    methods = {name: oneshot.of(name) for name in oneshot.methods}  # as the oneshot rule hands them over
+    chita = compare_oneshot(model, data, methods=methods, sparsities=[0.8], samples=40, block_size=100, seed=0)
+    assert len(chita) == 1 and chita[0]["kept"] == keep_count(chita[0]["n_prunable"], 0.8)
+    assert chita[0]["options"]["stages"] == 2

@@ -5,6 +5,7 @@ Hessian, Q recomputed from scratch, autograd one sample at a time, prunelimit.pr
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import pytest
@@ -321,3 +322,26 @@ def test_cbs_n_space_swaps_equal_the_dense_path(candidates):
         assert cbs.cbs_objective(w, wood, pruned) == pytest.approx(cbs.cbs_objective(w, dense, pruned),
                                                                        rel=1e-10)
     assert swapped > 0
+
+
+def test_chita_plus_plus_recomputes_gradients_before_each_stage_and_keeps_the_exact_count():
+    """CHITA++: stages = 1 is CHITA itself; with 3 stages the gradients are recomputed twice, each time on a model
+    pruned to the previous stage's geometric density, and the result keeps exactly the requested count."""
+    model, x, y = small_mlp_and_data(3)
+    G = oneshot.per_sample_gradients(model, x, y, 40)
+    single = oneshot.prune_model(copy.deepcopy(model), "chita", 0.9, G, iters=20)
+    same = oneshot.prune_model(copy.deepcopy(model), "chita", 0.9, G, iters=20, stages=1)
+    assert all(torch.equal(single.masks[name], same.masks[name]) for name in single.masks)
+    seen = []
+
+    def regrad(current):
+        seen.append(sum(int((p.detach() != 0).sum()) for _, p in prunable_parameters(current)))
+        return oneshot.per_sample_gradients(current, x, y, 40)
+
+    staged = copy.deepcopy(model)
+    result = oneshot.prune_model(staged, "chita", 0.9, G, iters=20, stages=3, regrad=regrad)
+    D = result.n_prunable
+    assert seen == [keep_count(D, 1 - 0.1 ** (1 / 3)), keep_count(D, 1 - 0.1 ** (2 / 3))]
+    assert result.kept == keep_count(D, 0.9) and sorted(result.history) == [1, 2, 3]
+    with pytest.raises(PrunelimitError, match="regrad"):
+        oneshot.prune_model(copy.deepcopy(model), "chita", 0.9, G, stages=2)

@@ -71,6 +71,7 @@ class CbsSettings(Section):
 class ChitaSettings(Section):
     ridge: float  # λ₂ of the ridge term
     iters: int  # IHT iterations per block
+    stages: int  # 1: CHITA; more: CHITA++ (the gradients recomputed before each stage)
 
 
 # ---------------------------------------------------------------------------------------------

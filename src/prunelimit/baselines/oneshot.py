@@ -41,9 +41,11 @@ from .fisher import (
 
 METHODS = ("mp", "wf", "cbs", "chita")  # the names of the method registry (prunelimit.methods)
 DEFAULTS = {"block_size": 4096, "damp": DEFAULT_DAMP, "joint": False, "swaps": DEFAULT_SWAPS,
-            "candidates": DEFAULT_CANDIDATES, "start": "magnitude", "ridge": DEFAULT_RIDGE, "iters": DEFAULT_ITERS}
+            "candidates": DEFAULT_CANDIDATES, "start": "magnitude", "ridge": DEFAULT_RIDGE, "iters": DEFAULT_ITERS,
+            "stages": 1}
 SETTINGS = {"mp": ("block_size",), "wf": ("block_size", "damp", "joint"),
-            "cbs": ("block_size", "damp", "swaps", "candidates", "start"), "chita": ("block_size", "ridge", "iters")}
+            "cbs": ("block_size", "damp", "swaps", "candidates", "start"),
+            "chita": ("block_size", "ridge", "iters", "stages")}
 
 
 # Models
@@ -112,13 +114,13 @@ def _settings(method: str, settings: dict) -> dict:
     checks = {"damp": lambda v: _positive(v, "damp (Fisher dampening)"), "joint": bool, "start": _check_start,
               "ridge": lambda v: _positive(v, "ridge (CHITA λ₂)", zero_ok=True),
               "swaps": lambda v: _count(v, "swaps", 0), "iters": lambda v: _count(v, "iters", 1),
-              "block_size": lambda v: _count(v, "block_size", 1),
+              "block_size": lambda v: _count(v, "block_size", 1), "stages": lambda v: _count(v, "stages", 1),
               "candidates": lambda v: None if v is None else _count(v, "candidates", 1)}
     return {k: checks[k](settings.get(k, DEFAULTS[k])) for k in SETTINGS[method]}
 
 
 def prune_model(model: nn.Module, method: str, sparsity: float, grads=None, cache: dict | None = None,
-                **settings) -> OneShotResult:
+                regrad=None, **settings) -> OneShotResult:
     """Prune ``model``'s prunable weights in place with ``method`` (:data:`METHODS`) at ``sparsity``, ``grads``
     being its per-sample gradients (:func:`per_sample_gradients`; magnitude needs none). Settings: :data:`SETTINGS`.
 
@@ -126,8 +128,11 @@ def prune_model(model: nn.Module, method: str, sparsity: float, grads=None, cach
     the saliency under the block-diagonal Fisher inverse (WoodFisher, as WF prunes globally; CBS with
     ``start="woodfisher"``). CBS's swaps and CHITA's IHT then work within each block at its share of that count
     [ours: the per-block budgets], and each block gets its update. ``cache``: a dict shared by calls on the same
-    model and ``grads`` (e.g. one per sparsity) keeps the block inverses and Lipschitz constants between them."""
+    model and ``grads`` (e.g. one per sparsity) keeps the block inverses and Lipschitz constants between them.
+    CHITA with ``stages`` > 1 is CHITA++ (:func:`_chita_stages`), which needs ``regrad``."""
     s, opts = check_open_sparsity(sparsity), _settings(method, settings)
+    if method == "chita" and opts["stages"] > 1:
+        return _chita_stages(model, s, grads, regrad, opts)
     params = prunable_parameters(model)
     if not params:
         raise PrunelimitError(f"model {type(model).__name__} has no prunable (conv or linear) weights")
@@ -171,3 +176,21 @@ def prune_model(model: nn.Module, method: str, sparsity: float, grads=None, cach
             masks[name] = keep[i:i + m].view_as(p).to(device=p.device, dtype=torch.float32)
             i += m
     return OneShotResult(model, masks, int(keep.sum()), D, blocks, history)
+
+
+def _chita_stages(model: nn.Module, sparsity: float, grads, regrad, opts: dict) -> OneShotResult:
+    """CHITA++ (CHITA Sec. 4, the multi-stage version): the density lowered over ``stages`` stages, geometrically
+    [ours: the schedule], 1 − (1 − s)^(k/stages) at stage k; before every stage but the first the per-sample
+    gradients are recomputed on the pruned model (``regrad(model)`` → N × D), and each stage is one CHITA prune
+    from the current weights. Returns the last stage's result (its masks are the final ones)."""
+    if regrad is None:
+        raise PrunelimitError("CHITA++ (chita.stages > 1) recomputes the gradients at each stage: pass regrad")
+    stages, single = opts["stages"], {**opts, "stages": 1}
+    result, history = None, {}
+    for k in range(1, stages + 1):
+        target = sparsity if k == stages else 1.0 - (1.0 - sparsity) ** (k / stages)
+        result = prune_model(model, "chita", target, grads if k == 1 else regrad(model), **single)
+        history[k] = result.history
+    result.history = history
+    return result
+

@@ -26,6 +26,7 @@ from ..sections import Section
 from ..seeds import derived_seed
 from ..train import evaluate
 from .fisher import check_open_sparsity
+from .oneshot import per_sample_gradients
 
 BYTES = 8  # float64 gradients and inverses
 
@@ -79,12 +80,14 @@ def compare_oneshot(model: nn.Module, data: TensorData, *, methods: dict[str, Se
         raise PrunelimitError(f"{task or type(model).__name__} has no prunable (conv or linear) weights")
     samples, block = check_fisher_size(samples, block_size, len(data.x_train), n_prunable, task)
     grads, gradient_time = None, 0.0
-    if any(name != "mp" for name in methods):
-        from .oneshot import per_sample_gradients  # noqa: PLC0415 (beside its one use)
+    index = gradient_sample(len(data.x_train), samples, seed).to(data.x_train.device)
 
-        index = gradient_sample(len(data.x_train), samples, seed).to(data.x_train.device)
+    def regrad(current: nn.Module) -> torch.Tensor:  # the same N samples' gradients of ``current`` (CHITA++'s stages)
+        return per_sample_gradients(current, data.x_train[index], data.y_train[index], samples)
+
+    if any(name != "mp" for name in methods):
         start = time.perf_counter()
-        grads = per_sample_gradients(model, data.x_train[index], data.y_train[index], samples)
+        grads = regrad(model)
         gradient_time = time.perf_counter() - start
     rows, cache = [], {}  # block inverses and Lipschitz constants, shared by the sparsities and methods
     for name, settings in methods.items():
@@ -95,7 +98,7 @@ def compare_oneshot(model: nn.Module, data: TensorData, *, methods: dict[str, Se
             start = time.perf_counter()
             # the registry's entry point: (model, name, sparsity, grads, cache=, **settings) → OneShotResult
             result = method(name).run()(pruned, name, s, grads if name != "mp" else None, cache=cache,
-                                        **kernel_options)
+                                        regrad=regrad, **kernel_options)
             wall = time.perf_counter() - start
             test_loss, test_acc = evaluate(pruned, data.x_test, data.y_test)
             train_loss, train_acc = evaluate(pruned, data.x_train, data.y_train)
