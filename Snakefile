@@ -35,3 +35,17 @@ rule all:
     default_target: True
     input:
         get_final_output(),
+
+
+rule figures:
+    """Partial target: every figure of the preset (snakemake figures)."""
+    input:
+        all_figure_paths(),
+    localrule: True
+
+
+rule tables:
+    """Partial target: every table of the preset (snakemake tables)."""
+    input:
+        all_table_paths(),
+    localrule: True

@@ -5,24 +5,6 @@
 report: "../report/workflow.rst"
 
 
-# a figure whose section lists no task is not built (the figures themselves: FIGURES in report.smk)
-FIGURE_TASKS = {
-    "iterative_threshold": ITERATIVE_TASKS,
-    "l2_vs_rare_gems": ITERATIVE_TASKS,
-    "regime_map": REGIME_TASKS,
-    "lomp_vs_sota": list(SETTINGS.oneshot.tasks),
-}
-
-
-def figure(label, paper, params, **inputs):
-    """A figure's inputs, its script's params and its labels in the report."""
-    return {
-        "input": inputs,
-        "params": params,
-        "labels": {"figure": label, "paper": paper},
-    }
-
-
 # the files the figures and tables read, one per task
 CURVES = per_task("prune/{task}/curve.csv")
 ACTUALS = per_task("prune/{task}/actual.json")
@@ -130,43 +112,6 @@ FIGURES = {  # rule fig_<name>: scripts/fig_<name>.py, captioned by workflow/rep
 }
 
 
-# The preset's final targets (the Snakefile's rule all), declared after every stage and figure they list.
-def all_figure_paths():
-    """One PDF + PNG pair per figure of report.smk's FIGURES that the preset builds."""
-    names = [name for name in FIGURES if FIGURE_TASKS.get(name, True)]
-    return expand(f"{RESULTS}/figures/{{name}}.{{ext}}", name=names, ext=["pdf", "png"])
-
-
-def all_table_paths():
-    return [path for name in TABLE_NAMES for path in table_paths(name).values()]
-
-
-def get_final_output():
-    """Every final target of the preset (the Snakefile's default target asks for these): the
-    stages' results, every table, every figure."""
-    theory = ["prediction.json", "magnitude_scaling.json"]
-    prune = ["curve.csv", "actual.json"]
-    if "dense" in VARIANTS and THEORY_VARIANT != "dense":  # the dense-vs-L1 curves
-        prune += ["curve_dense.csv", "actual_dense.json"]
-    return [
-        *expand(
-            f"{RESULTS}/train/{{task}}/{{variant}}/model.pt",
-            task=TASKS,
-            variant=VARIANTS,
-        ),
-        *per_task("hessian/{task}/hessian_rows.npz"),
-        *per_task("hessian/{task}/slq.npz"),
-        *per_task("hessian/{task}/exact.npz", EXACT_TASKS),
-        *expand(f"{RESULTS}/theory/{{task}}/{{name}}", task=TASKS, name=theory),
-        *expand(f"{RESULTS}/prune/{{task}}/{{name}}", task=TASKS, name=prune),
-        *per_task("prune/{task}/iterative.csv", ITERATIVE_TASKS),
-        *claim_files("prediction.json"),
-        *claim_files("actual.json"),
-        *all_table_paths(),
-        *all_figure_paths(),
-    ]
-
-
 for _name, _figure in FIGURES.items():
 
     rule:
@@ -256,17 +201,3 @@ rule table_slq:
         title=table_title("slq"),
     script:
         "../../scripts/table_slq.py"
-
-
-rule figures:
-    """Partial target: every figure of the preset (snakemake figures)."""
-    input:
-        all_figure_paths(),
-    localrule: True
-
-
-rule tables:
-    """Partial target: every table of the preset (snakemake tables)."""
-    input:
-        all_table_paths(),
-    localrule: True
