@@ -175,11 +175,13 @@ def test_default_run_slq_matches_the_exact_spectrum_and_says_where_it_stopped(de
 def test_smoke_preset_runs_every_paper_architecture(tmp_path):
     smoke = ROOT / "workflow" / "presets" / "smoke.yaml"
     snakemake(tmp_path, "--cores", "all", configfile=smoke)
-    config = load_config("workflow/presets/smoke.yaml")
-    assert {t["model"] for t in config["tasks"].values()} == {"fc5", "fc12", "alexnet", "vgg16", "resnet18", "resnet50"}
+    config, paper = load_config("workflow/presets/smoke.yaml"), load_config("workflow/presets/paper.yaml")
+    assert {t["model"] for t in config["tasks"].values()} == {t["model"] for t in paper["tasks"].values()}
     assert {t["dataset"] for t in config["tasks"].values()} == {"synth_cifar10", "synth_cifar100", "synth_tinyimagenet"}
     table = pd.read_csv(tmp_path / "results" / "smoke" / "tables" / "training.csv")
-    assert len(table) == 2 * len(config["tasks"])
+    assert len(table) == 2 * len(main_study_tasks(config))  # the training table is the main study's
+    sota = pd.read_csv(tmp_path / "results" / "smoke" / "tables" / "lomp_vs_sota.csv", dtype=str)
+    assert set(sota["task"]) == set(config["oneshot"]["tasks"])  # the one-shot comparison's architectures too
 
 
 def test_lomp_vs_sota_table_has_every_method_start_and_sparsity(mini_run):
