@@ -6,13 +6,11 @@ import pandas as pd
 from prunelimit.figures.lomp_vs_sota import plot_lomp_vs_sota
 from prunelimit.io import load_json
 from prunelimit.runlog import rule_context
+from prunelimit.tables import oneshot_rows
 
 with rule_context(snakemake.log[0]) as log:
-    runs = [load_json(path) for path in snakemake.input.results]
-    results = pd.DataFrame([row for run in runs for row in run["rows"]])
-    unpruned = {}  # task → start → each model's accuracy before pruning, one per seed
-    for run in runs:
-        unpruned.setdefault(run["task"], {}).setdefault(run["start"], []).append(run["unpruned_test_acc"])
+    rows, unpruned = oneshot_rows([load_json(path) for path in snakemake.input.results])
+    results = pd.DataFrame(rows)
     predicted = {task: load_json(path)["predicted_sparsity"]
                  for task, path in zip(snakemake.params.tasks, snakemake.input.prediction, strict=True)}
     drawn = plot_lomp_vs_sota(results, predicted, unpruned, snakemake.output)

@@ -3,16 +3,13 @@
 
 from prunelimit.io import load_json
 from prunelimit.runlog import rule_context
-from prunelimit.tables import lomp_vs_sota_table, write_table
+from prunelimit.tables import lomp_vs_sota_table, oneshot_rows, write_table
 
 with rule_context(snakemake.log[0]) as log:
     p = snakemake.params
     runs = [load_json(path) for path in snakemake.input.results]
-    unpruned = {}  # task → start → each model's accuracy before pruning, one per seed
-    for run in runs:
-        unpruned.setdefault(run["task"], {}).setdefault(run["start"], []).append(run["unpruned_test_acc"])
-    table = lomp_vs_sota_table([row for run in runs for row in run["rows"]], unpruned, p.methods, p.starts,
-                               tasks=p.model_dataset)
+    rows, unpruned = oneshot_rows(runs)
+    table = lomp_vs_sota_table(rows, unpruned, p.methods, p.starts, tasks=p.model_dataset)
     out = snakemake.output
     write_table(table, out.csv, out.md, out.tex, html=out.html, title=p.title)
     log.info("%d one-shot runs, %d rows", len(runs), len(table))

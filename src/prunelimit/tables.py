@@ -120,6 +120,16 @@ def lomp_rows_from_sweep(task: str, curve: pd.DataFrame, sparsities: list[float]
     return rows
 
 
+def _mean_sd_cell(values) -> str:
+    """Accuracies (fractions) as a cell in %: "mean ± sd (n)" (sample sd, ddof 1), "x (1)" for one, "" for none."""
+    pct = 100.0 * np.asarray(values, dtype=float)
+    if len(pct) == 0:
+        return ""
+    if len(pct) == 1:
+        return f"{pct[0]:.2f} (1)"
+    return f"{pct.mean():.2f} ± {pct.std(ddof=1):.2f} ({len(pct)})"
+
+
 def lomp_vs_baselines_table(results: list[dict], dense_acc: dict[str, float] | None = None,
                             methods: list[str] | None = None) -> pd.DataFrame:
     """LOMP vs Rare Gems, IMP, Smart-Ratio: top-1 test accuracy (%) per task and sparsity.
@@ -143,21 +153,13 @@ def lomp_vs_baselines_table(results: list[dict], dense_acc: dict[str, float] | N
     if missing:
         raise PrunelimitError(f"baseline results lack keys {sorted(missing)}")
 
-    def cell(values: pd.Series) -> str:
-        if values.empty:
-            return ""
-        pct = 100.0 * values.to_numpy(dtype=float)
-        if len(pct) == 1:
-            return f"{pct[0]:.2f} (1)"
-        return f"{pct.mean():.2f} ± {pct.std(ddof=1):.2f} ({len(pct)})"
-
     rows = []
     for (task, sparsity), group in df.groupby(["task", "sparsity"], sort=True):
         row = {"task": task, "sparsity_%": f"{100 * sparsity:g}", "density_%": f"{100 * (1 - sparsity):g}"}
         if dense_acc is not None:
             row["dense"] = f"{100 * dense_acc[task]:.2f}" if task in dense_acc else ""
         for m in methods:
-            row[labels.get(m, m)] = cell(group.loc[group["method"] == m, "test_acc"])
+            row[labels.get(m, m)] = _mean_sd_cell(group.loc[group["method"] == m, "test_acc"])
         rows.append(row)
     if "training" in df.columns:
         for task, group in df.groupby("task", sort=True):
@@ -318,20 +320,20 @@ PUBLISHED_ONESHOT = {
 UNPRUNED_COLUMN = {"dense": "dense", "l1": "L1 model"}  # the unpruned starting models' accuracy
 
 
+def oneshot_rows(runs: list[dict]) -> tuple[list[dict], dict[str, dict[str, list[float]]]]:
+    """The rows of the oneshot rule's runs (``oneshot/<task>/<start>_seed<n>.json``, loaded) and each unpruned
+    starting model's test accuracy, task → start → one per seed: what the lomp_vs_sota table and figure read."""
+    unpruned: dict[str, dict[str, list[float]]] = {}
+    for run in runs:
+        unpruned.setdefault(run["task"], {}).setdefault(run["start"], []).append(run["unpruned_test_acc"])
+    return [row for run in runs for row in run["rows"]], unpruned
+
+
 def oneshot_column(name: str, start: str) -> str:
     """The table column (and figure label) of one-shot method ``name`` applied to the ``start`` model."""
     if name == "mp" and start == "l1":
         return "LOMP (MP, L1)"
     return f"{method(name).label} ({start})"
-
-
-def _mean_sd_cell(values) -> str:
-    pct = 100.0 * np.asarray(values, dtype=float)
-    if len(pct) == 0:
-        return ""
-    if len(pct) == 1:
-        return f"{pct[0]:.2f} (1)"
-    return f"{pct.mean():.2f} ± {pct.std(ddof=1):.2f} ({len(pct)})"
 
 
 def lomp_vs_sota_table(results: list[dict], unpruned: dict[str, dict[str, list[float]]], methods: list[str],

@@ -11,6 +11,7 @@ model is LOMP.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import time
@@ -20,7 +21,7 @@ from torch import nn
 
 from ..data import TensorData
 from ..io import PrunelimitError
-from ..methods import method
+from ..methods import method, names
 from ..models import count_prunable
 from ..sections import Section
 from ..seeds import derived_seed
@@ -73,7 +74,7 @@ def compare_oneshot(model: nn.Module, data: TensorData, *, methods: dict[str, Se
     blocks of ``block_size`` weights."""
     for name in methods:
         if method(name).comparison != "oneshot":
-            raise PrunelimitError(f"{name} is not a one-shot method; one-shot methods: mp, wf, cbs, chita")
+            raise PrunelimitError(f"{name} is not a one-shot method; one-shot methods: {', '.join(names('oneshot'))}")
     targets = [check_open_sparsity(s) for s in sparsities]
     n_prunable = count_prunable(model)
     if n_prunable == 0:
@@ -91,14 +92,13 @@ def compare_oneshot(model: nn.Module, data: TensorData, *, methods: dict[str, Se
         gradient_time = time.perf_counter() - start
     rows, cache = [], {}  # block inverses and Lipschitz constants, shared by the sparsities and methods
     for name, settings in methods.items():
-        options = {k: getattr(settings, k) for k in settings.__dataclass_fields__}
+        options = dataclasses.asdict(settings)
         kernel_options = {"block_size": block, **options}
         for s in targets:
             pruned = copy.deepcopy(model)
             start = time.perf_counter()
-            # the registry's entry point: (model, name, sparsity, grads, cache=, **settings) → OneShotResult
-            result = method(name).run()(pruned, name, s, grads if name != "mp" else None, cache=cache,
-                                        regrad=regrad, **kernel_options)
+            # the registry's entry point: (model, name, sparsity, grads, cache=, regrad=, **settings) → OneShotResult
+            result = method(name).run()(pruned, name, s, grads, cache=cache, regrad=regrad, **kernel_options)
             wall = time.perf_counter() - start
             test_loss, test_acc = evaluate(pruned, data.x_test, data.y_test)
             train_loss, train_acc = evaluate(pruned, data.x_train, data.y_train)
