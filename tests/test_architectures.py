@@ -1,15 +1,17 @@
 """The torch-free parameter counts (prunelimit.architectures) against the torch models they describe."""
 
+import re
+
 import pytest
 import torch
 
 from prunelimit import architectures
-from prunelimit.architectures import parameter_count
+from prunelimit.architectures import ARCHITECTURES, parameter_count
 from prunelimit.data import DATASETS, make_digits, make_mnist1d, make_synthetic
 from prunelimit.datasets import SYNTHETIC as SYNTHETIC_SHAPES
 from prunelimit.datasets import dataset_shape
 from prunelimit.io import PrunelimitError
-from prunelimit.models import MODELS, build_model, count_parameters, count_prunable
+from prunelimit.models import build_model, count_parameters, count_prunable
 
 # (C, H, W): digits, MNIST-1D, CIFAR, TinyImageNet, and odd ones (2 channels, a non-square map)
 SHAPES = [(1, 8, 8), (1, 1, 40), (3, 32, 32), (3, 64, 64), (2, 5, 7)]
@@ -30,7 +32,7 @@ CASES = [(name, args) for name in sorted(MODEL_ARGS) for args in MODEL_ARGS[name
 
 
 def test_every_registry_model_has_a_layer_list():
-    assert set(architectures.LAYERS) == set(MODELS) == set(MODEL_ARGS)
+    assert set(ARCHITECTURES) == set(MODEL_ARGS)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -61,7 +63,7 @@ def test_paper_counts_at_full_width():
 
 
 def test_unknown_names_are_clear_errors():
-    with pytest.raises(ValueError, match="unknown model 'resnet19'"):
+    with pytest.raises(PrunelimitError, match="unknown model 'resnet19'; known models: alexnet, fc12"):
         parameter_count("resnet19", (3, 32, 32), 10)
     with pytest.raises(ValueError, match="unknown dataset 'svhn'"):
         architectures.dataset_shape("svhn")
@@ -86,3 +88,67 @@ def test_shapes_are_those_of_the_built_data(name):
         arrays = make_synthetic(name, n_train=4, n_test=2)
     options = {"length": 33} if name == "mnist1d" else {}
     assert (tuple(arrays["x_train"].shape[1:]), int(arrays["num_classes"])) == dataset_shape(name, options)
+
+
+def test_model_args_are_typed_by_the_architecture_signature():
+    assert architectures.model_arg_types("vgg16") == {"width": float, "batch_norm": bool}
+    assert architectures.model_arg_types("alexnet") == {"width": float, "resize": int}
+    assert architectures.model_arg_types("mlp") == {"hidden": tuple[int, ...]}
+    valid = {bool: True, int: 2, float: 2}
+    for name in ARCHITECTURES:  # every annotation has a check (a new type would raise TypeError here)
+        for key, kind in architectures.model_arg_types(name).items():
+            architectures.check_model_args(name, {key: valid.get(kind, [3])})
+
+
+@pytest.mark.parametrize(("name", "model_args", "expected"), [
+    ("mlp", {"hidden": "abc"}, "model_args.hidden of model mlp must be a non-empty list of positive integers, "
+                               "got 'abc'"),
+    ("mlp", {"hidden": [32, None]}, "hidden of model mlp must be a non-empty list of positive integers"),
+    ("mlp", {"hidden": []}, "non-empty list"),
+    ("mlpnet", {"hidden": [4, 0]}, "positive integers"),
+    ("fc5", {"width": "wide"}, "model_args.width of model fc5 must be a positive number, got 'wide'"),
+    ("fc5", {"width": float("nan")}, "positive number"),
+    ("fc5", {"width": -0.5}, "positive number"),
+    ("vgg16", {"batch_norm": "yes"}, "model_args.batch_norm of model vgg16 must be true or false"),
+    ("alexnet", {"resize": 64.5}, "model_args.resize of model alexnet must be a positive integer"),
+    ("alexnet", {"resize": True}, "positive integer"),
+])
+def test_model_args_of_the_wrong_type_are_refused_naming_the_argument(name, model_args, expected):
+    with pytest.raises(PrunelimitError, match=re.escape(expected)):
+        architectures.check_model_args(name, model_args)
+    with pytest.raises(PrunelimitError, match=re.escape(expected)):
+        build_model(name, (1, 8, 8), 10, **model_args)  # the torch build checks the same description
+
+
+def test_integer_width_is_a_number():
+    assert parameter_count("fc5", (1, 8, 8), 10, width=1) == parameter_count("fc5", (1, 8, 8), 10, width=1.0)
+
+
+def test_state_dict_names_are_the_description_names():
+    """The description's names are the checkpoints' keys: renaming a node would orphan every saved model."""
+    keys = list(build_model("resnet20", (3, 32, 32), 10, width=0.25).state_dict())
+    assert keys[:3] == ["conv1.weight", "bn1.weight", "bn1.bias"]
+    assert "layers.1.0.shortcut.0.weight" in keys and "layers.1.0.shortcut.1.running_mean" in keys
+    assert "layers.0.0.shortcut.0.weight" not in keys  # same shape: the identity
+    assert keys[-2:] == ["linear.weight", "linear.bias"]
+    assert list(build_model("mlpnet", (1, 8, 8), 10).state_dict()) == ["linear.0.weight", "linear.2.weight",
+                                                                         "linear.4.weight"]
+    assert list(build_model("resnet50", (3, 8, 8), 10, width=0.125).state_dict())[5:7] == [
+        "bn1.num_batches_tracked", "layers.0.0.conv1.weight"]
+
+
+def test_vgg_description_skips_the_pools_that_would_leave_a_one_pixel_map():
+    def conv_map_sizes(shape):
+        """The map size each convolution of the description runs on, and the number of pools."""
+        conv = architectures.describe("vgg16", shape, 10, width=0.125).children[0][1]
+        size, sizes, pools = shape[1], [], 0
+        for _, node in conv.children:
+            if isinstance(node, architectures.MaxPool):
+                size, pools = size // 2, pools + 1
+            elif isinstance(node, architectures.Conv):
+                sizes.append(size)
+        return sizes, pools
+    sizes, pools = conv_map_sizes((3, 32, 32))
+    assert pools == 5 and min(sizes) == 2  # the paper's network: every pool kept, the last convs on 2×2
+    sizes, pools = conv_map_sizes((1, 8, 8))
+    assert len(sizes) == 13 and min(sizes) == 2 and pools == 3  # two pools before the last convs are skipped

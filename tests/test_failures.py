@@ -212,15 +212,18 @@ def test_model_args_typo_names_the_task_and_the_known_arguments():
                        "it takes ['width', 'batch_norm']")
 
 
-@pytest.mark.parametrize("task, model_args", [("mlp_digits", {"hidden": "abc"}), ("fc5_digits", {"width": "wide"}),
-                                              ("mlp_digits", {"hidden": [32, None]})])
-def test_model_args_of_the_wrong_type_are_one_config_line(task, model_args):
-    """Right names, wrong values: one line naming the task's model_args, not a TypeError from the layer lists."""
+@pytest.mark.parametrize("task, model_args, expected", [
+    ("mlp_digits", {"hidden": "abc"}, "model_args.hidden of model mlp must be a non-empty list of positive integers"),
+    ("fc5_digits", {"width": "wide"}, "model_args.width of model fc5 must be a positive number, got 'wide'"),
+    ("mlp_digits", {"hidden": [32, None]}, "model_args.hidden of model mlp must be"),
+])
+def test_model_args_of_the_wrong_type_are_one_config_line(task, model_args, expected):
+    """Right names, wrong values: one line naming the task and the argument, checked against the types the
+    architecture declares, not a TypeError from inside the model."""
     config = load_config()
     config["tasks"][task]["model_args"] = model_args
     message = _invalid_ours(config)
-    assert message.startswith(f"invalid config at tasks.{task}.model_args: ") and "\n" not in message
-    assert "cannot be built with" in message
+    assert message.startswith(f"invalid config at tasks.{task}: {expected}") and "\n" not in message
 
 
 def test_misspelt_top_level_key_is_one_short_line():

@@ -41,10 +41,10 @@ def test_schema_method_enum_is_the_registry(comparison):
 
 
 def test_schema_model_enum_is_the_registry():
-    from prunelimit.architectures import LAYERS
+    from prunelimit.architectures import ARCHITECTURES
 
     assert "enum" not in SCHEMA["$defs"]["task"]["properties"]["model"]
-    assert load_schema()["$defs"]["task"]["properties"]["model"]["enum"] == list(LAYERS)
+    assert load_schema()["$defs"]["task"]["properties"]["model"]["enum"] == list(ARCHITECTURES)
 
 
 @pytest.mark.parametrize("name", list(methods.REGISTRY))

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from prunelimit.models import MODELS, build_model, count_parameters, count_prunable, prunable_parameters
+from prunelimit.architectures import ARCHITECTURES
+from prunelimit.models import build_model, count_parameters, count_prunable, mlp_linears, prunable_parameters
 
 # (C, H, W) of digits, MNIST-1D, CIFAR, TinyImageNet
 SHAPES = [(1, 8, 8), (1, 1, 40), (3, 32, 32), (3, 64, 64)]
@@ -15,7 +16,7 @@ SMALL = {"alexnet": {"width": 0.125, "resize": 64}, "vgg16": {"width": 0.125},
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_forward_every_model_every_shape(name, shape):
     model = build_model(name, shape, 7, seed=0, **SMALL.get(name, {})).eval()
     out = model(torch.randn(3, *shape))
@@ -139,7 +140,24 @@ def test_resnet20_has_shortcut_convs_exactly_at_the_two_downsampling_blocks():
     assert feats.shape == (2, 64, 8, 8)  # 32 -> 16 -> 8
 
 
-def test_resnet20_is_residual_for_smart_ratio():
+def test_the_resnets_are_residual_for_smart_ratio():
     from prunelimit.baselines.smart_ratio import is_residual
 
-    assert is_residual("resnet20") and is_residual("resnet18") and not is_residual("mlpnet")
+    residual = {name: is_residual(build_model(name, (3, 8, 8), 10, **SMALL.get(name, {}))) for name in ARCHITECTURES}
+    assert {name for name, yes in residual.items() if yes} == {"resnet18", "resnet20", "resnet50"}
+
+
+@pytest.mark.parametrize(("name", "model_args", "is_mlp"), [("fc5", {"width": 0.05}, True), ("mlp", {}, True),
+                                                            ("mlpnet", {}, True), ("vgg16", {"width": 0.125}, False),
+                                                            ("resnet20", {"width": 0.25}, False)])
+def test_mlp_linears_finds_the_plain_mlps_only(name, model_args, is_mlp):
+    model = build_model(name, (1, 8, 8), 10, **model_args)
+    linears = mlp_linears(model)
+    assert (linears is not None) == is_mlp
+    if is_mlp:
+        assert linears == [m for m in model.modules() if isinstance(m, nn.Linear)]
+        x = torch.randn(5, 1, 8, 8)
+        h = x.flatten(1)
+        for layer in linears[:-1]:
+            h = torch.relu(layer(h))
+        assert torch.equal(linears[-1](h), model(x))  # the layers are the whole forward

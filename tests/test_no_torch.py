@@ -21,8 +21,9 @@ import pytest
 import torch
 
 from pipeline_utils import NO_TORCH, ROOT, TORCH_REFUSED
+from prunelimit.architectures import ARCHITECTURES
 from prunelimit.io import PrunelimitError
-from prunelimit.models import MODELS, build_model, prunable_parameters, prunable_vector
+from prunelimit.models import build_model, prunable_parameters, prunable_vector
 from prunelimit.spectrum import SLQResult, save_exact
 from prunelimit.statedict import prunable_weights, read_state_dict_arrays
 from test_envs import env_import_names, rules_with_env_and_script, third_party_imports
@@ -100,7 +101,7 @@ def test_the_readers_figure_and_table_jobs_call_run_without_torch(tmp_path):
     assert out["nodes"].size == 8
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_statedict_reads_what_torch_load_reads(tmp_path, name):
     shape = (3, 64, 64) if name == "alexnet" else (3, 32, 32)
     model = build_model(name, shape, 10, seed=1, **SMALL.get(name, {}))

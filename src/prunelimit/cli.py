@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from .architectures import ARCHITECTURES
 from .checkpoint import load_state_dict, read_state_dict
 from .cli_inputs import (
     DATA_FORMAT,
@@ -27,7 +28,6 @@ from .cli_inputs import (
 from .config import resolve_device
 from .data import load_tensors, prepare_dataset
 from .io import PrunelimitError
-from .models import MODELS
 from .prune import OFFICIAL_GRID, TOLERANCES, sweep_and_threshold
 from .settings import HessianSettings, PruneSettings, TheorySettings, ThresholdSettings
 from .stages import predict_from_model
@@ -67,7 +67,7 @@ def predict(args: argparse.Namespace) -> dict:
     t = time.perf_counter()
     state = read_state_dict(args.checkpoint)
     classes = data.num_classes
-    if ":" not in args.model and args.model in MODELS:
+    if ":" not in args.model and args.model in ARCHITECTURES:
         classes = registry_classes(args.model, state, tuple(data.in_shape), classes, model_args)
     model = build_user_model(args.model, tuple(data.in_shape), classes, model_args)
     load_state_dict(model, args.checkpoint, state)

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .architectures import ARCHITECTURES
 from .checkpoint import torch_load_error
 from .data import DATASETS, TensorData, check_arrays, load_tensors, prepare_dataset
 from .io import PrunelimitError
-from .models import MODELS, build_model, prunable_parameters
+from .models import build_model, prunable_parameters
 
 DATA_FORMAT = """\
 data files: a .npz (numpy) or .pt (torch.save of a dict) holding
@@ -96,8 +97,9 @@ def build_user_model(spec: str, in_shape: tuple[int, ...], num_classes: int, mod
     """A registry model by name, or any importable callable returning an nn.Module."""
 
     if ":" not in spec:
-        if spec not in MODELS:
-            raise PrunelimitError(f"--model: unknown model {spec!r}; registry models: {', '.join(sorted(MODELS))}, "
+        if spec not in ARCHITECTURES:
+            known = ", ".join(sorted(ARCHITECTURES))
+            raise PrunelimitError(f"--model: unknown model {spec!r}; registry models: {known}, "
                                   "or give MODULE:CALLABLE")
         return _registry_model(spec, in_shape, num_classes, model_args)
     factory = _import_callable(spec)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from . import datasets, methods
-from .architectures import LAYERS, check_model_args, dataset_shape, parameter_count
+from .architectures import ARCHITECTURES, check_model_args, dataset_shape, parameter_count
 from .errors import PrunelimitError
 
 if TYPE_CHECKING:
@@ -97,11 +97,11 @@ def nonfinite_numbers(obj, path=()) -> list[str]:
 
 def load_schema(schema: str | os.PathLike = SCHEMA) -> dict:
     """The config schema with the registries' names as its enums: datasets (prunelimit.datasets), models
-    (prunelimit.architectures.LAYERS) and each comparison's methods (prunelimit.methods). The schema file lists
+    (prunelimit.architectures.ARCHITECTURES) and each comparison's methods (prunelimit.methods). The schema file lists
     none of them, so a new dataset, model or method is one registry entry, not also a schema edit."""
     doc = yaml.safe_load(Path(schema).read_text())
     doc["$defs"]["dataset_name"]["enum"] = list(datasets.NAMES)
-    doc["$defs"]["task"]["properties"]["model"]["enum"] = list(LAYERS)
+    doc["$defs"]["task"]["properties"]["model"]["enum"] = list(ARCHITECTURES)
     for comparison in methods.COMPARISONS:
         doc["properties"][comparison]["properties"]["methods"]["items"]["enum"] = methods.names(comparison)
     return doc
@@ -111,7 +111,8 @@ def validate_config(config: dict, schema: str | os.PathLike = SCHEMA) -> None:
     """Check a pipeline config against the schema, in one line naming every bad key or value.
 
     Beyond the schema: numbers must be finite and each task's ``model_args`` must be arguments its
-    model takes (a typo would otherwise surface as a TypeError deep inside a rule). Then fills in
+    model takes, of the types its architecture declares (prunelimit.architectures; a typo would
+    otherwise surface as a TypeError deep inside a rule). Then fills in
     the schema's defaults (:func:`fill_defaults`).
     """
     import jsonschema  # here, not at the top: only the workflow validates, and jobs import this module
@@ -132,7 +133,7 @@ def validate_config(config: dict, schema: str | os.PathLike = SCHEMA) -> None:
             check_model_args(entry["model"], entry["model_args"])
         except PrunelimitError as err:
             raise PrunelimitError(f"invalid config at tasks.{task}: {err}") from None
-        # argument names are right, now their values: the torch-free layer list is built the way the model is
+        # names and types are right; building the torch-free description catches what else its code refuses
         in_shape, classes = dataset_shape(entry["dataset"], config["datasets"].get(entry["dataset"]))
         try:
             parameter_count(entry["model"], in_shape, classes, **entry["model_args"])

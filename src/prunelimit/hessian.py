@@ -29,7 +29,7 @@ from torch import nn
 
 from .hessian_graph import LiveUnitGraph, eval_mode, hessian_forward
 from .io import PrunelimitError
-from .models import MLP, prunable_parameters
+from .models import mlp_linears, prunable_parameters
 
 PARAM_SETS = ("prunable", "all")
 EXACT_MAX_DIM = 20_000  # dense Hessians beyond this are refused (20k² float64 = 3.2 GB)
@@ -91,7 +91,7 @@ class HessianOperator:
     forward and double backward over chunks of ``chunk_size`` samples, each weighted by
     n_chunk/N, and sums them (for data whose graph does not fit in memory).
 
-    For an :class:`~prunelimit.models.MLP` the cached graph leaves out the units that are zero on
+    For a plain MLP (:func:`~prunelimit.models.mlp_linears`) the cached graph leaves out the units that are zero on
     every sample (``skip_dead_units``, :class:`~prunelimit.hessian_graph.LiveUnitGraph`): their rows and
     columns of the Hessian are exactly zero, and the products are cheaper by the share of the matrices they drop.
 
@@ -129,7 +129,7 @@ class HessianOperator:
         self._state = self._param_state()
         self._live_units = None
         with eval_mode(model):
-            if self.cached and skip_dead_units and not self.vmap_matmat and isinstance(model, MLP):
+            if self.cached and skip_dead_units and not self.vmap_matmat and mlp_linears(model) is not None:
                 self._live_units = LiveUnitGraph(model, self.x, self.y, self.params)
                 loss = self._live_units.loss
                 self._check_loss(loss)

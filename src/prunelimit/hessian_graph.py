@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import MLP
+from .models import mlp_linears
 
 
 @contextlib.contextmanager
@@ -110,7 +110,8 @@ def hessian_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class LiveUnitGraph:
-    """The gradient graph of an :class:`~prunelimit.models.MLP` without the units that are zero on every sample.
+    """The gradient graph of a plain MLP (:func:`~prunelimit.models.mlp_linears`) without the units that are
+    zero on every sample.
 
     A hidden unit whose ReLU output is 0 on every sample has pre-activation ≤ 0 everywhere, where
     the ReLU's derivative is 0 (torch's convention at 0 too): the loss's first and second
@@ -126,8 +127,8 @@ class LiveUnitGraph:
     ``loss``: the whole net's loss, from the same pass that finds the units.
     """
 
-    def __init__(self, model: MLP, x: torch.Tensor, y: torch.Tensor, operator_params: list[nn.Parameter]):
-        layers = [m for m in model.linear if isinstance(m, nn.Linear)]
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, operator_params: list[nn.Parameter]):
+        layers = mlp_linears(model)
         h = x.flatten(1)
         live = [(h != 0).any(0).nonzero().squeeze(1)]  # per layer input: the units kept
         with torch.no_grad():

@@ -1,9 +1,10 @@
-"""Model registry: the paper's architectures, sized for any input shape the datasets give.
+"""The torch modules of the model registry, built from the one description per architecture.
 
-Every model takes ``in_shape = (C, H, W)`` (1-D signals arrive as ``(1, 1, L)``) and
-``num_classes``. Architectures follow the official code (QiaozheZhang/Global-One-shot-Pruning,
-``model.py``); CNNs adapt to small inputs: VGG skips a pooling that would leave its convolutions on a 1×1
-map, AlexNet resizes its input (the paper upsamples CIFAR to 224).
+:mod:`prunelimit.architectures` writes every architecture out as a tree of layers, without torch;
+:func:`build_model` turns that tree into modules, one torch module per node kind, named as the tree
+names them (so the state-dict keys, the parameter order and the initialisation order follow the
+tree). Every model takes ``in_shape = (C, H, W)`` (1-D signals arrive as ``(1, 1, L)``) and
+``num_classes``.
 
 The prunable parameters (conv and linear weights; never biases or BatchNorm) are defined once,
 in :func:`prunable_parameters`, and every later stage (L1 penalty, Hessian, pruning, baselines)
@@ -13,33 +14,18 @@ goes through it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .architectures import (
-    ALEXNET_CONV_CHANNELS,
-    ALEXNET_HIDDEN,
-    FC5_HIDDEN,
-    FC12_HIDDEN,
-    MLPNET_HIDDEN,
-    RESNET18_BLOCKS,
-    RESNET20_BLOCKS,
-    RESNET20_PLANES,
-    RESNET50_BLOCKS,
-    RESNET_PLANES,
-    VGG16_CFG,
-    InShape,
-    check_model_args,
-)
-from .architectures import scaled_channels as _scaled
+from . import architectures as arch
+from .architectures import ARCHITECTURES, InShape
 from .errors import PrunelimitError
 from .seeds import derived_seed
 
 # ---------------------------------------------------------------------------------------------
-# Building blocks
+# One torch module per node kind of prunelimit.architectures
 # ---------------------------------------------------------------------------------------------
 
 
@@ -56,236 +42,79 @@ class PoolIfLarger(nn.Module):
         return F.max_pool2d(x, self.kernel_size, self.stride)
 
 
-# ---------------------------------------------------------------------------------------------
-# Fully connected nets (official code: FC = "FC5", FC12)
-# ---------------------------------------------------------------------------------------------
+class Resize(nn.Module):
+    """Bilinear resize to size × size unless the input already has it (AlexNet's upsampling)."""
 
-
-class MLP(nn.Module):
-    """Flatten, then Linear-ReLU blocks, then a linear classifier (with biases unless ``bias=False``)."""
-
-    def __init__(self, in_shape: InShape, num_classes: int, hidden: tuple[int, ...], bias: bool = True):
+    def __init__(self, size: int):
         super().__init__()
-        sizes = [math.prod(in_shape), *hidden]
-        layers: list[nn.Module] = []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(fan_in, fan_out, bias=bias), nn.ReLU()]
-        layers.append(nn.Linear(sizes[-1], num_classes, bias=bias))
-        self.linear = nn.Sequential(*layers)
+        self.size = size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x.flatten(1))
+        if x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return x
 
 
-def fc5(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
-    """FC5: in→1000→600→300→100→out (official ``FC``); ``width`` scales the hidden sizes."""
-    return MLP(in_shape, num_classes, tuple(_scaled(h, width) for h in FC5_HIDDEN))
+class Residual(nn.Module):
+    """ReLU(body(x) + shortcut(x)): the body's layers are this module's children, beside ``shortcut``."""
 
-
-def fc12(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
-    """FC12: in→1000→900→…→100→out (official ``FC12``)."""
-    return MLP(in_shape, num_classes, tuple(_scaled(h, width) for h in FC12_HIDDEN))
-
-
-def mlp(in_shape: InShape, num_classes: int, hidden: list[int] | tuple[int, ...] = (32, 16)) -> nn.Module:
-    """A small MLP whose exact Hessian is computable (validation tasks)."""
-    return MLP(in_shape, num_classes, tuple(hidden))
-
-
-def mlpnet(in_shape: InShape, num_classes: int, hidden: list[int] | tuple[int, ...] = MLPNET_HIDDEN) -> nn.Module:
-    """MLPNet of the CHITA / WoodFisher / CBS benchmark: MNIST 784-40-20-10, ReLU, no biases at all."""
-    return MLP(in_shape, num_classes, tuple(hidden), bias=False)
-
-
-# ---------------------------------------------------------------------------------------------
-# AlexNet (official code, no BN; CIFAR upsampled to 224 → 256×5×5 features)
-# ---------------------------------------------------------------------------------------------
-
-
-class AlexNet(nn.Module):
-    def __init__(self, in_shape: InShape, num_classes: int, width: float = 1.0, resize: int = 224):
+    def __init__(self, body: list[tuple[str, nn.Module]], shortcut: nn.Module):
         super().__init__()
-        c = [_scaled(n, width) for n in ALEXNET_CONV_CHANNELS]
-        self.resize = resize
-        self.conv = nn.Sequential(
-            nn.Conv2d(in_shape[0], c[0], kernel_size=11, stride=4, padding=1),
-            nn.ReLU(),
-            PoolIfLarger(3, 2),
-            nn.Conv2d(c[0], c[1], 5, padding=2),
-            nn.ReLU(),
-            PoolIfLarger(3, 2),
-            nn.Conv2d(c[1], c[2], 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(c[2], c[3], 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(c[3], c[4], 3, padding=1),
-            nn.ReLU(),
-            PoolIfLarger(3, 2),
-            nn.AdaptiveAvgPool2d((5, 5)),  # identity at the paper's 224 input
-        )
-        hidden = _scaled(ALEXNET_HIDDEN, width)
-        self.linear = nn.Sequential(
-            nn.Linear(c[4] * 25, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, num_classes),
-        )
+        for name, module in body:
+            self.add_module(name, module)
+        self.body_names = [name for name, _ in body]
+        self.shortcut = shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2:] != (self.resize, self.resize):
-            x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", align_corners=False)
-        return self.linear(self.conv(x).flatten(1))
-
-
-def alexnet(in_shape: InShape, num_classes: int, width: float = 1.0, resize: int = 224) -> nn.Module:
-    return AlexNet(in_shape, num_classes, width, resize)
-
-
-# ---------------------------------------------------------------------------------------------
-# VGG16 (conv-BN-ReLU, one linear classifier, as in the official code)
-# ---------------------------------------------------------------------------------------------
-
-class VGG(nn.Module):
-    """VGG16 sized for its input: a max-pool that would leave convolutions to run on a 1×1 map is
-    skipped. On a 1×1 map eight of a 3×3 kernel's nine taps only ever see zero padding, so they
-    never get a gradient and keep their initial values (on 8×8 digits that was 80% of the
-    weights). At 32×32 (CIFAR) every pool is kept: the paper's network is unchanged."""
-
-    def __init__(self, in_shape: InShape, num_classes: int, width: float = 1.0, batch_norm: bool = True):
-        super().__init__()
-        layers: list[nn.Module] = []
-        channels = in_shape[0]
-        size = min(in_shape[1], in_shape[2])
-        for i, item in enumerate(VGG16_CFG):
-            if item == "M":
-                convs_follow = any(c != "M" for c in VGG16_CFG[i + 1:])
-                if size >= 2 and not (convs_follow and size // 2 < 2):
-                    layers.append(nn.MaxPool2d(2, 2))
-                    size //= 2
-            else:
-                out = _scaled(int(item), width)
-                norm = [nn.BatchNorm2d(out)] if batch_norm else []
-                layers += [nn.Conv2d(channels, out, 3, padding=1), *norm, nn.ReLU()]
-                channels = out
-        layers.append(nn.AdaptiveAvgPool2d(1))  # 1×1 already at 32×32; pools larger inputs
-        self.conv = nn.Sequential(*layers)
-        self.linear = nn.Linear(channels, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.conv(x).flatten(1))
-
-
-def vgg16(in_shape: InShape, num_classes: int, width: float = 1.0, batch_norm: bool = True) -> nn.Module:
-    """VGG16; ``batch_norm=False`` drops BatchNorm (conv-ReLU, as AlexNet in the paper), which keeps
-    the conv weights' scale meaningful under L1 (see config.yaml's vgg_digits)."""
-    return VGG(in_shape, num_classes, width, batch_norm)
-
-
-# ---------------------------------------------------------------------------------------------
-# ResNet18 / ResNet50, CIFAR style (3×3 stem, no max-pool; kuangliu/pytorch-cifar layout), and
-# ResNet20 (He et al. 2016's CIFAR net, 16/32/64 planes; 1×1 conv + BN shortcuts, option B)
-# ---------------------------------------------------------------------------------------------
-
-
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = _shortcut(in_planes, planes, stride)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = x
+        for name in self.body_names:
+            out = getattr(self, name)(out)
         return F.relu(out + self.shortcut(x))
 
 
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.shortcut = _shortcut(in_planes, planes * 4, stride)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return F.relu(out + self.shortcut(x))
-
-
-def _shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Module:
-    if stride == 1 and in_planes == out_planes:
-        return nn.Identity()
-    return nn.Sequential(nn.Conv2d(in_planes, out_planes, 1, stride, bias=False), nn.BatchNorm2d(out_planes))
-
-
-class ResNet(nn.Module):
-    def __init__(self, block: type, num_blocks: tuple[int, ...], in_shape: InShape, num_classes: int, width: float,
-                 stage_planes: tuple[int, ...] = RESNET_PLANES):
-        super().__init__()
-        planes = [_scaled(p, width) for p in stage_planes]
-        self.in_planes = planes[0]
-        self.conv1 = nn.Conv2d(in_shape[0], planes[0], 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes[0])
-        stages = []
-        for i, (p, n) in enumerate(zip(planes, num_blocks)):
-            stride = 1 if i == 0 else 2
-            blocks = []
-            for s in [stride] + [1] * (n - 1):
-                blocks.append(block(self.in_planes, p, s))
-                self.in_planes = p * block.expansion
-            stages.append(nn.Sequential(*blocks))
-        self.layers = nn.Sequential(*stages)
-        self.linear = nn.Linear(self.in_planes, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.layers(out)
-        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
-        return self.linear(out)
+def to_module(node: arch.Node) -> nn.Module:
+    """The torch module of one node of an architecture's description (containers recursively)."""
+    if isinstance(node, arch.Linear):
+        return nn.Linear(node.in_features, node.out_features, bias=node.bias)
+    if isinstance(node, arch.Conv):
+        return nn.Conv2d(node.in_channels, node.out_channels, node.kernel, node.stride, node.padding, bias=node.bias)
+    if isinstance(node, arch.BatchNorm):
+        return nn.BatchNorm2d(node.channels)
+    if isinstance(node, arch.ReLU):
+        return nn.ReLU()
+    if isinstance(node, arch.MaxPool):
+        return PoolIfLarger(node.kernel, node.stride) if node.only_if_larger else nn.MaxPool2d(node.kernel, node.stride)
+    if isinstance(node, arch.AdaptiveAvgPool):
+        return nn.AdaptiveAvgPool2d(node.size)
+    if isinstance(node, arch.Flatten):
+        return nn.Flatten()
+    if isinstance(node, arch.Resize):
+        return Resize(node.size)
+    if isinstance(node, arch.Sequential):
+        model = nn.Sequential()
+        for name, child in node.children:
+            model.add_module(name, to_module(child))
+        return model
+    if isinstance(node, arch.Residual):
+        shortcut = nn.Identity() if node.shortcut is None else to_module(node.shortcut)
+        return Residual([(name, to_module(child)) for name, child in node.body], shortcut)
+    raise TypeError(f"no torch module for architecture node {node!r}")  # a new node kind needs one here
 
 
-def resnet18(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
-    return ResNet(BasicBlock, RESNET18_BLOCKS, in_shape, num_classes, width)
-
-
-def resnet50(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
-    return ResNet(Bottleneck, RESNET50_BLOCKS, in_shape, num_classes, width)
-
-
-def resnet20(in_shape: InShape, num_classes: int, width: float = 1.0) -> nn.Module:
-    """ResNet20 of the CHITA / WoodFisher benchmark: three stages of three BasicBlocks (16, 32, 64 planes)."""
-    return ResNet(BasicBlock, RESNET20_BLOCKS, in_shape, num_classes, width, RESNET20_PLANES)
+def mlp_linears(model: nn.Module) -> list[nn.Linear] | None:
+    """The linear layers of a plain MLP (Flatten, then Linear-ReLU blocks and a Linear: fc5, fc12, mlp,
+    mlpnet), in order; None for any other model."""
+    children = list(model.children()) if isinstance(model, nn.Sequential) else []
+    if len(children) != 2 or not isinstance(children[0], nn.Flatten) or not isinstance(children[1], nn.Sequential):
+        return None
+    layers = list(children[1])
+    kinds_ok = all(isinstance(m, nn.Linear if i % 2 == 0 else nn.ReLU) for i, m in enumerate(layers))
+    return [m for m in layers if isinstance(m, nn.Linear)] if kinds_ok and len(layers) % 2 == 1 else None
 
 
 # ---------------------------------------------------------------------------------------------
 # Registry, initialisation, prunable parameters
 # ---------------------------------------------------------------------------------------------
-
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "fc5": fc5,
-    "fc12": fc12,
-    "mlp": mlp,
-    "mlpnet": mlpnet,
-    "alexnet": alexnet,
-    "vgg16": vgg16,
-    "resnet18": resnet18,
-    "resnet50": resnet50,
-    "resnet20": resnet20,
-}
-
 
 def init_weights(model: nn.Module) -> None:
     """Kaiming-normal (fan_in, ReLU gain) weights, zero biases, BN at (1, 0) (official code)."""
@@ -389,12 +218,12 @@ def build_model(name: str, in_shape: InShape, num_classes: int, seed: int | None
     The model carries its recipe as ``build_spec`` (name, arguments, input shape, classes): what a
     resume checkpoint is keyed on.
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
-    check_model_args(name, kwargs)
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(ARCHITECTURES))}")
+    description = arch.describe(name, tuple(in_shape), num_classes, **kwargs)  # checks model_args' names and types
     if seed is not None:
         torch.manual_seed(seed)
-    model = MODELS[name](tuple(in_shape), num_classes, **kwargs)
+    model = to_module(description)
     if seed is not None:
         torch.manual_seed(seed)
     init_weights(model)

@@ -50,7 +50,7 @@ def run_smart_ratio(spec: dict, data: TensorData, sparsity: float, seed: int, *,
     s = check_sparsity(sparsity)
     cfg = replace(TrainConfig.from_dict({**spec["train"], "l1": 0.0}), seed=int(seed))
     model = initial_model(spec, data, cfg, int(seed))
-    residual = smart_ratio.is_residual(spec["model"])
+    residual = smart_ratio.is_residual(model)
     masks = smart_ratio.smart_ratio_masks(model, s, int(seed), classifier_ratio=classifier_ratio, residual=residual)
     train(model, data, cfg, masks=masks, progress=progress, desc="Smart-Ratio")
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test)

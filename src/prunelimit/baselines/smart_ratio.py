@@ -33,12 +33,10 @@ import torch
 from torch import nn
 
 from ..io import PrunelimitError
-from ..models import prunable_parameters
+from ..models import Residual, prunable_parameters
 from ..prune import derived_seed
 from ..sparsity import check_sparsity, keep_count
 from ..train import Masks
-
-RESIDUAL_MODELS = ("resnet18", "resnet50")  # no 1/l² division for these [Su's code: args.arch == 'resnet']
 
 
 def formula(num_layers: int, residual: bool) -> np.ndarray:
@@ -119,8 +117,10 @@ def smart_ratio_masks(model: nn.Module, sparsity: float, seed: int, *, classifie
     return masks
 
 
-def is_residual(model_name: str) -> bool:
-    return model_name in (*RESIDUAL_MODELS, "resnet20")  # every ResNet of the registry
+def is_residual(model: nn.Module) -> bool:
+    """Whether the model has residual blocks: those get no 1/l² division [Su's code: args.arch == 'resnet'],
+    here every model whose description holds a Residual node (the registry's ResNets)."""
+    return any(isinstance(m, Residual) for m in model.modules())
 
 
 def describe(sizes: Sequence[int], sparsity: float, **kwargs) -> dict:
