@@ -93,7 +93,8 @@ with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
     # a script path may name params (the figure loop's): formatted as Snakemake does when the job runs
     script = lambda rule: rule.script.format(params=rule.params) if rule.script else None
     rules = [{"name": rule.name, "conda": beside(rule, rule.conda_env), "script": beside(rule, script(rule)),
-              "gpu": rule.resources.get("gpu").value, "log": bool(rule.log), "benchmark": rule.benchmark is not None}
+              "gpu": rule.resources.get("gpu").value, "log": bool(rule.log), "benchmark": rule.benchmark is not None,
+              "entry": rule.params.get("entry"), "caption": rule.params.get("caption")}
              for rule in workflow.rules]
 print(json.dumps(rules))
 """
@@ -103,7 +104,8 @@ print(json.dumps(rules))
 def workflow_rules(configfile: str = "config.yaml") -> list[dict]:
     """Every rule of the workflow as Snakemake parses it with ``configfile``: name, conda environment
     and script (absolute paths, or None), its gpu resource (None if it declares none), whether it has
-    a log and a benchmark. Parsed in a subprocess: loading a workflow sets up Snakemake's logging."""
+    a log and a benchmark, and a figure rule's ``entry`` and ``caption`` params (None elsewhere). Parsed in a
+    subprocess: loading a workflow sets up Snakemake's logging."""
     proc = subprocess.run([sys.executable, "-c", _LIST_RULES, str(ROOT), str(ROOT / configfile)],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")})

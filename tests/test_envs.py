@@ -68,26 +68,39 @@ def imported_modules(path):
     return modules
 
 
-def third_party_imports(script):
-    """Top-level third-party packages reachable from a script through prunelimit's modules."""
+def entry_modules(rule):
+    """The modules a rule's script imports by name, not by an import statement: a figure rule's draw function
+    (its ``entry`` param, "prunelimit.figures.<module>:draw_<name>", which scripts/figure.py resolves)."""
+    entry = next(r["entry"] for r in workflow_rules() if r["name"] == rule)
+    return [entry.partition(":")[0]] if entry else []
+
+
+def third_party_imports(script, modules=()):
+    """Top-level third-party packages reachable from a script through prunelimit's modules, and from the
+    ``modules`` the script imports by name (:func:`entry_modules`)."""
     seen, queue, third_party = set(), [script], {}
+
+    def follow(module, importer):
+        top = module.partition(".")[0]
+        if top == "prunelimit":
+            parts = module.split(".")[1:]
+            for candidate in (PACKAGE.joinpath(*parts).with_suffix(".py"), PACKAGE.joinpath(*parts, "__init__.py")):
+                if candidate.is_file():
+                    queue.append(candidate)
+            for depth in range(len(parts)):  # `from prunelimit.x.y import z` also runs the packages' __init__.py
+                queue.append(PACKAGE.joinpath(*parts[:depth], "__init__.py"))
+        elif top not in sys.stdlib_module_names and top not in PROVIDED:
+            third_party.setdefault(top, importer.relative_to(ROOT).as_posix())
+
+    for module in modules:
+        follow(module, script)
     while queue:
         path = queue.pop()
         if path in seen:
             continue
         seen.add(path)
         for module in imported_modules(path):
-            top = module.partition(".")[0]
-            if top == "prunelimit":
-                parts = module.split(".")[1:]
-                for candidate in (PACKAGE.joinpath(*parts).with_suffix(".py"),
-                                  PACKAGE.joinpath(*parts, "__init__.py")):
-                    if candidate.is_file():
-                        queue.append(candidate)
-                for depth in range(len(parts)):  # `from prunelimit.x.y import z` also runs the packages' __init__.py
-                    queue.append(PACKAGE.joinpath(*parts[:depth], "__init__.py"))
-            elif top not in sys.stdlib_module_names and top not in PROVIDED:
-                third_party.setdefault(top, path.relative_to(ROOT).as_posix())
+            follow(module, path)
     return third_party
 
 
@@ -119,12 +132,18 @@ def test_third_party_import_scan_follows_prunelimit_and_function_level_imports()
     found = third_party_imports(ROOT / "scripts" / "prepare_dataset.py")
     assert found.get("sklearn") == "src/prunelimit/data.py"
     assert "torch" in found
+    # scripts/figure.py imports its figure module by name: the scan follows the rule's entry
+    figure = ROOT / "scripts" / "figure.py"
+    assert "seaborn" not in third_party_imports(figure)  # the script alone reaches no plotting style
+    found = third_party_imports(figure, entry_modules("fig_weight_distribution"))
+    assert found.get("seaborn") == "src/prunelimit/figures/weight_magnitude.py"
 
 
 @pytest.mark.parametrize("rule,env_file,script", rules_with_env_and_script(), ids=lambda v: getattr(v, "name", v))
 def test_rule_environment_holds_every_package_its_script_can_import(rule, env_file, script):
     available = env_import_names(env_file)
-    missing = {pkg: where for pkg, where in third_party_imports(script).items() if pkg not in available}
+    missing = {pkg: where for pkg, where in third_party_imports(script, entry_modules(rule)).items()
+               if pkg not in available}
     assert not missing, f"rule {rule} (envs/{env_file}) lacks {missing} (package: first file importing it)"
 
 

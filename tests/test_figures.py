@@ -1,17 +1,24 @@
-"""Figures: every plot_* function on small synthetic stage outputs.
+"""Figures: every plot_* function on small synthetic stage outputs, and every draw_* function (a figure
+rule's side) run by scripts/figure.py on those outputs written as the rules' files.
 
 Each figure function returns the numbers it drew, read back from its artists; these tests check
 them against the inputs (so a figure shows its data), and that the files are real PDF/PNG
 written atomically.
 """
 
+import json
 import math
+import re
+import runpy
+from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 
+from prunelimit.figures import summary_lines
 from prunelimit.figures.hessian import plot_hessian_row_l1, plot_hessian_spectra, plot_hessian_spectrum
 from prunelimit.figures.iterative_pruning import plot_iterative_threshold, plot_l2_vs_rare_gems
 from prunelimit.figures.pruning_curves import plot_pruning_curves
@@ -19,10 +26,10 @@ from prunelimit.figures.regime_map import ZERO_SHRINKAGE_GAP, plot_regime_map
 from prunelimit.figures.style import TASK_COLUMNS, task_panels
 from prunelimit.figures.theory_vs_actual import plot_theory_vs_actual
 from prunelimit.figures.weight_magnitude import _collapsed_scales, plot_magnitude_scaling, plot_weight_distribution
-from prunelimit.io import PrunelimitError
+from prunelimit.io import PrunelimitError, load_csv, load_json, load_npz
 from prunelimit.sparsity import MagnitudeRanking
-from prunelimit.spectrum import from_eigenvalues
-from prunelimit.tables import by_task
+from prunelimit.spectrum import SLQResult, from_eigenvalues, load_exact, save_exact
+from prunelimit.tables import by_task, oneshot_rows
 
 TASKS = ["task_a", "task_b", "task_c", "task_d", "task_e"]  # five: the panel grid wraps to a second row
 
@@ -288,3 +295,164 @@ def test_lomp_vs_sota_draws_the_seed_means_the_unpruned_models_and_the_predictio
     np.testing.assert_allclose(drawn["b"]["CBS (dense)"], [100 * (0.9 - 0.25 + 0.005), 100 * (0.9 - 0.45 + 0.005)])
     assert drawn["a"]["predicted"] == 0.8 and "predicted" not in drawn["b"]
     assert drawn["a"]["dense model, unpruned"] == pytest.approx(96.0) and drawn["a"]["L1 model, unpruned"] == 93.0
+
+
+# ---------------------------------------------------------------------------------------------
+# The rules' side: draw_<name> reads the rule's files and calls plot_<name>; scripts/figure.py runs it
+# ---------------------------------------------------------------------------------------------
+
+FIGURE_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "figure.py"
+# figure → the module of prunelimit.figures holding its plot_ and draw_ functions (workflow/rules/report.smk's
+# FIGURES names the same entries; tests/test_report.py checks those)
+FIGURE_MODULES = {"pruning_curves": "pruning_curves", "theory_vs_actual": "theory_vs_actual",
+                  "iterative_threshold": "iterative_pruning", "l2_vs_rare_gems": "iterative_pruning",
+                  "hessian_row_l1": "hessian", "hessian_spectrum": "hessian", "magnitude_scaling": "weight_magnitude",
+                  "weight_distribution": "weight_magnitude", "regime_map": "regime_map",
+                  "lomp_vs_sota": "lomp_vs_sota"}
+RULE_TASKS = ["a", "b"]
+
+
+def write(path: Path, data) -> str:
+    """``data`` written as a stage would (.json, .csv, .npz, .pt by suffix); the path, as a rule input."""
+    if path.suffix == ".json":
+        path.write_text(json.dumps(data))
+    elif path.suffix == ".csv":
+        data.to_csv(path, index=False)
+    elif path.suffix == ".npz":
+        np.savez(path, **data)
+    else:
+        import torch
+
+        torch.save({name: torch.as_tensor(array) for name, array in data.items()}, path)
+    return str(path)
+
+
+def per_task(d: Path, name: str, make, tasks=RULE_TASKS) -> list[str]:
+    return [write(d / f"{task}_{name}", make(i)) for i, task in enumerate(tasks)]
+
+
+def figure_rule(name: str, d: Path) -> tuple[dict, dict, object]:
+    """A figure rule's input files written from the fixtures above, its params, and the plot_ call drawing the
+    same data read back from those files (what the old per-figure scripts did): (input, params, plot(paths))."""
+    tasks = RULE_TASKS
+    rng = np.random.default_rng(3)
+    if name == "pruning_curves":
+        inputs = {"curve": per_task(d, "curve.csv", curve), "prediction": per_task(d, "prediction.json", prediction),
+                  "actual": per_task(d, "actual.json", actual)}
+        # claim test: task a has a second seed (7) beside its own (0), task b none
+        seed7 = [write(d / "a_seed7_curve.csv", curve(3)), write(d / "a_seed7_prediction.json", prediction(3)),
+                 write(d / "a_seed7_actual.json", actual(3))]
+        claim = {"tasks": ["a", "a", "b"], "seeds": [0, 7, 0]}
+        pairs = [(inputs[k][0], seed7[j], inputs[k][1]) for j, k in enumerate(("curve", "prediction", "actual"))]
+        inputs.update(seed_curve=list(pairs[0]), seed_prediction=list(pairs[1]), seed_actual=list(pairs[2]))
+        params = {"tasks": tasks, "claim": claim, "own_seed": {"a": 0, "b": 0}}
+        others = {"a": [(load_csv(seed7[0]), load_json(seed7[1]), load_json(seed7[2]))]}
+        return inputs, params, lambda paths: plot_pruning_curves(
+            by_task(tasks, inputs["curve"], load_csv), by_task(tasks, inputs["prediction"], load_json),
+            by_task(tasks, inputs["actual"], load_json), paths, other_seeds=others)
+    if name == "theory_vs_actual":
+        inputs = {"prediction": per_task(d, "prediction.json", lambda i: prediction(i, exact=i == 0)),
+                  "actual": per_task(d, "actual.json", actual)}
+        return inputs, {"tasks": tasks}, lambda paths: plot_theory_vs_actual(
+            by_task(tasks, inputs["prediction"], load_json), by_task(tasks, inputs["actual"], load_json), paths)
+    if name in ("iterative_threshold", "l2_vs_rare_gems"):
+        inputs = {"iterative": per_task(d, "iterative.csv", lambda i: iterative(0.05 * (i + 1)))}
+        params = {"tasks": tasks, "l2": 5e-4}
+        if name == "iterative_threshold":
+            return inputs, params, lambda paths: plot_iterative_threshold(
+                by_task(tasks, inputs["iterative"], load_csv), paths, l2=5e-4)
+        gems = [{"task": "a", "sparsity": s, "seed": seed, "test_acc": 0.9 - s / 3 + 0.01 * seed}
+                for s in (0.5, 0.9) for seed in (0, 1)]
+        inputs.update(curve=per_task(d, "curve.csv", curve),
+                      rare_gems=[write(d / f"gems_{k}.json", g) for k, g in enumerate(gems)])
+        return inputs, params, lambda paths: plot_l2_vs_rare_gems(
+            by_task(tasks, inputs["iterative"], load_csv), by_task(tasks, inputs["curve"], load_csv),
+            {"a": gems}, paths, l2=5e-4)
+    if name == "hessian_row_l1":
+        inputs = {"rows": per_task(d, "rows.npz", lambda i: {
+            "sparsities": np.arange(8) / 8, "l1_norms": np.abs(rng.normal(size=8)) * 10.0 ** -np.arange(8 + i),
+            "zero_threshold": np.float64(1e-7)} if i == 0 else {
+            "sparsities": np.arange(4) / 4, "l1_norms": np.array([0.0, 2.0, 3.0, 4.0]),
+            "zero_threshold": np.float64(1e-7)})}
+        return inputs, {"tasks": tasks}, lambda paths: plot_hessian_row_l1(
+            by_task(tasks, inputs["rows"], load_npz), paths)
+    if name == "hessian_spectrum":
+        def slq(i):
+            path = d / f"{tasks[i]}_slq.npz"
+            SLQResult(rng.normal(size=(2, 4)) ** 2 + i, np.full((2, 4), 0.25), np.ones((2, 4)), np.ones((2, 3)), 50,
+                      {"runs": 2}).save(path, n_bins=20, sigma2=1e-3)
+            return str(path)
+        exact = d / "b_exact.npz"
+        save_exact(exact, np.sort(rng.normal(size=50)), {})
+        inputs = {"slq": [slq(0), slq(1)], "exact": [str(exact)]}
+        params = {"tasks": tasks, "exact_tasks": ["b"], "n_bins": {"a": 300, "b": 400},
+                  "sigma2": {"a": 1e-4, "b": 1e-3}}
+        return inputs, params, lambda paths: plot_hessian_spectra(
+            by_task(tasks, inputs["slq"], SLQResult.load), paths, exact={"b": load_exact(exact)},
+            n_bins=params["n_bins"], sigma2=params["sigma2"])
+    if name in ("magnitude_scaling", "weight_distribution"):
+        inputs = {"scaling": per_task(d, "scaling.json", scaling)}
+        if name == "magnitude_scaling":
+            return inputs, {"tasks": tasks}, lambda paths: plot_magnitude_scaling(
+                by_task(tasks, inputs["scaling"], load_json), paths)
+        variants, weights, model, metrics = ["l1", "dense"], {}, [], []
+        for task in tasks:  # task-major, variant-minor, as the rule lists them
+            weights[task] = {}
+            for k, variant in enumerate(variants):
+                w = rng.laplace(scale=0.01 * (k + 1), size=(40, 50)).astype(np.float32)
+                model.append(write(d / f"{task}_{variant}.pt", {"fc.weight": w, "fc.bias": np.zeros(40, np.float32)}))
+                metrics.append(write(d / f"{task}_{variant}_metrics.json", {"n_prunable": w.size}))
+                weights[task][variant] = w.ravel().astype(np.float64)
+        inputs.update(model=model, metrics=metrics, prediction=per_task(d, "prediction.json", prediction),
+                      actual=per_task(d, "actual.json", actual))
+        return inputs, {"tasks": tasks, "variants": variants}, lambda paths: plot_weight_distribution(
+            weights, by_task(tasks, inputs["prediction"], load_json), by_task(tasks, inputs["actual"], load_json),
+            by_task(tasks, inputs["scaling"], load_json), paths)
+    if name == "regime_map":
+        table = write(d / "regime_map.csv", regime_table())
+        return {"table": table}, {}, lambda paths: plot_regime_map(load_csv(table), paths)
+    if name == "lomp_vs_sota":
+        from prunelimit.figures.lomp_vs_sota import plot_lomp_vs_sota
+
+        runs = [{"task": task, "start": start, "seed": seed, "unpruned_test_acc": 0.95 - 0.01 * seed,
+                 "rows": [{"task": task, "start": start, "seed": seed, "method": m, "sparsity": s,
+                           "test_acc": 0.9 - s / 2 + 0.01 * seed} for m in ("mp", "wf") for s in (0.5, 0.9)]}
+                for task in tasks for start in ("dense", "l1") for seed in (0, 1)]
+        inputs = {"results": [write(d / f"run_{k}.json", run) for k, run in enumerate(runs)],
+                  "prediction": per_task(d, "prediction.json", prediction)}
+        rows, unpruned = oneshot_rows(runs)
+        return inputs, {"tasks": tasks}, lambda paths: plot_lomp_vs_sota(
+            pd.DataFrame(rows), {"a": prediction(0)["predicted_sparsity"], "b": prediction(1)["predicted_sparsity"]},
+            unpruned, paths)
+    raise KeyError(name)
+
+
+@pytest.mark.parametrize("name", sorted(FIGURE_MODULES))
+def test_figure_script_draws_each_figure_from_its_rule_files_and_logs_the_numbers(tmp_path, name):
+    """scripts/figure.py as Snakemake runs it (a ``snakemake`` object in its globals; input and params read by
+    attribute) calls draw_<name>, which draws from the rule's files exactly what plot_<name> draws from the
+    same data; the log has one line per task with those numbers rounded."""
+    inputs, params, plot = figure_rule(name, tmp_path)
+    entry = f"prunelimit.figures.{FIGURE_MODULES[name]}:draw_{name}"
+    outputs, log = [tmp_path / f"{name}.pdf", tmp_path / f"{name}.png"], tmp_path / f"{name}.log"
+    rule = SimpleNamespace(input=SimpleNamespace(**inputs), params=SimpleNamespace(**params, entry=entry),
+                           output=[str(p) for p in outputs], log=[str(log)])
+    drawn = runpy.run_path(str(FIGURE_SCRIPT), init_globals={"snakemake": rule})["drawn"]
+    check_files(outputs)
+    expected = plot([tmp_path / "expected.png"])
+    assert json.dumps(drawn, sort_keys=True, default=repr) == json.dumps(expected, sort_keys=True, default=repr)
+    lines = log.read_text().splitlines()
+    assert lines[1] == f"drawn by {entry}"
+    assert lines[2:] == summary_lines(expected)
+    logged = dict(re.fullmatch(r"(\w+): (\{.*\})", line).groups() for line in lines[2:])
+    assert list(logged) == list(expected) and all(json.loads(v) for v in logged.values())
+
+
+def test_summary_lines_round_every_float_to_four_significant_digits():
+    drawn = {"a": {"s": 0.612345, "n": np.int64(8), "f": np.float64(1.234567e-7), "curve": [0.123456, 2.0],
+                   "arr": np.array([1.23456, 12345.67]), "by_scale": {2.0: (0.41234, float("nan"))}, "label": "λ"},
+             "b": {"x": 1.0}}
+    assert summary_lines(drawn) == [
+        'a: {"s": 0.6123, "n": 8, "f": 1.235e-07, "curve": [0.1235, 2.0], "arr": [1.235, 12350.0], '
+        '"by_scale": {"2.0": [0.4123, NaN]}, "label": "λ"}',
+        'b: {"x": 1.0}']

@@ -3,10 +3,11 @@
 The rules that name envs/plot.yaml (figures, and tables with their HTML pages) only read files that compute
 rules wrote, so the plot environment has no torch, and a figure rebuilds without paying torch's
 import. Statically: no import statement reachable from their scripts (at any depth, inside
-functions too) names torch. At run time, in a Python where `import torch` fails and says who tried
-(tests/no_torch/sitecustomize.py): the scripts' imports, and the readers they call on real files
-(state_dict weights, SLQ and exact spectra). prunelimit.statedict reads a state_dict without torch;
-here it is checked against torch.load on every registry model.
+functions too), or from the figure modules scripts/figure.py imports by name (each figure rule's entry),
+names torch. At run time, in a Python where `import torch` fails and says who tried
+(tests/no_torch/sitecustomize.py): the scripts' imports, every figure rule's draw function, and the
+readers they call on real files (state_dict weights, SLQ and exact spectra). prunelimit.statedict
+reads a state_dict without torch; here it is checked against torch.load on every registry model.
 """
 
 import ast
@@ -20,20 +21,20 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline_utils import NO_TORCH, ROOT, TORCH_REFUSED
+from pipeline_utils import NO_TORCH, ROOT, TORCH_REFUSED, workflow_rules
 from prunelimit.architectures import ARCHITECTURES
 from prunelimit.io import PrunelimitError
 from prunelimit.models import build_model, prunable_parameters, prunable_vector
 from prunelimit.spectrum import SLQResult, save_exact
 from prunelimit.statedict import prunable_weights, read_state_dict_arrays
-from test_envs import env_import_names, rules_with_env_and_script, third_party_imports
+from test_envs import entry_modules, env_import_names, rules_with_env_and_script, third_party_imports
 
 PLOT_RULES = [(rule, script) for rule, env, script in rules_with_env_and_script() if env == "plot.yaml"]
 # What the figure and table scripts use of the library (directly or inside the functions they call).
-TORCH_FREE = ["io", "errors", "tables", "claim", "seeds", "spectrum", "statedict", "sparsity", "runlog", "figures",
-              "figures.style", "figures.pruning_curves", "figures.theory_vs_actual", "figures.iterative_pruning",
-              "figures.hessian", "figures.weight_magnitude", "figures.regime_map", "figures.lomp_vs_sota",
-              "methods", "sections", "settings"]
+TORCH_FREE = ["io", "errors", "tables", "claim", "seeds", "spectrum", "statedict", "sparsity", "runlog", "entries",
+              "figures", "figures.style", "figures.pruning_curves", "figures.theory_vs_actual",
+              "figures.iterative_pruning", "figures.hessian", "figures.weight_magnitude", "figures.regime_map",
+              "figures.lomp_vs_sota", "methods", "sections", "settings"]
 SMALL = {"alexnet": {"width": 0.125, "resize": 64}, "vgg16": {"width": 0.125},
          "resnet18": {"width": 0.125}, "resnet50": {"width": 0.125}, "fc12": {"width": 0.25}}
 
@@ -52,8 +53,8 @@ def test_the_refusal_catches_an_import_of_torch(tmp_path):
 def test_the_plot_environment_has_no_torch_and_no_plot_rule_script_can_reach_it():
     assert len(PLOT_RULES) >= 16, PLOT_RULES  # every figure and table rule was found
     assert "torch" not in env_import_names("plot.yaml")
-    reaching = {rule: third_party_imports(script)["torch"] for rule, script in PLOT_RULES
-                if "torch" in third_party_imports(script)}
+    found = {rule: third_party_imports(script, entry_modules(rule)) for rule, script in PLOT_RULES}
+    reaching = {rule: imports["torch"] for rule, imports in found.items() if "torch" in imports}
     assert not reaching, f"rule: first file importing torch {reaching}"
 
 
@@ -62,7 +63,10 @@ def test_plot_rule_scripts_import_without_torch(tmp_path):
                          if isinstance(node, ast.Import | ast.ImportFrom)})
     assert any("prunelimit.statedict" in s for s in statements)  # the TV table's weights reader is among them
     modules = "; ".join(f"import prunelimit.{m}" for m in TORCH_FREE)
+    entries = sorted(r["entry"] for r in workflow_rules() if r["entry"])  # what scripts/figure.py imports by name
+    assert len(entries) >= 9, entries
     code = "\n".join([*statements, modules,
+                      f"from prunelimit.entries import resolve; drawers = [resolve(e) for e in {entries!r}]",
                       "from prunelimit.runlog import rule_context",
                       "with rule_context('rule.log') as log: log.info('inside')",  # the rules' wrapper, run
                       "import sys; assert 'torch' not in sys.modules, sorted(sys.modules)"])

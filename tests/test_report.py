@@ -204,13 +204,15 @@ def test_slq_table_matches_the_spectrum_files(mini_run):
 
 
 def test_pruning_curves_figure_drew_the_predicted_and_actual_thresholds(mini_run):
-    """The figure rule logs the numbers it read back from the plotted lines: they are the stage's."""
+    """The figure rule logs the numbers it read back from the plotted lines (scripts/figure.py: one line per
+    task, ``task: {json}``, 4 significant digits): they are the stage's."""
     results = results_of(mini_run)
     log = (results / "logs" / "figures" / "pruning_curves.log").read_text()
-    pattern = re.compile(r"(\w+): predicted ([\d.]+), bounds \[([\d.]+), ([\d.]+)\], actual ([\d.]+)")
-    drawn = {m.group(1): [float(x) for x in m.groups()[1:]] for m in pattern.finditer(log)}
-    assert list(drawn) == main_study_tasks(mini_run.config)
-    for task, (predicted, lower, upper, actual_) in drawn.items():
+    logged = {m.group(1): json.loads(m.group(2)) for m in re.finditer(r"^(\w+): (\{.*\})$", log, re.MULTILINE)}
+    assert list(logged) == main_study_tasks(mini_run.config)
+    keys = ("predicted_sparsity", "lower_sparsity", "upper_sparsity", "actual_sparsity")
+    for task, marks in logged.items():
+        predicted, lower, upper, actual_ = (marks[key] for key in keys)
         pred = json.loads((results / "theory" / task / "prediction.json").read_text())
         act = json.loads((results / "prune" / task / "actual.json").read_text())
         assert predicted == pytest.approx(pred["predicted_sparsity"], abs=1e-4)
@@ -262,7 +264,9 @@ def test_html_report_has_every_figure_and_table(mini_run):
         assert f"{name}.png" in html, name
     for name in TABLES:
         assert f"{name}.html" in html, name
-    assert "Pruning curves (paper Fig. 3)" in html  # a caption, rendered from its .rst
+    # captions: FIGURES' caption params, rendered by workflow/report/figure.rst, config values formatted in
+    assert "Pruning curves (paper Fig. 3)" in html
+    assert f"every sparsity i/{mini_run.config['prune']['grid']} of the grid" in html
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,15 +293,52 @@ def test_every_rule_has_a_log_and_a_benchmark():
     assert not lacking
 
 
-@pytest.mark.parametrize("caption", sorted(p.name for p in (ROOT / "workflow" / "report").glob("*.rst")))
-def test_every_caption_is_valid_restructuredtext(caption):
-    """A caption the report cannot render shows an error box in it (e.g. |w| read as a substitution)."""
+def figure_rules(configfile: str = "config.yaml") -> dict[str, dict]:
+    """The workflow's fig_<name> rules (one per entry of report.smk's FIGURES), by figure name."""
+    return {rule["name"].removeprefix("fig_"): rule for rule in workflow_rules(configfile)
+            if rule["name"].startswith("fig_")}
+
+
+def test_every_figure_is_a_draw_function_and_a_caption_of_its_figures_entry():
+    """A figure is its plot_/draw_ functions in prunelimit.figures and its FIGURES entry: every fig_ rule runs
+    scripts/figure.py with an entry naming its draw_<name> and a caption; no per-figure script or caption file."""
+    from prunelimit.entries import resolve
+
+    figures = figure_rules()
+    assert set(FIGURES) <= set(figures), figures.keys()
+    for name, rule in figures.items():
+        assert rule["script"] == str(ROOT / "scripts" / "figure.py"), name
+        module, _, function = rule["entry"].partition(":")
+        assert module.startswith("prunelimit.figures.") and function == f"draw_{name}", rule["entry"]
+        draw = resolve(rule["entry"])
+        assert callable(draw) and draw.__module__ == module, name
+        assert rule["caption"] and rule["caption"].strip() == rule["caption"], name
+        assert "{{" not in rule["caption"] and "snakemake.config" not in rule["caption"], name  # formatted in Python
+    assert not list((ROOT / "scripts").glob("fig_*.py"))
+    assert not list((ROOT / "workflow" / "report").glob("fig_*.rst"))
+    assert (ROOT / "workflow" / "report" / "figure.rst").read_text().strip() == "{{ snakemake.params.caption }}"
+
+
+def check_restructuredtext(text: str, where: str) -> None:
     import docutils.core
     import docutils.utils
 
-    text = (ROOT / "workflow" / "report" / caption).read_text()
     try:
         docutils.core.publish_string(text, writer_name="html",
                                      settings_overrides={"report_level": 5, "halt_level": 3})
     except docutils.utils.SystemMessage as err:
-        pytest.fail(f"{caption}: {err}")
+        pytest.fail(f"{where}: {err}")
+
+
+@pytest.mark.parametrize("caption", sorted(p.name for p in (ROOT / "workflow" / "report").glob("*.rst")))
+def test_every_caption_is_valid_restructuredtext(caption):
+    """A caption the report cannot render shows an error box in it (e.g. |w| read as a substitution)."""
+    check_restructuredtext((ROOT / "workflow" / "report" / caption).read_text(), caption)
+
+
+@pytest.mark.parametrize("preset", ["config.yaml", "workflow/presets/paper.yaml"])
+def test_every_figure_caption_is_valid_restructuredtext(preset):
+    """The figures' captions (FIGURES' caption params, which workflow/report/figure.rst renders), with the
+    preset's config values formatted in."""
+    for name, rule in figure_rules(preset).items():
+        check_restructuredtext(rule["caption"], f"{preset}: caption of figure {name}")

@@ -15,11 +15,11 @@ when used.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .entries import resolve
 from .errors import PrunelimitError
 
 InShape = tuple[int, int, int]
@@ -57,8 +57,7 @@ class Dataset:
 
     def build(self) -> Callable:
         """The builder, imported now (it may import numpy, scikit-learn or mnist1d)."""
-        module, function = self.builder.split(":")
-        fn = getattr(importlib.import_module(module), function)
+        fn = resolve(self.builder)
         if "name" in inspect.signature(fn).parameters:
             return functools.partial(fn, name=self.name)
         return fn

@@ -18,10 +18,10 @@ Torch-free (the workflow's parse imports it): entry points are "module:function"
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .entries import resolve
 from .errors import PrunelimitError
 from .sections import Section
 
@@ -99,8 +99,7 @@ class Method:
         """The entry point, imported now (it may import torch)."""
         if self.entry is None:
             raise PrunelimitError(f"method {self.name} has no entry point ({self.runs} rows are read, not run)")
-        module, function = self.entry.split(":")
-        return getattr(importlib.import_module(module), function)
+        return resolve(self.entry)
 
 
 _ONESHOT = "prunelimit.baselines.oneshot:prune_model"

@@ -1,5 +1,6 @@
 # Shared set-up: config validation, names, wildcard constraints and input functions.
 import sys
+import textwrap
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -8,7 +9,7 @@ sys.path.insert(
     0, str(Path(workflow.basedir) / "src")
 )  # the library, also when not pip-installed
 # Parsing imports no torch (seconds per snakemake call): parameter counts come from the torch-free
-# layer lists of prunelimit.architectures (tests/test_architectures.py).
+# descriptions of prunelimit.architectures, which models.build_model also builds the modules from.
 from prunelimit.architectures import dataset_shape, parameter_count
 from prunelimit.config import (
     check_task_references,
@@ -288,11 +289,16 @@ FIGURE_TASKS = {
 }
 
 
-def figure(label, paper, params, **inputs):
-    """A figure's inputs, its script's params and its labels in the report."""
+def figure(label, paper, entry, caption, params, **inputs):
+    """A figure of report.smk's FIGURES: its labels in the report, its draw function ``entry``
+    ("prunelimit.figures.<module>:draw_<name>", which scripts/figure.py calls with the rule's input,
+    params and output), its caption (reStructuredText, dedented; the report shows it through
+    workflow/report/figure.rst), the params its draw function reads and its inputs."""
     return {
         "input": inputs,
         "params": params,
+        "entry": entry,
+        "caption": textwrap.dedent(caption).strip(),
         "labels": {"figure": label, "paper": paper},
     }
 

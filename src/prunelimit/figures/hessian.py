@@ -10,7 +10,9 @@ from collections.abc import Iterable, Mapping
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..spectrum import Quadrature, from_eigenvalues, smoothed_density
+from ..io import load_npz
+from ..spectrum import Quadrature, SLQResult, from_eigenvalues, load_exact, smoothed_density
+from ..tables import by_task
 from .style import COLORS, TASK_COLUMNS, apply_style, drawn_y, figure_legend, save_figure, task_panels
 
 
@@ -117,3 +119,16 @@ def plot_hessian_spectra(spectra: Mapping[str, object], paths: Iterable[str | os
     figure_legend(fig, handles)
     save_figure(fig, *paths)
     return drawn
+
+
+def draw_hessian_row_l1(inputs, params, outputs) -> dict:
+    """Rule ``fig_hessian_row_l1``: Fig. 6 from each task's hessian_rows.npz."""
+    return plot_hessian_row_l1(by_task(params.tasks, inputs.rows, load_npz), outputs)
+
+
+def draw_hessian_spectrum(inputs, params, outputs) -> dict:
+    """Rule ``fig_hessian_spectrum``: every task's SLQ spectrum (slq.npz), the exact eigenvalues (exact.npz) of
+    ``params.exact_tasks`` beside them (:func:`plot_hessian_spectra`)."""
+    return plot_hessian_spectra(by_task(params.tasks, inputs.slq, SLQResult.load), outputs,
+                                exact=by_task(params.exact_tasks, inputs.exact, load_exact), n_bins=params.n_bins,
+                                sigma2=params.sigma2)

@@ -5,12 +5,15 @@ beside the Rare Gems baseline."""
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
+from ..io import load_csv, load_json
+from ..tables import by_task
 from .style import SPARSITY, TASK_COLUMNS, apply_style, drawn_x, figure_legend, save_figure, task_panels
 
 # iterative-pruning arms: name in iterative.csv, colour, marker, label (two markers keep overlaps visible)
@@ -117,3 +120,19 @@ def plot_l2_vs_rare_gems(iterative: Mapping[str, pd.DataFrame], one_shot: Mappin
     figure_legend(fig, handles, ncol=2 if len(panels) == 1 else 3)
     save_figure(fig, *paths)
     return drawn
+
+
+def draw_iterative_threshold(inputs, params, outputs) -> dict:
+    """Rule ``fig_iterative_threshold``: Fig. 4 (top) from each task's iterative.csv."""
+    return plot_iterative_threshold(by_task(params.tasks, inputs.iterative, load_csv), outputs, l2=params.l2)
+
+
+def draw_l2_vs_rare_gems(inputs, params, outputs) -> dict:
+    """Rule ``fig_l2_vs_rare_gems``: Fig. 4 (bottom) from each task's iterative.csv and one-shot curve.csv, and
+    the Rare Gems runs (one JSON per task, sparsity and seed, grouped by the task each names)."""
+    rare_gems = defaultdict(list)
+    for path in inputs.rare_gems:
+        result = load_json(path)
+        rare_gems[result["task"]].append(result)
+    return plot_l2_vs_rare_gems(by_task(params.tasks, inputs.iterative, load_csv),
+                                by_task(params.tasks, inputs.curve, load_csv), rare_gems, outputs, l2=params.l2)

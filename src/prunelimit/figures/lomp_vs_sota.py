@@ -9,7 +9,8 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from ..tables import oneshot_column
+from ..io import load_json
+from ..tables import oneshot_column, oneshot_rows
 from . import style
 
 START_STYLE = {"l1": "-", "dense": "--"}  # L1-trained model solid, dense model dashed
@@ -61,3 +62,12 @@ def plot_lomp_vs_sota(results: pd.DataFrame, predicted: Mapping[str, float],
     style.figure_legend(fig, handles, ncol=4)
     style.save_figure(fig, *paths)
     return drawn
+
+
+def draw_lomp_vs_sota(inputs, params, outputs) -> dict:
+    """Rule ``fig_lomp_vs_sota``: every one-shot run's JSON (``inputs.results``) and the L1 model's predicted
+    limit of each task (``inputs.prediction``, one per ``params.tasks``)."""
+    rows, unpruned = oneshot_rows([load_json(path) for path in inputs.results])
+    predicted = {task: load_json(path)["predicted_sparsity"]
+                 for task, path in zip(params.tasks, inputs.prediction, strict=True)}
+    return plot_lomp_vs_sota(pd.DataFrame(rows), predicted, unpruned, outputs)

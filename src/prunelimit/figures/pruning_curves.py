@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from ..io import PrunelimitError
+from ..io import PrunelimitError, load_csv, load_json
+from ..tables import by_task
 from .style import (
     COLORS,
     DENSITY,
@@ -147,3 +148,17 @@ def plot_pruning_curves(curves: Mapping[str, pd.DataFrame], predictions: Mapping
     figure_legend(fig, handles)
     save_figure(fig, *paths)
     return drawn
+
+
+def draw_pruning_curves(inputs, params, outputs) -> dict:
+    """Rule ``fig_pruning_curves``: Fig. 3 from the rule's files (``inputs.curve``, ``.prediction``,
+    ``.actual`` per task; ``.seed_*`` per claim-test (task, seed) of ``params.claim``)."""
+    tasks = params.tasks
+    # the claim test's other training seeds (each task's own seed is the main study's files above)
+    other_seeds = {}
+    for task, seed, curve, pred, act in zip(params.claim["tasks"], params.claim["seeds"], inputs.seed_curve,
+                                            inputs.seed_prediction, inputs.seed_actual, strict=True):
+        if seed != params.own_seed[task]:
+            other_seeds.setdefault(task, []).append((load_csv(curve), load_json(pred), load_json(act)))
+    return plot_pruning_curves(by_task(tasks, inputs.curve, load_csv), by_task(tasks, inputs.prediction, load_json),
+                               by_task(tasks, inputs.actual, load_json), outputs, other_seeds=other_seeds)

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from ..io import PrunelimitError
+from ..io import PrunelimitError, load_csv
 from .style import COLORS, SPARSITY, TASK_COLUMNS, apply_style, figure_legend, save_figure, task_panels
 
 ZERO_SHRINKAGE_GAP = 6.0  # the λ = 0 point sits this factor left of the smallest positive shrinkage
@@ -93,3 +93,8 @@ def plot_regime_map(table: pd.DataFrame, paths: Iterable[str | os.PathLike]) -> 
     figure_legend(fig, handles, ncol=3)
     save_figure(fig, *paths)
     return drawn
+
+
+def draw_regime_map(inputs, params, outputs) -> dict:
+    """Rule ``fig_regime_map``: the regime map from the regime-map table (``inputs.table``, its CSV)."""
+    return plot_regime_map(load_csv(inputs.table), outputs)

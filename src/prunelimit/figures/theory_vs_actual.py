@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from ..io import load_json
+from ..tables import by_task
 from . import style
 
 
@@ -62,3 +64,10 @@ def plot_theory_vs_actual(predictions: Mapping[str, Mapping], actuals: Mapping[s
     style.figure_legend(fig, handles)
     style.save_figure(fig, *paths)
     return drawn
+
+
+def draw_theory_vs_actual(inputs, params, outputs) -> dict:
+    """Rule ``fig_theory_vs_actual``: Fig. 5 from each task's prediction.json and actual.json."""
+    tasks = params.tasks
+    return plot_theory_vs_actual(by_task(tasks, inputs.prediction, load_json), by_task(tasks, inputs.actual, load_json),
+                                 outputs)

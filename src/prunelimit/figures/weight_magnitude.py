@@ -17,6 +17,7 @@ from matplotlib.lines import Line2D
 from ..io import load_json
 from ..sparsity import MagnitudeRanking
 from ..statedict import prunable_weights
+from ..tables import by_task
 from .style import (
     COLORS,
     SPARSITY,
@@ -168,3 +169,20 @@ def plot_magnitude_scaling(scalings: Mapping[str, Mapping], paths: Iterable[str 
     figure_legend(fig, handles, ncol=4)
     save_figure(fig, *paths)
     return drawn
+
+
+def draw_weight_distribution(inputs, params, outputs) -> dict:
+    """Rule ``fig_weight_distribution``: Figs. 2 and 8 from each (task, variant)'s model.pt and metrics.json
+    (task-major, variant-minor, as ``params.tasks`` × ``params.variants``) and each task's prediction.json,
+    actual.json and magnitude_scaling.json."""
+    tasks, weights, files = params.tasks, {}, iter(zip(inputs.model, inputs.metrics))
+    for task in tasks:
+        weights[task] = {variant: load_prunable_weights(*next(files)) for variant in params.variants}
+    return plot_weight_distribution(weights, by_task(tasks, inputs.prediction, load_json),
+                                    by_task(tasks, inputs.actual, load_json), by_task(tasks, inputs.scaling, load_json),
+                                    outputs)
+
+
+def draw_magnitude_scaling(inputs, params, outputs) -> dict:
+    """Rule ``fig_magnitude_scaling``: Fig. 7 from each task's magnitude_scaling.json."""
+    return plot_magnitude_scaling(by_task(params.tasks, inputs.scaling, load_json), outputs)
