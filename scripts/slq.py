@@ -1,17 +1,14 @@
 """Rule `slq`: the SLQ Hessian spectrum of a trained (L1) model, converged on its predicted threshold."""
 
-from prunelimit.figures.hessian import plot_hessian_spectrum
 from prunelimit.runlog import rule_context
 from prunelimit.stages import slq_task
 
 with rule_context(snakemake.log[0], snakemake.threads) as log:
-    settings = snakemake.params.hessian
     inp = snakemake.input
     result = slq_task(model_path=inp.model, metrics_path=inp.metrics, data_path=inp.data, rows_path=inp.rows,
-                      out_path=snakemake.output.slq, hessian_settings=settings, theory_settings=snakemake.params.theory,
+                      out_path=snakemake.output.slq, plot_path=snakemake.output.plot, title=snakemake.wildcards.task,
+                      hessian_settings=snakemake.params.hessian, theory_settings=snakemake.params.theory,
                       device=snakemake.params.device, progress=True)
-    plot_hessian_spectrum(result, snakemake.output.plot, title=snakemake.wildcards.task,
-                          n_bins=settings.n_bins, sigma2=settings.sigma2)
     q = result.quadrature()
     conv = result.settings["convergence"]
     log.info("D = %d, λ in [%.4g, %.4g], tr H ≈ %.4g, %d HVPs in %.1f s", result.dim, q.lambda_min, q.lambda_max,

@@ -160,7 +160,7 @@ def test_imp_takes_over_the_pipelines_dense_model_bit_for_bit(tmp_path, model, r
     model over (and rerunning only the epochs before the rewind point) gives IMP's results to the
     last digit, BatchNorm buffers of the rewind point included (vgg16)."""
     from prunelimit.checkpoint import read_state_dict
-    from prunelimit.train import train_task
+    from prunelimit.train import train_and_save
 
     spec = tiny_spec(epochs=4)
     data = blobs(seed=2)
@@ -169,7 +169,7 @@ def test_imp_takes_over_the_pipelines_dense_model_bit_for_bit(tmp_path, model, r
         spec.update(model="vgg16", model_args={"width": 0.0625})
         data = TensorData(torch.randn(96, 1, 8, 8, generator=g), torch.arange(96) % 3,
                           torch.randn(48, 1, 8, 8, generator=g), torch.arange(48) % 3, 3)
-    metrics = train_task(spec, data, tmp_path / "model.pt", tmp_path / "metrics.json", progress=False)
+    metrics = train_and_save(spec, data, tmp_path / "model.pt", tmp_path / "metrics.json", progress=False)
     state = read_state_dict(tmp_path / "model.pt")
     options = {"fraction_per_round": 0.5, "rewind_epoch": rewind_epoch}
     own = imp.run_imp(spec, data, [0.5, 0.8], seed=0, **options)

@@ -1,11 +1,12 @@
-"""The "how to add" of docs/architecture.md, done: a dummy pruning method and a dummy dataset registered in a
+"""The "how to add" of docs/architecture.md, done: a dummy pruning method, dataset, model and figure added to a
 temporary copy of the workflow, each through the files the guide names and no others, and `snakemake -n`
-plans their jobs."""
+plans their jobs. Also: every compute script has the one short shape the guide describes."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -29,9 +30,37 @@ DATASET_ENTRY = '''
 REGISTRY["tiny"] = Dataset("tiny", (1, 8, 8), 10, "bundled", "prunelimit.data:make_digits")
 NAMES = tuple(REGISTRY)
 '''
+MODEL_ENTRY = '''
+
+def wide_mlp(in_shape: InShape, num_classes: int, width: float = 2.0) -> Node:
+    return _mlp(in_shape, num_classes, (scaled_channels(24, width),))
 
 
-def test_a_method_and_a_dataset_are_one_registry_entry_each(tmp_path):
+ARCHITECTURES["wide_mlp"] = wide_mlp
+'''
+NEW_FIGURE_CODE = """
+
+def plot_dummy(predictions, paths):
+    raise NotImplementedError  # planned, never run
+
+
+def draw_dummy(inputs, params, outputs):
+    return plot_dummy(by_task(params.tasks, inputs.prediction, load_json), outputs)
+"""
+NEW_FIGURE_ENTRY = """FIGURES["dummy"] = figure(
+    "dummy",
+    "[test] no paper figure",
+    "prunelimit.figures.theory_vs_actual:draw_dummy",
+    "A dummy figure of every task's predicted sparsity (fraction removed).",
+    {"tasks": TASKS},
+    prediction=PREDICTIONS,
+)
+
+
+"""
+
+
+def test_a_method_a_dataset_a_model_and_a_figure_are_one_entry_each(tmp_path):
     copy = tmp_path / "repo"
     copy.mkdir()
     for name in ("Snakefile", "config.yaml", "src", "scripts", "workflow", "envs"):
@@ -61,11 +90,19 @@ def test_a_method_and_a_dataset_are_one_registry_entry_each(tmp_path):
     touched.add("workflow/schemas/config.schema.yaml")
     assert len(touched - {"src/prunelimit/datasets.py"}) == 3 and len(touched - {
         "src/prunelimit/methods.py", "src/prunelimit/baselines/shuffle.py"}) == 2
+    # the model: its description and registry entry (1 file), from which both the count and the module come
+    append("src/prunelimit/architectures.py", MODEL_ENTRY)
+    # the figure: its plot_/draw_ functions in a figures module and its FIGURES entry (2 files)
+    append("src/prunelimit/figures/theory_vs_actual.py", NEW_FIGURE_CODE)
+    rules = copy / "workflow/rules/report.smk"
+    loop = "for _name, _figure in FIGURES.items():"
+    rules.write_text(rules.read_text().replace(loop, NEW_FIGURE_ENTRY + loop, 1))
 
     # a user's preset: a task on the new dataset, compared with the new method
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["datasets"]["tiny"] = {}
-    config["tasks"]["mlp_tiny"] = {"model": "mlp", "dataset": "tiny", "l1": 1.0e-4}
+    config["tasks"]["mlp_tiny"] = {"model": "wide_mlp", "dataset": "tiny", "model_args": {"width": 0.5},
+                                   "l1": 1.0e-4}
     config["baselines"].update(tasks=["mlp_tiny"], methods=["lomp", "shuffle"])
     (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     env = {"PATH": f"{Path(SNAKEMAKE).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
@@ -75,3 +112,44 @@ def test_a_method_and_a_dataset_are_one_registry_entry_each(tmp_path):
     sparsities = len(config["baselines"]["sparsities"]) * len(config["baselines"]["seeds"])
     assert dry.count("wildcards: method=shuffle, task=mlp_tiny") == sparsities  # a job per sparsity and seed
     assert "results/mini/data/tiny.npz" in dry and "results/mini/train/mlp_tiny/l1/model.pt" in dry
+    assert "rule fig_dummy:" in dry and "results/mini/figures/dummy.pdf" in dry
+    counted = subprocess.run([sys.executable, "-c", BUILD_WIDE_MLP], cwd=copy, capture_output=True, text=True,
+                             timeout=300, env={**env, "PYTHONPATH": str(copy / "src")})
+    # 64 inputs → 12 hidden (24 × width 0.5) → 10 classes, with biases: the count and the module agree with it
+    assert counted.stdout.split() == [str(64 * 12 + 12 + 12 * 10 + 10)] * 2, counted.stderr[-2000:]
+
+
+BUILD_WIDE_MLP = """
+from prunelimit.entries import resolve
+assert resolve("prunelimit.figures.theory_vs_actual:draw_dummy").__name__ == "draw_dummy"
+from prunelimit.architectures import parameter_count
+from prunelimit.models import build_model, count_parameters
+print(parameter_count("wide_mlp", (1, 8, 8), 10, width=0.5).all)
+print(count_parameters(build_model("wide_mlp", (1, 8, 8), 10, width=0.5)))
+"""
+
+
+# a script that is no compute rule's: the tables and figures read results, check_slurm checks a cluster
+NOT_COMPUTE = {"figure.py", "check_slurm.py"}
+ENTRY_MODULES = {"prunelimit.stages", "prunelimit.pruning_stages", "prunelimit.data"}
+
+
+def test_every_compute_script_calls_one_library_entry():
+    """scripts/<rule>.py: inside rule_context, one call of one entry of the stage modules, then its log."""
+    import ast
+
+    scripts = [p for p in sorted((ROOT / "scripts").glob("*.py"))
+               if p.name not in NOT_COMPUTE and not p.name.startswith("table_")]
+    assert len(scripts) >= 10
+    for path in scripts:
+        tree = ast.parse(path.read_text())
+        imported = {(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                    for alias in node.names}
+        entries = imported - {("prunelimit.runlog", "rule_context")}
+        assert len(entries) == 1 and next(iter(entries))[0] in ENTRY_MODULES, (path.name, entries)
+        entry = next(iter(entries))[1]
+        calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+                 and isinstance(node.func, ast.Name) and node.func.id == entry]
+        assert len(calls) == 1, path.name
+        body = [node for node in tree.body if not isinstance(node, (ast.Expr, ast.ImportFrom))]
+        assert len(body) == 1 and isinstance(body[0], ast.With), path.name  # everything inside rule_context

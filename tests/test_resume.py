@@ -16,7 +16,7 @@ import torch
 
 from prunelimit.data import TensorData, load_tensors, prepare_dataset
 from prunelimit.models import build_model
-from prunelimit.train import TrainConfig, train, train_task
+from prunelimit.train import TrainConfig, train, train_and_save
 
 CFG = TrainConfig(epochs=3, lr=0.05, seed=2)
 
@@ -175,7 +175,7 @@ def test_sigkilled_process_resumes_in_another_process_to_identical_weights(digit
 
 
 # ---------------------------------------------------------------------------------------------
-# train_task: the diagnostics survive a kill too
+# train_and_save: the diagnostics survive a kill too
 # ---------------------------------------------------------------------------------------------
 
 TASK_EPOCHS, TASK_BATCH, TASK_SEED, TASK_N = 4, 32, 3, 120
@@ -202,7 +202,7 @@ def _tracker_data(full: TensorData) -> TensorData:
 
 @contextlib.contextmanager
 def _task_training(monkeypatch, ran: list, kill_at: int | None = None):
-    """train_task with its training loop recording the 0-based epochs it runs in ``ran`` and, with
+    """train_and_save with its training loop recording the 0-based epochs it runs in ``ran`` and, with
     ``kill_at``, killed in that epoch (after the epochs before it were checkpointed)."""
     import prunelimit.train as training
 
@@ -226,9 +226,9 @@ def _run_task(monkeypatch, data, out, checkpoint=None, kill_at=None) -> tuple[di
     with _task_training(monkeypatch, ran, kill_at):
         if kill_at is not None:
             with pytest.raises(Killed):
-                train_task(TASK_SPEC, data, out / "model.pt", out / "metrics.json", checkpoint, progress=False)
+                train_and_save(TASK_SPEC, data, out / "model.pt", out / "metrics.json", checkpoint, progress=False)
             return None, ran
-        train_task(TASK_SPEC, data, out / "model.pt", out / "metrics.json", checkpoint, progress=False)
+        train_and_save(TASK_SPEC, data, out / "model.pt", out / "metrics.json", checkpoint, progress=False)
     return json.loads((out / "metrics.json").read_text()), ran
 
 
@@ -238,10 +238,10 @@ def _without_wall_times(metrics: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def task_reference(digits_files, tmp_path_factory):
-    """The tracker data and an uninterrupted train_task run on it (its metrics and weights)."""
+    """The tracker data and an uninterrupted train_and_save run on it (its metrics and weights)."""
     data = _tracker_data(load_tensors(digits_files[0.2]))
     out = tmp_path_factory.mktemp("reference")
-    train_task(TASK_SPEC, data, out / "model.pt", out / "metrics.json", progress=False)
+    train_and_save(TASK_SPEC, data, out / "model.pt", out / "metrics.json", progress=False)
     return data, json.loads((out / "metrics.json").read_text()), torch.load(out / "model.pt", weights_only=True)
 
 
@@ -253,7 +253,7 @@ def _killed_after_three_epochs(monkeypatch, data, tmp_path):
 
 
 def test_killed_task_resumes_to_identical_weights_and_diagnostics(task_reference, tmp_path, monkeypatch, caplog):
-    """Kill train_task after epoch 3 of 4, rerun it: metrics.json (all but wall times) and weights are
+    """Kill train_and_save after epoch 3 of 4, rerun it: metrics.json (all but wall times) and weights are
     the uninterrupted run's, the never-updated shares and the regime drift over the restored history
     included."""
     data, reference, reference_weights = task_reference

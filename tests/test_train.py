@@ -133,14 +133,14 @@ def test_epsilon_is_the_official_population_std_over_every_batch_of_the_loader()
 
 def test_train_task_records_the_l1_regime(digits, tmp_path):
     from prunelimit.io import load_json
-    from prunelimit.train import initial_model, l1_shrinkage, lr_at, resolve_l1, train_task
+    from prunelimit.train import initial_model, l1_shrinkage, lr_at, resolve_l1, train_and_save
 
     spec = {"task": "t", "variant": "l1", "model": "mlp", "dataset": "digits", "model_args": {"hidden": [8]},
             "train": {"epochs": 20, "lr": 0.05, "l1": 1e-3, "warmup_epochs": 2}}
     x_train = digits.x_train.clone()
     x_train[:, :, 0, :] = 0.0  # the top row of pixels blank: its 8 × 8 first-layer weights never get a data gradient
     data = TensorData(x_train, digits.y_train, digits.x_test, digits.y_test, digits.num_classes)
-    train_task(spec, data, tmp_path / "m.pt", tmp_path / "m.json", progress=False)
+    train_and_save(spec, data, tmp_path / "m.pt", tmp_path / "m.json", progress=False)
     m = load_json(tmp_path / "m.json")
     per_epoch = len(digits.x_train) // 128
     assert m["l1_shrinkage"] == pytest.approx(1e-3 * per_epoch * (0.025 + 0.05 * 19))
@@ -192,7 +192,7 @@ def test_digits_split_is_seeded_and_stratified():
 
 def test_l1_shrinkage_target_sets_lambda_so_the_run_reaches_it(digits, tmp_path):
     from prunelimit.io import load_json
-    from prunelimit.train import lr_sum, resolve_l1, train_task
+    from prunelimit.train import lr_sum, resolve_l1, train_and_save
 
     cfg = TrainConfig(epochs=7, lr=0.05, warmup_epochs=2, l1_shrinkage=0.02)
     per_epoch = len(digits.x_train) // 128
@@ -204,7 +204,7 @@ def test_l1_shrinkage_target_sets_lambda_so_the_run_reaches_it(digits, tmp_path)
         resolve_l1(TrainConfig(epochs=7, l1=1e-3, l1_shrinkage=0.02), 100)
     spec = {"task": "t", "variant": "l1", "model": "mlp", "dataset": "digits", "model_args": {"hidden": [8]},
             "train": {"epochs": 7, "lr": 0.05, "warmup_epochs": 2, "l1_shrinkage": 0.02}}
-    m = train_task(spec, digits, tmp_path / "m.pt", tmp_path / "m.json", progress=False)
+    m = train_and_save(spec, digits, tmp_path / "m.pt", tmp_path / "m.json", progress=False)
     assert m["l1_shrinkage"] == pytest.approx(0.02, rel=1e-9)  # the run's own bookkeeping agrees
     # the regime rule's drift: the |w| < 1e-3 share now against a tenth of the epochs earlier (7 // 10 → 1 epoch)
     shares = [h["small_weight_share"] for h in m["history"]]

@@ -1,5 +1,5 @@
 """Which prunable weights the data loss ever moves during training: the never-updated shares of the train rule's
-metrics (prunelimit.train.train_task)."""
+metrics (prunelimit.train.train_and_save)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ the rule: E is the smallest of 40, 80, 160, 320, 640 at which, over seeds 0 and 
   (b) for each seed the share of weights with |w| < 1e-3 changes by at most 0.02 over the last
       tenth of the epochs (equilibrium).
 
-:func:`scan_epochs` trains both variants at each candidate E through :func:`prunelimit.train.train_task`,
+:func:`scan_epochs` trains both variants at each candidate E through :func:`prunelimit.train.train_and_save`,
 the function the pipeline's train rule calls, so the accuracies, the |w| < 1e-3 share and its drift
 (``small_weight_share_drift_last_tenth``) are the pipeline's own numbers. :func:`decide` applies the
 rule to the rows alone. The criteria live here once (:data:`CANDIDATES` ... :data:`MAX_DRIFT`).
@@ -75,9 +75,9 @@ def decide(rows: Iterable[dict], max_accuracy_drop: float = MAX_ACCURACY_DROP, m
 
 
 def _train(spec: dict, data: TensorData, folder: Path, progress: bool) -> dict:
-    from .train import train_task
+    from .train import train_and_save
 
-    return train_task(spec, data, folder / "model.pt", folder / "metrics.json", progress=progress)
+    return train_and_save(spec, data, folder / "model.pt", folder / "metrics.json", progress=progress)
 
 
 def scan_epochs(spec_for: SpecFor, data: TensorData, candidates: Sequence[int] = CANDIDATES,
@@ -90,7 +90,7 @@ def scan_epochs(spec_for: SpecFor, data: TensorData, candidates: Sequence[int] =
     ``spec_for`` returns a spec as :func:`prunelimit.config.task_spec` does, with ``train.epochs``
     = E and ``train.seed`` = seed (the CLI: the task's own recipe, epochs replaced; an
     ``l1_shrinkage`` target is then met at every E, λ following from the E's own steps). Each model
-    is trained by :func:`prunelimit.train.train_task` into a temporary folder and discarded; its
+    is trained by :func:`prunelimit.train.train_and_save` into a temporary folder and discarded; its
     metrics give the row. With ``stop_at_first_pass`` the scan ends after the first E that passes
     (larger E cannot change the choice). ``on_row`` sees each row as it is made (progress, partial
     files); ``progress`` shows the training bars.

@@ -9,8 +9,9 @@ the files it writes.
   and its exact one.
 - The rules' entries, files in and files out (the scripts in ``scripts/`` call these):
   :func:`rows_task`, :func:`slq_task`, :func:`exact_spectrum_task`, :func:`theory_task`,
-  :func:`scaling_task`; spectrum files are read through :func:`load_spectrum`, which checks them
-  against the model.
+  :func:`scaling_task`, :func:`prediction_chain_task` (the regime map's three in one job). Spectrum
+  files are read through :func:`load_spectrum`, which checks them against the model. The training
+  and pruning rules' entries are in :mod:`prunelimit.pruning_stages`.
 """
 
 from __future__ import annotations
@@ -232,10 +233,11 @@ def rows_task(*, model_path, metrics_path, data_path, out_path, hessian_settings
 
 
 def slq_task(*, model_path, metrics_path, data_path, rows_path, out_path, hessian_settings: HessianSettings,
-             theory_settings: TheorySettings,
+             theory_settings: TheorySettings, plot_path=None, title: str = "",
              device: str = "cpu", progress: bool = False):
     """Rule ``slq``: the SLQ spectrum of a trained task, its step count grown until the predicted
-    threshold is stable (ε from metrics.json, f₀ from the Hessian rows), saved as .npz."""
+    threshold is stable (ε from metrics.json, f₀ from the Hessian rows), saved as .npz; with
+    ``plot_path``, its density drawn there too (titled ``title``)."""
     model, meta, data = _load_task(model_path, metrics_path, data_path, device)
     ranking = magnitude_ranking(model)
     rows = HessianRows.load(rows_path, dim=ranking.dim)
@@ -244,6 +246,11 @@ def slq_task(*, model_path, metrics_path, data_path, rows_path, out_path, hessia
     result = spectrum_of_trained(model, data, hessian_settings, progress=progress,
                                  predict=sparsity_predictor(ranking, epsilon, rows.zero_fraction, spectrum_dim))
     result.save(out_path, n_bins=int(hessian_settings.n_bins), sigma2=float(hessian_settings.sigma2))
+    if plot_path is not None:
+        from .figures.hessian import plot_hessian_spectrum  # here: matplotlib only for the rules that draw
+
+        plot_hessian_spectrum(result, plot_path, title=title, n_bins=hessian_settings.n_bins,
+                              sigma2=hessian_settings.sigma2)
     return result
 
 
@@ -320,3 +327,20 @@ def scaling_task(*, model_path, metrics_path, data_path, slq_path, prediction_pa
                                "scaling_grid": threshold_settings.grid}})
     save_json(out, out_path)
     return out
+
+
+def prediction_chain_task(*, model_path, metrics_path, data_path, rows_path, slq_path, plot_path, prediction_path,
+                          hessian_settings: HessianSettings, theory_settings: TheorySettings, exact_path=None,
+                          title: str = "", device: str = "cpu", progress: bool = False):
+    """Rule ``regime_prediction``: :func:`rows_task`, :func:`slq_task` and :func:`theory_task` in that order,
+    with the same settings and to the same files as the main study's three rules. One job instead of
+    three: at the mini preset's scale, starting a job (Python and torch, ~1.5 s) cost about as much as a
+    point's rows and prediction. Returns the rows, the spectrum and the prediction."""
+    trained = {"model_path": model_path, "metrics_path": metrics_path, "data_path": data_path,
+               "hessian_settings": hessian_settings, "theory_settings": theory_settings, "device": device}
+    rows = rows_task(out_path=rows_path, progress=progress, **trained)
+    spectrum = slq_task(rows_path=rows_path, out_path=slq_path, plot_path=plot_path, title=title, progress=progress,
+                        **trained)
+    prediction = theory_task(slq_path=slq_path, rows_path=rows_path, exact_path=exact_path, out_path=prediction_path,
+                             **trained)
+    return rows, spectrum, prediction

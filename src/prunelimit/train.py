@@ -354,7 +354,7 @@ def train(model: nn.Module, data: TensorData, cfg: TrainConfig, *, masks: Masks 
 # ---------------------------------------------------------------------------------------------
 
 
-def train_task(spec: dict, data: TensorData, model_out: str | os.PathLike, metrics_out: str | os.PathLike,
+def train_and_save(spec: dict, data: TensorData, model_out: str | os.PathLike, metrics_out: str | os.PathLike,
                checkpoint: str | os.PathLike | None = None, progress: bool = True) -> dict:
     """Train the task ``spec`` (see :func:`prunelimit.config.task_spec`) and write its outputs.
 
