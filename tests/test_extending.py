@@ -16,7 +16,7 @@ from pipeline_utils import ROOT, SNAKEMAKE
 METHOD_SETTINGS = '''
 
 @dataclass(frozen=True)
-class ShuffleSettings(Section):
+class ShuffleSettings(TrainingSettings):
     keep_ratio: float
 
 

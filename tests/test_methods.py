@@ -186,3 +186,15 @@ def test_chita_plus_plus_runs_from_the_config_with_its_gradients_recomputed():
     chita = compare_oneshot(model, data, methods=methods, sparsities=[0.8], samples=40, block_size=100, seed=0)
     assert len(chita) == 1 and chita[0]["kept"] == keep_count(chita[0]["n_prunable"], 0.8)
     assert chita[0]["options"]["stages"] == 2
+
+
+def test_every_training_baseline_states_its_training_budget():
+    """The baselines table's "training" column comes from each method's settings, not from its name."""
+    from prunelimit.methods import REGISTRY, ImpSettings, RareGemsSettings, SmartRatioSettings, TrainingSettings
+
+    for entry in REGISTRY.values():
+        if entry.comparison == "baselines" and entry.runs != "sweep":  # LOMP's rows are read from the sweep
+            assert issubclass(entry.settings, TrainingSettings), entry.name
+    assert ImpSettings(0.2, 3).training_budget(40) == "40 dense, then 37 per round (rewound to epoch 3)"
+    assert RareGemsSettings(1, 0.0, 0.1).training_budget(40) == "40 on scores + 40 on weights"
+    assert SmartRatioSettings(0.3).training_budget(40) == "40"

@@ -31,20 +31,36 @@ from .sections import Section
 
 
 @dataclass(frozen=True)
-class ImpSettings(Section):
-    fraction_per_round: float
-    rewind_epoch: int
+class TrainingSettings(Section):
+    """The settings of a baseline that trains under its masks."""
+
+    def training_budget(self, epochs: int) -> str:
+        """What one run trains, in epochs of the task's recipe (the baselines table states it per method)."""
+        return f"{epochs}"
 
 
 @dataclass(frozen=True)
-class RareGemsSettings(Section):
+class ImpSettings(TrainingSettings):
+    fraction_per_round: float
+    rewind_epoch: int
+
+    def training_budget(self, epochs: int) -> str:  # the rounds per target sparsity are in each result's `rounds`
+        rewind = int(self.rewind_epoch)
+        return f"{epochs} dense, then {epochs - rewind} per round (rewound to epoch {rewind})"
+
+
+@dataclass(frozen=True)
+class RareGemsSettings(TrainingSettings):
     prune_every: int
     score_l2: float
     score_lr: float
 
+    def training_budget(self, epochs: int) -> str:
+        return f"{epochs} on scores + {epochs} on weights"
+
 
 @dataclass(frozen=True)
-class SmartRatioSettings(Section):
+class SmartRatioSettings(TrainingSettings):
     classifier_ratio: float
 
 

@@ -108,20 +108,11 @@ def run_imp_trajectory(spec: dict, data: TensorData, sparsities: list[float], se
     return [finish({**r, **shared}, "imp", spec, seed, options, wall) for r in results]
 
 
-def training_budget(method: str, epochs: int, options: dict) -> str:
-    """What a run trained, in epochs of the task's recipe (the baselines table states it per method;
-    IMP's rounds per target sparsity are in each result's ``rounds``)."""
-    if method == "imp":
-        rewind = int(options.get("rewind_epoch", 0))
-        return f"{epochs} dense, then {epochs - rewind} per round (rewound to epoch {rewind})"
-    if method == "rare_gems":
-        return f"{epochs} on scores + {epochs} on weights"
-    return f"{epochs}"
-
-
 def finish(result: dict, name: str, spec: dict, seed: int, options: dict, wall_time: float) -> dict:
     """Add provenance (method, task, seed, options, source, training epochs, time) to a result dict."""
     epochs = int(spec["train"]["epochs"])
+    settings = method(name).settings  # a baseline's TrainingSettings says what it trains; LOMP has none
+    budget = settings(**options).training_budget(epochs) if settings is not None else f"{epochs}"
     return {"method": name, "task": spec["task"], "model": spec["model"], "dataset": spec["dataset"],
             "seed": int(seed), **result, "options": options, "source": method(name).source, "train_epochs": epochs,
-            "training": training_budget(name, epochs, options), "wall_time_s": wall_time}
+            "training": budget, "wall_time_s": wall_time}
