@@ -70,7 +70,8 @@ def imported_modules(path):
 
 def entry_modules(rule):
     """The modules a rule's script imports by name, not by an import statement: a figure rule's draw function
-    (its ``entry`` param, "prunelimit.figures.<module>:draw_<name>", which scripts/figure.py resolves)."""
+    (its ``entry`` param, "prunelimit.figures.<module>:draw_<name>", which scripts/figure.py resolves) or a table
+    rule's entry ("prunelimit.table_inputs:<name>_from_files", which scripts/table.py resolves)."""
     entry = next(r["entry"] for r in workflow_rules() if r["name"] == rule)
     return [entry.partition(":")[0]] if entry else []
 
@@ -137,6 +138,8 @@ def test_third_party_import_scan_follows_prunelimit_and_function_level_imports()
     assert "seaborn" not in third_party_imports(figure)  # the script alone reaches no plotting style
     found = third_party_imports(figure, entry_modules("fig_weight_distribution"))
     assert found.get("seaborn") == "src/prunelimit/figures/weight_magnitude.py"
+    # and scripts/table.py its table's entry, the module that reads the rule's files
+    assert entry_modules("table_tv_distance") == ["prunelimit.table_inputs"]
 
 
 @pytest.mark.parametrize("rule,env_file,script", rules_with_env_and_script(), ids=lambda v: getattr(v, "name", v))

@@ -1,5 +1,5 @@
-"""The "how to add" of docs/architecture.md, done: a dummy pruning method, dataset, model and figure added to a
-temporary copy of the workflow, each through the files the guide names and no others, and `snakemake -n`
+"""The "how to add" of docs/architecture.md, done: a dummy pruning method, dataset, model, figure and table added
+to a temporary copy of the workflow, each through the files the guide names and no others, and `snakemake -n`
 plans their jobs. Also: every compute script has the one short shape the guide describes."""
 
 from __future__ import annotations
@@ -58,9 +58,25 @@ NEW_FIGURE_ENTRY = """FIGURES["dummy"] = figure(
 
 
 """
+NEW_TABLE_CODE = """
+
+def dummy_from_files(inputs, params):
+    raise NotImplementedError  # planned, never run
+"""
+NEW_TABLE_ENTRY = """TABLES["dummy"] = table(
+    "dummy",
+    "[test] no paper table",
+    "prunelimit.table_inputs:dummy_from_files",
+    "A dummy table of every task's predicted sparsity (fraction removed).",
+    {"tasks": TASKS},
+    prediction=PREDICTIONS,
+)
 
 
-def test_a_method_a_dataset_a_model_and_a_figure_are_one_entry_each(tmp_path):
+"""
+
+
+def test_a_method_a_dataset_a_model_a_figure_and_a_table_are_one_entry_each(tmp_path):
     copy = tmp_path / "repo"
     copy.mkdir()
     for name in ("Snakefile", "config.yaml", "src", "scripts", "workflow", "envs"):
@@ -97,6 +113,10 @@ def test_a_method_a_dataset_a_model_and_a_figure_are_one_entry_each(tmp_path):
     rules = copy / "workflow/rules/report.smk"
     loop = "for _name, _figure in FIGURES.items():"
     rules.write_text(rules.read_text().replace(loop, NEW_FIGURE_ENTRY + loop, 1))
+    # the table: its <name>_from_files entry (its builder may be an existing one) and its TABLES entry (2 files)
+    append("src/prunelimit/table_inputs.py", NEW_TABLE_CODE)
+    loop = "for _name, _table in TABLES.items():"
+    rules.write_text(rules.read_text().replace(loop, NEW_TABLE_ENTRY + loop, 1))
 
     # a user's preset: a task on the new dataset, compared with the new method
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -113,6 +133,7 @@ def test_a_method_a_dataset_a_model_and_a_figure_are_one_entry_each(tmp_path):
     assert dry.count("wildcards: method=shuffle, task=mlp_tiny") == sparsities  # a job per sparsity and seed
     assert "results/mini/data/tiny.npz" in dry and "results/mini/train/mlp_tiny/l1/model.pt" in dry
     assert "rule fig_dummy:" in dry and "results/mini/figures/dummy.pdf" in dry
+    assert "rule table_dummy:" in dry and "results/mini/tables/dummy.html" in dry
     counted = subprocess.run([sys.executable, "-c", BUILD_WIDE_MLP], cwd=copy, capture_output=True, text=True,
                              timeout=300, env={**env, "PYTHONPATH": str(copy / "src")})
     # 64 inputs → 12 hidden (24 × width 0.5) → 10 classes, with biases: the count and the module agree with it
@@ -122,6 +143,7 @@ def test_a_method_a_dataset_a_model_and_a_figure_are_one_entry_each(tmp_path):
 BUILD_WIDE_MLP = """
 from prunelimit.entries import resolve
 assert resolve("prunelimit.figures.theory_vs_actual:draw_dummy").__name__ == "draw_dummy"
+assert resolve("prunelimit.table_inputs:dummy_from_files").__name__ == "dummy_from_files"
 from prunelimit.architectures import parameter_count
 from prunelimit.models import build_model, count_parameters
 print(parameter_count("wide_mlp", (1, 8, 8), 10, width=0.5).all)
@@ -130,7 +152,7 @@ print(count_parameters(build_model("wide_mlp", (1, 8, 8), 10, width=0.5)))
 
 
 # a script that is no compute rule's: the tables and figures read results, check_slurm checks a cluster
-NOT_COMPUTE = {"figure.py", "check_slurm.py"}
+NOT_COMPUTE = {"figure.py", "table.py", "check_slurm.py"}
 ENTRY_MODULES = {"prunelimit.stages", "prunelimit.pruning_stages", "prunelimit.data"}
 
 
@@ -138,8 +160,7 @@ def test_every_compute_script_calls_one_library_entry():
     """scripts/<rule>.py: inside rule_context, one call of one entry of the stage modules, then its log."""
     import ast
 
-    scripts = [p for p in sorted((ROOT / "scripts").glob("*.py"))
-               if p.name not in NOT_COMPUTE and not p.name.startswith("table_")]
+    scripts = [p for p in sorted((ROOT / "scripts").glob("*.py")) if p.name not in NOT_COMPUTE]
     assert len(scripts) >= 10
     for path in scripts:
         tree = ast.parse(path.read_text())

@@ -3,10 +3,10 @@
 The rules that name envs/plot.yaml (figures, and tables with their HTML pages) only read files that compute
 rules wrote, so the plot environment has no torch, and a figure rebuilds without paying torch's
 import. Statically: no import statement reachable from their scripts (at any depth, inside
-functions too), or from the figure modules scripts/figure.py imports by name (each figure rule's entry),
-names torch. At run time, in a Python where `import torch` fails and says who tried
-(tests/no_torch/sitecustomize.py): the scripts' imports, every figure rule's draw function, and the
-readers they call on real files (state_dict weights, SLQ and exact spectra). prunelimit.statedict
+functions too), or from the modules scripts/figure.py and scripts/table.py import by name (each figure and
+table rule's entry), names torch. At run time, in a Python where `import torch` fails and says who tried
+(tests/no_torch/sitecustomize.py): the scripts' imports, every figure rule's draw function and table rule's
+entry, and the readers they call on real files (state_dict weights, SLQ and exact spectra). prunelimit.statedict
 reads a state_dict without torch; here it is checked against torch.load on every registry model.
 """
 
@@ -31,8 +31,8 @@ from test_envs import entry_modules, env_import_names, rules_with_env_and_script
 
 PLOT_RULES = [(rule, script) for rule, env, script in rules_with_env_and_script() if env == "plot.yaml"]
 # What the figure and table scripts use of the library (directly or inside the functions they call).
-TORCH_FREE = ["io", "errors", "tables", "claim", "seeds", "spectrum", "statedict", "sparsity", "runlog", "entries",
-              "figures", "figures.style", "figures.pruning_curves", "figures.theory_vs_actual",
+TORCH_FREE = ["io", "errors", "tables", "table_inputs", "claim", "seeds", "spectrum", "statedict", "sparsity", "runlog",
+              "entries", "figures", "figures.style", "figures.pruning_curves", "figures.theory_vs_actual",
               "figures.iterative_pruning", "figures.hessian", "figures.weight_magnitude", "figures.regime_map",
               "figures.lomp_vs_sota", "methods", "sections", "settings"]
 SMALL = {"alexnet": {"width": 0.125, "resize": 64}, "vgg16": {"width": 0.125},
@@ -61,10 +61,10 @@ def test_the_plot_environment_has_no_torch_and_no_plot_rule_script_can_reach_it(
 def test_plot_rule_scripts_import_without_torch(tmp_path):
     statements = sorted({ast.unparse(node) for _, script in PLOT_RULES for node in ast.parse(script.read_text()).body
                          if isinstance(node, ast.Import | ast.ImportFrom)})
-    assert any("prunelimit.statedict" in s for s in statements)  # the TV table's weights reader is among them
     modules = "; ".join(f"import prunelimit.{m}" for m in TORCH_FREE)
-    entries = sorted(r["entry"] for r in workflow_rules() if r["entry"])  # what scripts/figure.py imports by name
-    assert len(entries) >= 9, entries
+    # what scripts/figure.py and scripts/table.py import by name; the TV table's weights reader among them
+    entries = sorted(r["entry"] for r in workflow_rules() if r["entry"])
+    assert len(entries) >= 17 and "prunelimit.table_inputs:tv_distance_from_files" in entries, entries
     code = "\n".join([*statements, modules,
                       f"from prunelimit.entries import resolve; drawers = [resolve(e) for e in {entries!r}]",
                       "from prunelimit.runlog import rule_context",
@@ -77,7 +77,8 @@ def test_plot_rule_scripts_import_without_torch(tmp_path):
 
 def test_the_readers_figure_and_table_jobs_call_run_without_torch(tmp_path):
     """The weight histograms' and TV table's state_dict reader, the spectrum figure's and SLQ table's
-    loaders, on files written the way the compute rules write them; their results checked here."""
+    loaders, and the TV table's entry, on files written the way the compute rules write them; their results
+    checked here."""
     model = build_model("vgg16", (3, 32, 32), 10, seed=0, width=0.125)  # conv, BN (int64 counter), linear
     torch.save(model.state_dict(), tmp_path / "model.pt")
     n_prunable = sum(p.numel() for _, p in prunable_parameters(model))
@@ -94,6 +95,11 @@ def test_the_readers_figure_and_table_jobs_call_run_without_torch(tmp_path):
         "q = SLQResult.load('slq.npz').quadrature()",
         "np.savez('out.npz', figure=load_prunable_weights('model.pt', 'metrics.json'),",
         "         table=prunable_weights('model.pt'), exact=load_exact('exact.npz'), nodes=q.nodes)",
+        "from types import SimpleNamespace as N",
+        "from prunelimit.table_inputs import tv_distance_from_files",
+        "tv = tv_distance_from_files(N(reference=['model.pt'], reseeded=['model.pt']),",
+        "                            N(tasks=['vgg'], seeds=[1], bins=20, base_seed=0))",
+        "assert tv.n_weights.tolist() == [len(prunable_weights('model.pt'))] and tv.tv_weights[0] == 0, tv",
         "import sys; assert 'torch' not in sys.modules"])
     proc = run_without_torch(code, tmp_path)
     assert proc.returncode == 0 and TORCH_REFUSED not in proc.stderr, proc.stderr[-3000:]

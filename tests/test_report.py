@@ -25,6 +25,8 @@ FIGURES = {"pruning_curves": "Fig. 3", "theory_vs_actual": "Fig. 5", "iterative_
            "l2_vs_rare_gems": "Fig. 4 bottom", "hessian_row_l1": "Fig. 6", "magnitude_scaling": "Fig. 7",
            "weight_distribution": "Figs. 2, 8", "hessian_spectrum": "SLQ density", "regime_map": "beyond the paper"}
 TABLES = ["bounds_gap", "theory_vs_actual", "slq", "training", "tv_distance", "lomp_vs_baselines", "regime_map"]
+# every entry of report.smk's TABLES (rule table_<name>, entry prunelimit.table_inputs:<name>_from_files)
+TABLE_NAMES = [*TABLES, "lomp_vs_sota"]
 BOUNDS_COLUMNS = ["task", "D", "epsilon", "zero_fraction", "eta", "lower_sparsity", "predicted_sparsity",
                   "upper_sparsity", "gap", "exact_lower_sparsity", "exact_predicted_sparsity", "exact_upper_sparsity",
                   "exact_gap", "slq_minus_exact"]
@@ -264,9 +266,11 @@ def test_html_report_has_every_figure_and_table(mini_run):
         assert f"{name}.png" in html, name
     for name in TABLES:
         assert f"{name}.html" in html, name
-    # captions: FIGURES' caption params, rendered by workflow/report/figure.rst, config values formatted in
+    # captions: FIGURES' and TABLES' caption params, rendered by workflow/report/figure.rst and table.rst, config
+    # values formatted in
     assert "Pruning curves (paper Fig. 3)" in html
     assert f"every sparsity i/{mini_run.config['prune']['grid']} of the grid" in html
+    assert "Kinematic bounds and their gap" in html
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,6 +323,38 @@ def test_every_figure_is_a_draw_function_and_a_caption_of_its_figures_entry():
     assert (ROOT / "workflow" / "report" / "figure.rst").read_text().strip() == "{{ snakemake.params.caption }}"
 
 
+def table_rules(configfile: str = "config.yaml") -> dict[str, dict]:
+    """The workflow's table_<name> rules (one per entry of report.smk's TABLES), by table name."""
+    return {rule["name"].removeprefix("table_"): rule for rule in workflow_rules(configfile)
+            if rule["name"].startswith("table_")}
+
+
+def test_every_table_is_an_entry_and_a_caption_of_its_tables_entry():
+    """A table is its builder in prunelimit.tables (or claim), its <name>_from_files entry in
+    prunelimit.table_inputs and its TABLES entry: every table_ rule runs scripts/table.py with an entry naming
+    <name>_from_files, a caption and the title of its HTML page; no per-table script or caption file."""
+    from prunelimit.entries import resolve
+
+    tables = table_rules()
+    assert set(tables) == set(TABLE_NAMES), tables.keys()
+    for name, rule in tables.items():
+        assert rule["script"] == str(ROOT / "scripts" / "table.py"), name
+        assert rule["entry"] == f"prunelimit.table_inputs:{name}_from_files", rule["entry"]
+        build = resolve(rule["entry"])
+        assert callable(build) and build.__module__ == "prunelimit.table_inputs", name
+        assert rule["conda"] == str(ROOT / "envs" / "plot.yaml"), name
+        assert rule["caption"] and rule["caption"].strip() == rule["caption"], name
+        assert "{{" not in rule["caption"] and "snakemake.config" not in rule["caption"], name  # formatted in Python
+    assert not list((ROOT / "scripts").glob("table_*.py"))
+    report = ROOT / "workflow" / "report"
+    captions = {p.name for p in report.glob("*.rst")}
+    # left: the report's front page, the figures' and tables' one caption each, and the theory and Hessian
+    # stages' per-task outputs' captions
+    assert captions == {"workflow.rst", "figure.rst", "table.rst", "theory_prediction.rst", "theory_scaling.rst",
+                        "hessian_spectrum.rst"}, captions
+    assert (report / "table.rst").read_text().strip() == "{{ snakemake.params.caption }}"
+
+
 def check_restructuredtext(text: str, where: str) -> None:
     import docutils.core
     import docutils.utils
@@ -337,8 +373,12 @@ def test_every_caption_is_valid_restructuredtext(caption):
 
 
 @pytest.mark.parametrize("preset", ["config.yaml", "workflow/presets/paper.yaml"])
-def test_every_figure_caption_is_valid_restructuredtext(preset):
-    """The figures' captions (FIGURES' caption params, which workflow/report/figure.rst renders), with the
-    preset's config values formatted in."""
+def test_every_figure_and_table_caption_is_valid_restructuredtext(preset):
+    """The figures' and tables' captions (FIGURES' and TABLES' caption params, which workflow/report/figure.rst
+    and table.rst render), with the preset's config values formatted in."""
     for name, rule in figure_rules(preset).items():
         check_restructuredtext(rule["caption"], f"{preset}: caption of figure {name}")
+    tables = table_rules(preset)
+    assert set(TABLE_NAMES) <= set(tables), tables.keys()
+    for name, rule in tables.items():
+        check_restructuredtext(rule["caption"], f"{preset}: caption of table {name}")

@@ -1,8 +1,9 @@
 """Entry points named as "module:function" strings, imported only when called.
 
 The registries name code this way so that reading them imports nothing heavy (torch, matplotlib): the
-pruning methods (prunelimit.methods), the dataset builders (prunelimit.datasets) and the figure rules'
-``draw_<name>`` functions (workflow/rules/report.smk's FIGURES, run by scripts/figure.py). Torch-free:
+pruning methods (prunelimit.methods), the dataset builders (prunelimit.datasets), the figure rules'
+``draw_<name>`` functions and the table rules' ``<name>_from_files`` (workflow/rules/report.smk's FIGURES and
+TABLES, run by scripts/figure.py and scripts/table.py). Torch-free:
 it imports only the module the entry names, when called.
 """
 

@@ -1,5 +1,5 @@
 # LOMP against IMP, Rare Gems and Smart-Ratio at the configured sparsities and seeds
-# (library: prunelimit.baselines; table: prunelimit.tables.lomp_vs_baselines_table).
+# (library: prunelimit.baselines; table: prunelimit.tables.lomp_vs_baselines_table, TABLES in report.smk).
 import re
 
 from prunelimit.methods import method as registered_method
@@ -92,34 +92,3 @@ rule baseline_imp:
         device=config["device"],
     script:
         "../../scripts/baseline.py"
-
-
-rule table_baselines:
-    input:
-        results=BASELINE_RESULTS,
-        lomp_curves=claim_files("curve.csv", LOMP_TASKS),
-        dense=[
-            trained(t, "dense")["metrics"]
-            for t in BASELINE_TASKS
-            if "dense" in VARIANTS
-        ],
-    output:
-        **table_outputs("lomp_vs_baselines"),
-    log:
-        f"{RESULTS}/logs/tables/lomp_vs_baselines.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/tables/lomp_vs_baselines.tsv"
-    localrule: True
-    conda:
-        "../../envs/plot.yaml"
-    params:
-        methods=BASELINE_METHODS,
-        lomp=claim_seed_params(LOMP_TASKS),
-        lomp_epochs={
-            t: int(task_spec(config, t, THEORY_VARIANT)["train"]["epochs"])
-            for t in LOMP_TASKS
-        },
-        sparsities=list(SPARSITY_TAGS.values()),
-        title=table_title("lomp_vs_baselines"),
-    script:
-        "../../scripts/table_baselines.py"

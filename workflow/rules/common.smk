@@ -215,44 +215,17 @@ def per_task(pattern, tasks=TASKS):
 
 
 # ---------------------------------------------------------------------------------------------
-# Tables: each table_<name> rule writes .csv, .md, booktabs .tex and the HTML page the report
-# shows inline (a .csv there is a download only); the figures are report.smk's.
+# Tables (TABLES in report.smk): each table_<name> rule writes .csv, .md, booktabs .tex and the HTML
+# page the report shows inline (a .csv there is a download only); the figures are FIGURES, beside them.
 # ---------------------------------------------------------------------------------------------
 
-TABLE_PAGES = {  # table: (report caption, label, the paper's table)
-    "training": ("training.rst", "training", "training hyperparameters table"),
-    "tv_distance": ("tv_distance.rst", "TV distance", "TV-distance table"),
-    "lomp_vs_baselines": (
-        "baselines_table.rst",
-        "LOMP vs baselines",
-        "LOMP vs baselines tables",
-    ),
-    "bounds_gap": ("table_bounds_gap.rst", "bounds gap", "bounds-gap table"),
-    "theory_vs_actual": (
-        "table_theory_vs_actual.rst",
-        "theory vs actual",
-        "theoretical vs actual table",
-    ),
-    "slq": ("table_slq.rst", "SLQ settings", "SLQ hyperparameter table"),
-    "regime_map": (
-        "table_regime_map.rst",
-        "regime map",
-        "beyond the paper: limit across L1 strength",
-    ),
-    "lomp_vs_sota": (
-        "table_lomp_vs_sota.rst",
-        "LOMP vs MP, WF, CBS, CHITA",
-        "appendix table: LOMP vs one-shot state of the art",
-    ),
-}
-# a table whose section lists no task is not built
+# a table whose section lists no task is not built (the tables themselves: TABLES in report.smk)
 TABLE_TASKS = {
     "tv_distance": TV.tasks,
     "lomp_vs_baselines": BASELINE_TASKS,
     "regime_map": REGIME_TASKS,
     "lomp_vs_sota": list(SETTINGS.oneshot.tasks),
 }
-TABLE_NAMES = [name for name in TABLE_PAGES if TABLE_TASKS.get(name, True)]
 
 
 def table_paths(name):
@@ -261,23 +234,19 @@ def table_paths(name):
     }
 
 
-def table_outputs(name):
-    """The output files of rule table_<name>, its HTML page captioned in the report."""
-    caption, label, paper = TABLE_PAGES[name]
-    files = table_paths(name)
-    files["html"] = report(
-        files["html"],
-        caption=f"../report/{caption}",
-        category="Tables",
-        labels={"table": label, "paper": paper},
-    )
-    return files
-
-
-def table_title(name):
-    """The heading of the table's HTML page."""
-    _, label, paper = TABLE_PAGES[name]
-    return f"{label} (paper: {paper})"
+def table(label, paper, entry, caption, params, **inputs):
+    """A table of report.smk's TABLES: its labels in the report (and the title of its HTML page), its
+    entry ("prunelimit.table_inputs:<name>_from_files", which scripts/table.py calls with the rule's input
+    and params and writes the table it returns), its caption (reStructuredText, dedented; the report shows
+    it through workflow/report/table.rst), the params its entry reads and its inputs."""
+    return {
+        "input": inputs,
+        "params": params,
+        "entry": entry,
+        "caption": textwrap.dedent(caption).strip(),
+        "labels": {"table": label, "paper": paper},
+        "title": f"{label} (paper: {paper})",
+    }
 
 
 # a figure whose section lists no task is not built (the figures themselves: FIGURES in report.smk)
@@ -304,7 +273,7 @@ def figure(label, paper, entry, caption, params, **inputs):
 
 
 # The preset's final targets: called only by the Snakefile's rules all, figures and tables, after every
-# rule file is included (FIGURES is report.smk's).
+# rule file is included (FIGURES and TABLES are report.smk's).
 def all_figure_paths():
     """One PDF + PNG pair per figure of report.smk's FIGURES that the preset builds."""
     names = [name for name in FIGURES if FIGURE_TASKS.get(name, True)]
@@ -312,7 +281,9 @@ def all_figure_paths():
 
 
 def all_table_paths():
-    return [path for name in TABLE_NAMES for path in table_paths(name).values()]
+    """The four files of each table of report.smk's TABLES that the preset builds."""
+    names = [name for name in TABLES if TABLE_TASKS.get(name, True)]
+    return [path for name in names for path in table_paths(name).values()]
 
 
 def get_final_output():

@@ -1,6 +1,7 @@
 # LOMP against the optimal-brain-surgeon family (the paper's appendix table): every one-shot method of the
 # registry (prunelimit.methods, comparison "oneshot") on each task's dense and L1 models, each training seed
-# (library: prunelimit.baselines.oneshot_compare; table: prunelimit.tables.lomp_vs_sota_table).
+# (library: prunelimit.baselines.oneshot_compare; table: prunelimit.tables.lomp_vs_sota_table, TABLES in
+# report.smk).
 
 ONESHOT = SETTINGS.oneshot
 ONESHOT_TASKS = list(ONESHOT.tasks)
@@ -37,27 +38,3 @@ rule oneshot:
         device=config["device"],
     script:
         "../../scripts/oneshot.py"
-
-
-rule table_lomp_vs_sota:
-    input:
-        results=ONESHOT_RESULTS,
-    output:
-        **table_outputs("lomp_vs_sota"),
-    log:
-        f"{RESULTS}/logs/tables/lomp_vs_sota.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/tables/lomp_vs_sota.tsv"
-    localrule: True
-    conda:
-        "../../envs/plot.yaml"
-    params:
-        methods=list(ONESHOT.methods),
-        starts=ONESHOT_STARTS,
-        model_dataset={
-            t: (config["tasks"][t]["model"], config["tasks"][t]["dataset"])
-            for t in ONESHOT_TASKS
-        },
-        title=table_title("lomp_vs_sota"),
-    script:
-        "../../scripts/table_lomp_vs_sota.py"

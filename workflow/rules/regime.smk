@@ -3,7 +3,8 @@
 # kinematic bounds and the actual threshold of every model. The rules below do what the main
 # study's hessian_rows, slq, theory (regime_prediction: the three in one job), exact_spectrum and
 # sweep rules do (same library calls, same settings), on the regime model, under
-# results/<preset>/regime/.
+# results/<preset>/regime/. The map's table and figure (regime_map) are TABLES and FIGURES entries in
+# report.smk.
 
 # the functions and names these rules use are in common.smk (REGIME_*, regime_*)
 
@@ -62,33 +63,3 @@ use rule sweep as regime_sweep with:
         f"{RESULTS}/logs/regime/{{task}}_{{point}}_sweep.log",
     benchmark:
         f"{RESULTS}/benchmarks/regime/{{task}}_{{point}}_sweep.tsv"
-
-
-REGIME_INPUTS = {
-    "metrics": regime_files("metrics.json", "train"),
-    "prediction": regime_files("prediction.json"),
-    "actual": regime_files("actual.json"),
-}
-REGIME_PARAMS = {
-    "tasks": [t for t in REGIME_TASKS for _ in REGIME_POINTS],
-    "multipliers": [float(m) for _ in REGIME_TASKS for m in REGIME.l1_multipliers],
-}
-
-
-rule table_regime_map:
-    input:
-        **REGIME_INPUTS,
-    output:
-        **table_outputs("regime_map"),
-    log:
-        f"{RESULTS}/logs/tables/regime_map.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/tables/regime_map.tsv"
-    localrule: True
-    conda:
-        "../../envs/plot.yaml"
-    params:
-        **REGIME_PARAMS,
-        title=table_title("regime_map"),
-    script:
-        "../../scripts/table_regime_map.py"

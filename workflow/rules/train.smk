@@ -1,5 +1,5 @@
-# Training: every task dense and with L1 (the L1 model feeds the theory and LOMP), and the tables
-# of the training runs.
+# Training: every task dense and with L1 (the L1 model feeds the theory and LOMP). The tables of the
+# training runs (training, tv_distance) are TABLES entries in report.smk.
 
 
 rule train:
@@ -41,52 +41,3 @@ use rule train as train_reseeded with:
         spec=lambda w: task_spec(config, w.task, w.variant, seed=int(w.seed)),
         resume=lambda w: f"{RESULTS}/train/{w.task}/{w.variant}_seed{w.seed}.resume.pt",
         device=config["device"],
-
-
-rule table_training:
-    input:
-        metrics=expand(
-            f"{RESULTS}/train/{{task}}/{{variant}}/metrics.json",
-            task=TASKS,
-            variant=VARIANTS,
-        ),
-    output:
-        **table_outputs("training"),
-    log:
-        f"{RESULTS}/logs/tables/training.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/tables/training.tsv"
-    localrule: True
-    conda:
-        "../../envs/plot.yaml"
-    params:
-        title=table_title("training"),
-    script:
-        "../../scripts/table_training.py"
-
-
-rule table_tv_distance:
-    input:
-        reference=per_task("train/{task}/l1/model.pt", TV.tasks),
-        reseeded=expand(
-            f"{RESULTS}/train/{{task}}/l1_seed{{seed}}/model.pt",
-            task=TV.tasks,
-            seed=TV.seeds,
-        ),
-    output:
-        **table_outputs("tv_distance"),
-    log:
-        f"{RESULTS}/logs/tables/tv_distance.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/tables/tv_distance.tsv"
-    localrule: True
-    conda:
-        "../../envs/plot.yaml"
-    params:
-        tasks=TV.tasks,
-        seeds=TV.seeds,
-        bins=TV.bins,
-        base_seed=config["train_defaults"]["seed"],
-        title=table_title("tv_distance"),
-    script:
-        "../../scripts/table_tv_distance.py"
