@@ -5,8 +5,9 @@
 
 BEFORE and AFTER are working directories of two finished runs (each with results/<preset>/). Every
 table the run writes (results/<preset>/tables/**/*.csv) is compared cell by cell as text, so a
-change in the last printed digit counts. Columns of wall or CPU time differ between any two runs
-and are left out (their names contain "time" or "seconds"). A refactor must leave every table
+change in the last printed digit counts. Columns and rows of wall or CPU time differ between any
+two runs and are left out (a column whose name contains "time" or "seconds"; a row whose label, a
+text cell, ends in "(s)", as lomp_vs_sota's "prune time (s)" and "gradients (s)"). A refactor must leave every table
 equal; the exit status is 1 when a table differs or exists in one run only, else 0.
 --except-task leaves out the rows of a task a deliberate change touched (e.g. its dataset
 replaced), --except-column a column a deliberate change added, so the rest is still checked.
@@ -25,6 +26,10 @@ def timing_column(name: str) -> bool:
     return "time" in name or "seconds" in name
 
 
+def timing_row(cells) -> bool:
+    return any(cell.endswith("(s)") for cell in cells)
+
+
 def compare_table(before: Path, after: Path, except_tasks: tuple[str, ...] = (),
                   except_columns: tuple[str, ...] = ()) -> list[str]:
     """The differences between two CSV tables, one line each (empty: equal outside timing columns,
@@ -38,6 +43,8 @@ def compare_table(before: Path, after: Path, except_tasks: tuple[str, ...] = (),
     if len(old) != len(new):
         return [f"{len(old)} rows vs {len(new)}"]
     columns = [c for c in old.columns if not timing_column(c)]
+    timing = [i for i in range(len(old)) if timing_row(old.iloc[i]) or timing_row(new.iloc[i])]
+    old, new = old.drop(index=timing), new.drop(index=timing)
     problems = []
     for column in columns:
         differs = old[column] != new[column]
@@ -79,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     left_out = "".join(f"; {what} {', '.join(names)} left out" for what, names in
                        (("rows of", args.except_task), ("columns", args.except_column)) if names)
     verdict = "some differ" if failed else "all equal"
-    print(f"{len(common)} tables compared: {verdict} (timing columns left out{left_out})")
+    print(f"{len(common)} tables compared: {verdict} (timing columns and rows left out{left_out})")
     return 1 if failed else 0
 
 

@@ -36,3 +36,14 @@ def test_tables_equal_but_for_time_pass_and_a_last_digit_fails(tmp_path, capsys)
     added = _run(tmp_path / "added", {**base, "training.csv": "task,acc,new,wall_time_s\na,0.9639,1,3.1\n"})
     assert compare.main([str(before), str(added)]) == 1
     assert compare.main([str(before), str(added), "--except-column", "new"]) == 0
+
+
+def test_timing_rows_are_left_out_and_the_other_rows_still_compared(tmp_path, capsys):
+    """lomp_vs_sota has rows of seconds ("prune time (s)") among its accuracy rows."""
+    table = "task,sparsity_%,MP\na,50,96.1\na,prune time (s),0.12\na,60,95.0\n"
+    before = _run(tmp_path / "before", {"lomp_vs_sota.csv": table})
+    slower = _run(tmp_path / "slower", {"lomp_vs_sota.csv": table.replace("0.12", "0.31")})
+    assert compare.main([str(before), str(slower)]) == 0
+    changed = _run(tmp_path / "changed", {"lomp_vs_sota.csv": table.replace("95.0", "95.1")})
+    assert compare.main([str(before), str(changed)]) == 1
+    assert "row 2, MP: 95.0 vs 95.1" in capsys.readouterr().out  # the row index is the table's own
