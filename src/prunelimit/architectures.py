@@ -345,10 +345,6 @@ def model_arg_types(name: str) -> dict[str, type]:
     return {p: hints[p] for p in parameters if p not in ("in_shape", "num_classes")}
 
 
-def model_arg_names(name: str) -> list[str]:
-    return list(model_arg_types(name))
-
-
 def _type_problem(value, kind) -> str | None:
     """Why ``value`` is not a valid ``kind`` (positive where a number), or None."""
     if kind is bool:
