@@ -203,3 +203,15 @@ def test_lomp_vs_sota_table_has_every_method_start_and_sparsity(mini_run):
                     (m, s) for m in oneshot["methods"] for s in oneshot["sparsities"]}
                 assert all(r["kept"] == keep_count(r["n_prunable"], r["sparsity"]) for r in run["rows"])
     assert (results / "figures" / "lomp_vs_sota.png").stat().st_size > 0
+
+
+def test_quick_scale_caps_every_tasks_lanczos_steps():
+    """A task's own hessian.max_iter in config.yaml outranks the quick scale's global cap, so each such task
+    needs its own cap in tests/quick_scale.yaml (resnet20_digits' 256 steps once took 110 s of make test)."""
+    from conftest import quick_scale_config
+    from prunelimit.settings import Settings
+
+    config = quick_scale_config()
+    settings = Settings.from_config(config)
+    cap = config["hessian"]["max_iter"]
+    assert {task: settings.hessian(task).max_iter for task in config["tasks"]} == dict.fromkeys(config["tasks"], cap)
