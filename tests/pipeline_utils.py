@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 import json
@@ -105,7 +106,13 @@ def workflow_rules(configfile: str = "config.yaml") -> list[dict]:
     """Every rule of the workflow as Snakemake parses it with ``configfile``: name, conda environment
     and script (absolute paths, or None), its gpu resource (None if it declares none), whether it has
     a log and a benchmark, and a figure rule's ``entry`` and ``caption`` params (None elsewhere). Parsed in a
-    subprocess: loading a workflow sets up Snakemake's logging."""
+    subprocess: loading a workflow sets up Snakemake's logging. Parsed once per configfile and session
+    (several test files ask; each parse costs seconds of the cores the mini run is using), a fresh copy each time."""
+    return copy.deepcopy(_parsed_rules(configfile))
+
+
+@functools.cache
+def _parsed_rules(configfile: str) -> list[dict]:
     proc = subprocess.run([sys.executable, "-c", _LIST_RULES, str(ROOT), str(ROOT / configfile)],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
