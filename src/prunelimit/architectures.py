@@ -111,42 +111,38 @@ class BatchNorm:
         return ParameterCount(0, 2 * self.channels)  # affine weight and bias; running stats are buffers
 
 
-@dataclass(frozen=True)
-class ReLU:
+class _Parameterless:
+    """A layer without parameters (activations, pooling, reshaping)."""
+
     def count(self) -> ParameterCount:
         return NO_PARAMETERS
 
 
 @dataclass(frozen=True)
-class MaxPool:
+class ReLU(_Parameterless):
+    pass
+
+
+@dataclass(frozen=True)
+class MaxPool(_Parameterless):
     kernel: int
     stride: int
     only_if_larger: bool = False  # skipped where the map is already smaller than the kernel (AlexNet)
 
-    def count(self) -> ParameterCount:
-        return NO_PARAMETERS
-
 
 @dataclass(frozen=True)
-class AdaptiveAvgPool:
+class AdaptiveAvgPool(_Parameterless):
     size: int
 
-    def count(self) -> ParameterCount:
-        return NO_PARAMETERS
+
+@dataclass(frozen=True)
+class Flatten(_Parameterless):
+    pass
 
 
 @dataclass(frozen=True)
-class Flatten:
-    def count(self) -> ParameterCount:
-        return NO_PARAMETERS
-
-
-@dataclass(frozen=True)
-class Resize:
+class Resize(_Parameterless):
     size: int  # bilinear to size × size unless the input already has it (AlexNet)
-
-    def count(self) -> ParameterCount:
-        return NO_PARAMETERS
 
 
 @dataclass(frozen=True)
