@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import load_json
-from ..tables import oneshot_column, oneshot_rows
+from ..tables import by_task, oneshot_column, oneshot_rows
 from . import style
 
 START_STYLE = {"l1": "-", "dense": "--"}  # L1-trained model solid, dense model dashed
@@ -68,6 +68,6 @@ def draw_lomp_vs_sota(inputs, params, outputs) -> dict:
     """Rule ``fig_lomp_vs_sota``: every one-shot run's JSON (``inputs.results``) and the L1 model's predicted
     limit of each task (``inputs.prediction``, one per ``params.tasks``)."""
     rows, unpruned = oneshot_rows([load_json(path) for path in inputs.results])
-    predicted = {task: load_json(path)["predicted_sparsity"]
-                 for task, path in zip(params.tasks, inputs.prediction, strict=True)}
+    predicted = {task: prediction["predicted_sparsity"]
+                 for task, prediction in by_task(params.tasks, inputs.prediction, load_json).items()}
     return plot_lomp_vs_sota(pd.DataFrame(rows), predicted, unpruned, outputs)
