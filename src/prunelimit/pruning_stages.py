@@ -14,28 +14,21 @@ import os
 from .baselines import run_baseline, run_imp_trajectory
 from .baselines.oneshot_compare import compare_oneshot
 from .checkpoint import read_state_dict
-from .config import resolve_device
-from .data import TensorData, load_tensors
 from .io import load_json, save_json
 from .prune import CURVE_COLUMNS, iterative_prune, retrain_config, save_rows_csv, sweep_and_threshold
 from .sections import Section
 from .settings import HessianSettings, IterativeSettings, PruneSettings, TheorySettings
-from .stages import predict_from_model
+from .stages import load_data, load_task, predict_from_model
 from .train import load_trained, train_and_save
 
 ITERATIVE_COLUMNS = ["round", "arm", "sparsity", "theoretical_sparsity", "test_acc"]
-
-
-def _data(data_path, device: str) -> tuple[TensorData, object]:
-    device = resolve_device(device)
-    return load_tensors(data_path, device), device
 
 
 def train_task(*, spec: dict, data_path, model_path, metrics_path, device: str = "cpu",
                checkpoint: str | os.PathLike | None = None, progress: bool = True) -> dict:
     """Rule ``train``: train one task variant (``spec``: :func:`prunelimit.config.task_spec`), resuming from
     ``checkpoint`` after a kill; writes the model and metrics.json and returns the metrics."""
-    data, _ = _data(data_path, device)
+    data, _ = load_data(data_path, device)
     return train_and_save(spec, data, model_path, metrics_path, checkpoint=checkpoint, progress=progress)
 
 
@@ -43,8 +36,7 @@ def sweep_task(*, model_path, metrics_path, data_path, curve_path, actual_path, 
                device: str = "cpu", progress: bool = True) -> dict:
     """Rule ``sweep``: one-shot magnitude pruning over the grid and the actual thresholds; writes the
     curve (CSV) and actual.json and returns the latter."""
-    data, device = _data(data_path, device)
-    model, meta = load_trained(model_path, metrics_path, device)
+    model, meta, data = load_task(model_path, metrics_path, data_path, device)
     curve, actual = sweep_and_threshold(model, data, prune_settings, train_every=prune_settings.train_every,
                                         progress=progress)
     actual.update(task=meta["task"], variant=meta["variant"], model_test_acc=meta["test_acc"])
@@ -58,7 +50,7 @@ def iterative_task(*, model_path, metrics_path, data_path, out_path, iterative_s
                    progress: bool = True) -> list[dict]:
     """Rule ``iterative``: predict, prune, retrain, repeat, in two arms from the same trained model, without
     and with L2 during retraining (the paper's iteration figure); writes and returns one row per round."""
-    data, device = _data(data_path, device)
+    data, device = load_data(data_path, device)
     rows = []
     for arm, weight_decay in (("no_l2", 0.0), ("l2", float(iterative_settings.l2))):
         model, meta = load_trained(model_path, metrics_path, device)
@@ -83,7 +75,7 @@ def baseline_task(*, method: str, spec: dict, data_path, out_paths: list, sparsi
     sparsity (``out_paths`` in ``sparsities`` order). IMP runs one trajectory through every sparsity;
     ``dense`` = (model path, metrics path) of the train rule's dense model when the trajectory takes it
     over (imp_takes_over_dense). Every other method runs once per sparsity. Returns the results."""
-    data, _ = _data(data_path, device)
+    data, _ = load_data(data_path, device)
     if method == "imp":
         trained = (read_state_dict(dense[0]), load_json(dense[1])["train"]) if dense else None
         results = run_imp_trajectory(spec, data, sparsities, seed, options, trained_dense=trained, progress=progress)
@@ -101,8 +93,7 @@ def oneshot_task(*, model_path, metrics_path, data_path, out_path, task: str, st
                  progress: bool = True) -> list[dict]:
     """Rule ``oneshot``: every one-shot method at every sparsity on one trained model (``start``: dense or
     l1) with one seed's gradient sample, no retraining; writes the rows with the unpruned accuracy."""
-    data, device = _data(data_path, device)
-    model, meta = load_trained(model_path, metrics_path, device)
+    model, meta, data = load_task(model_path, metrics_path, data_path, device)
     rows = compare_oneshot(model, data, methods=methods, sparsities=sparsities, seed=seed, task=task,
                            progress=progress, **fisher)
     rows = [{"task": task, "start": start, "seed": seed, **row} for row in rows]

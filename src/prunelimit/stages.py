@@ -215,17 +215,25 @@ def load_spectrum(path: str | os.PathLike, *, kind: str, model: nn.Module,
     return q
 
 
-def _load_task(model_path, metrics_path, data_path, device):
+def load_data(data_path, device):
+    """A rule's data file as tensors on ``device`` (a config name such as "auto", or a torch device), and
+    that device."""
     device = resolve_device(device) if isinstance(device, str) else device
+    return load_tensors(data_path, device), device
+
+
+def load_task(model_path, metrics_path, data_path, device):
+    """A rule's trained model, its metrics.json and its data, on ``device`` (:func:`load_data`)."""
+    data, device = load_data(data_path, device)
     model, meta = load_trained(model_path, metrics_path, device)
-    return model, meta, load_tensors(data_path, device)
+    return model, meta, data
 
 
 def rows_task(*, model_path, metrics_path, data_path, out_path, hessian_settings: HessianSettings,
               theory_settings: TheorySettings,
               device: str = "cpu", progress: bool = False) -> HessianRows:
     """Rule ``hessian_rows``: the Hessian-row experiment of a trained task, saved as .npz."""
-    model, _, data = _load_task(model_path, metrics_path, data_path, device)
+    model, _, data = load_task(model_path, metrics_path, data_path, device)
     rows = hessian_rows(model, data, hessian_settings=hessian_settings, theory_settings=theory_settings,
                         progress=progress)
     rows.save(out_path)
@@ -238,7 +246,7 @@ def slq_task(*, model_path, metrics_path, data_path, rows_path, out_path, hessia
     """Rule ``slq``: the SLQ spectrum of a trained task, its step count grown until the predicted
     threshold is stable (ε from metrics.json, f₀ from the Hessian rows), saved as .npz; with
     ``plot_path``, its density drawn there too (titled ``title``)."""
-    model, meta, data = _load_task(model_path, metrics_path, data_path, device)
+    model, meta, data = load_task(model_path, metrics_path, data_path, device)
     ranking = magnitude_ranking(model)
     rows = HessianRows.load(rows_path, dim=ranking.dim)
     epsilon, _ = epsilon_from_metrics(meta, theory_settings, str(metrics_path))
@@ -257,7 +265,7 @@ def slq_task(*, model_path, metrics_path, data_path, rows_path, out_path, hessia
 def exact_spectrum_task(*, model_path, metrics_path, data_path, out_path, hessian_settings: HessianSettings,
                         device: str = "cpu") -> tuple[np.ndarray, dict]:
     """Rule ``exact_spectrum``: every eigenvalue of a small model's Hessian, saved as .npz."""
-    model, _, data = _load_task(model_path, metrics_path, data_path, device)
+    model, _, data = load_task(model_path, metrics_path, data_path, device)
     eigenvalues, settings = exact_spectrum_of_trained(model, data, hessian_settings)
     save_exact(out_path, eigenvalues, settings)
     return eigenvalues, settings
@@ -273,7 +281,7 @@ def theory_task(*, model_path, metrics_path, data_path, slq_path, rows_path, out
     quadrature error) and without it (the quadratic model's own answer, every zero eigenvalue
     resolved).
     """
-    model, meta, data = _load_task(model_path, metrics_path, data_path, device)
+    model, meta, data = load_task(model_path, metrics_path, data_path, device)
     result = SLQResult.load(slq_path)
     check_spectrum(result.quadrature(), path=slq_path, model=model, hessian_settings=hessian_settings,
                    made_with=result.settings.get("params"))
@@ -302,7 +310,7 @@ def scaling_task(*, model_path, metrics_path, data_path, slq_path, prediction_pa
 
     The actual threshold is measured as the sweep rule measures it (``prune_settings``' criteria) on the
     experiment's own grid, ``theory.scaling_grid``."""
-    model, _, data = _load_task(model_path, metrics_path, data_path, device)
+    model, _, data = load_task(model_path, metrics_path, data_path, device)
     pred = load_json(prediction_path)
     spectrum = load_spectrum(slq_path, kind="slq", model=model, hessian_settings=hessian_settings)
     ranking = magnitude_ranking(model)
